@@ -1,0 +1,106 @@
+"""What the segment engine emits: calls, segments and agent-state intervals.
+
+These are the rows of the statistics database (``daemon.schema``), as frozen
+values. Times are integer milliseconds since the Unix epoch on the switch's
+clock (``Event-Date-Timestamp`` // 1000); ids are deterministic so that feeding
+the same events twice yields the same rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SEGMENT_KINDS = (
+    "ivr",
+    "queue",
+    "ring",
+    "talk",
+    "hold",
+    "wrapup",
+    "transfer",
+    "conference",
+    "voicemail",
+    "survey",
+    "callback",
+)
+
+# queue segment outcomes
+QUEUE_OUTCOMES = (
+    "answered",
+    "abandoned",
+    "short-abandon",
+    "timeout",
+    "no-agent",
+    "exit-key",
+    "transferred-out",  # answered, then the agent transferred the caller elsewhere
+)
+# ring segment outcomes
+RING_OUTCOMES = ("answered", "no-answer", "rejected", "busy", "lose-race", "caller-abandoned")
+# call final outcomes
+CALL_OUTCOMES = ("answered", "abandoned", "timeout", "blocked", "ivr-only", "voicemail", "callback",
+                 "conference", "outbound", "in-progress")
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    call_id: str  # Unique-ID of the caller's inbound leg
+    tenant: str  # tenant domain, e.g. "hotline.test"
+    node: str  # FreeSWITCH node (FreeSWITCH-Switchname / settings name)
+    caller: str
+    dialed: str
+    started_ms: int
+    ended_ms: int | None
+    outcome: str
+    direction: str = "inbound"
+    caller_name: str = ""
+    ivr_path: str = ""  # digits pressed, comma separated, e.g. "1" or "2,1"
+    first_queue: str | None = None  # qualified queue name of the first queue entered
+
+
+@dataclass(frozen=True)
+class Segment:
+    segment_id: str  # deterministic: f"{call_id}:{kind}:{discriminator}"
+    call_id: str
+    tenant: str
+    node: str
+    kind: str  # one of SEGMENT_KINDS
+    started_ms: int
+    ended_ms: int | None  # None while still open
+    caller: str = ""
+    dialed: str = ""
+    queue: str | None = None  # qualified, e.g. "billing@hotline.test"
+    agent: str | None = None  # qualified, e.g. "1001@hotline.test"
+    outcome: str | None = None
+    visit_id: str | None = None  # CC-Member-UUID of the queue stay this segment belongs to
+    queue_entered_ms: int | None = None  # when that stay began: the interval a call belongs to
+    menu: str | None = None  # ivr
+    digits: str | None = None  # ivr
+    target: str | None = None  # transfer target / conference room / callback number
+    transfer_type: str | None = None  # blind / attended
+    score: int | None = None  # survey
+    disposition: str | None = None  # talk
+    recording: str | None = None  # talk
+    hangup_by: str | None = None  # talk: caller / agent / system
+    attrs: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def duration_ms(self) -> int | None:
+        return None if self.ended_ms is None else self.ended_ms - self.started_ms
+
+
+@dataclass(frozen=True)
+class AgentInterval:
+    """One stretch of an agent's status (Available, On Break, ...) or state (Waiting, ...)."""
+
+    interval_id: str  # deterministic: f"{agent}:{kind}:{started_ms}"
+    tenant: str
+    node: str
+    agent: str  # qualified
+    kind: str  # "status" | "state"
+    value: str  # e.g. "Available", "On Break", "Waiting", "In a queue call"
+    started_ms: int
+    ended_ms: int | None
+    reason: str | None = None  # break reason
+
+    @property
+    def duration_ms(self) -> int | None:
+        return None if self.ended_ms is None else self.ended_ms - self.started_ms

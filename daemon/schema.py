@@ -1,0 +1,121 @@
+"""The statistics database: tables for calls, segments, agent intervals and manual inputs.
+
+Times are BIGINT milliseconds since the Unix epoch (UTC, switch clock). Integer
+times keep every KPI query portable between SQLite and PostgreSQL: intervals in
+a tenant's time zone are computed in Python as [start_ms, end_ms) bounds and
+joined in SQL, so no database-specific time-zone function is needed.
+
+Migrations: ``daemon/migrations`` (Alembic) creates and evolves these tables;
+this module is the single definition they are generated from.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("tenant", String(128), nullable=False),
+    Column("node", String(128), nullable=False),
+    Column("direction", String(16), nullable=False, default="inbound"),
+    Column("caller", String(64), nullable=False, default=""),
+    Column("caller_name", String(128), nullable=False, default=""),
+    Column("dialed", String(64), nullable=False, default=""),
+    Column("started_ms", BigInteger, nullable=False),
+    Column("ended_ms", BigInteger),
+    Column("outcome", String(32), nullable=False),
+    Column("ivr_path", String(64), nullable=False, default=""),
+    Column("first_queue", String(160)),
+)
+Index("ix_calls_tenant_started", calls.c.tenant, calls.c.started_ms)
+Index("ix_calls_caller_started", calls.c.caller, calls.c.started_ms)
+
+segments = Table(
+    "segments",
+    metadata,
+    Column("segment_id", String(200), primary_key=True),
+    Column("call_id", String(64), nullable=False),
+    Column("tenant", String(128), nullable=False),
+    Column("node", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("started_ms", BigInteger, nullable=False),
+    Column("ended_ms", BigInteger),
+    Column("duration_ms", BigInteger),
+    Column("caller", String(64), nullable=False, default=""),
+    Column("dialed", String(64), nullable=False, default=""),
+    Column("queue", String(160)),
+    Column("agent", String(160)),
+    Column("outcome", String(32)),
+    Column("visit_id", String(64)),
+    Column("queue_entered_ms", BigInteger),
+    Column("menu", String(128)),
+    Column("digits", String(32)),
+    Column("target", String(160)),
+    Column("transfer_type", String(16)),
+    Column("score", Integer),
+    Column("disposition", String(32)),
+    Column("recording", Text),
+    Column("hangup_by", String(16)),
+    Column("attrs", Text),  # JSON object of extra attributes
+)
+# KPI access paths: time range × tenant × kind, then queue or agent.
+Index("ix_segments_tenant_kind_entered", segments.c.tenant, segments.c.kind,
+      segments.c.queue_entered_ms)
+Index("ix_segments_queue_entered", segments.c.queue, segments.c.kind, segments.c.queue_entered_ms)
+Index("ix_segments_agent_started", segments.c.agent, segments.c.kind, segments.c.started_ms)
+Index("ix_segments_call", segments.c.call_id)
+Index("ix_segments_visit", segments.c.visit_id)
+
+agent_intervals = Table(
+    "agent_intervals",
+    metadata,
+    Column("interval_id", String(220), primary_key=True),
+    Column("tenant", String(128), nullable=False),
+    Column("node", String(128), nullable=False),
+    Column("agent", String(160), nullable=False),
+    Column("kind", String(8), nullable=False),  # status | state
+    Column("value", String(32), nullable=False),
+    Column("reason", String(64)),
+    Column("started_ms", BigInteger, nullable=False),
+    Column("ended_ms", BigInteger),
+    Column("duration_ms", BigInteger),
+)
+Index("ix_agent_intervals_agent_started", agent_intervals.c.agent, agent_intervals.c.kind,
+      agent_intervals.c.started_ms)
+Index("ix_agent_intervals_tenant_started", agent_intervals.c.tenant, agent_intervals.c.started_ms)
+
+qa_scores = Table(
+    "qa_scores",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_id", String(64), nullable=False),
+    Column("agent", String(160), nullable=False),
+    Column("score", Integer, nullable=False),  # 0-100
+    Column("scored_by", String(128), nullable=False),
+    Column("note", Text),
+    Column("scored_ms", BigInteger, nullable=False),
+)
+Index("ix_qa_scores_agent", qa_scores.c.agent, qa_scores.c.scored_ms)
+Index("ix_qa_scores_call", qa_scores.c.call_id)
+
+dispositions = Table(
+    "dispositions",
+    metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("agent", String(160)),
+    Column("code", String(32), nullable=False),
+    Column("source", String(16), nullable=False),  # phone | cli
+    Column("entered_ms", BigInteger, nullable=False),
+)
