@@ -104,3 +104,38 @@ class AgentInterval:
     @property
     def duration_ms(self) -> int | None:
         return None if self.ended_ms is None else self.ended_ms - self.started_ms
+
+
+@dataclass(frozen=True)
+class LiveChange:
+    """A change of live state for ``daemon.live``.
+
+    kind "agent": key = qualified agent; data keys among status, state, reason,
+      call_id, since_ms (only the keys that changed).
+    kind "member": key = qualified queue; data: call_id, caller, joined_ms,
+      action = "join" | "leave" (leave also carries outcome).
+    """
+
+    kind: str
+    key: str
+    data: tuple[tuple[str, object], ...]
+    at_ms: int
+
+
+@dataclass
+class EngineOutput:
+    """Everything one event produced. A record with an id seen before replaces it (upsert)."""
+
+    calls: list[CallRecord] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    intervals: list[AgentInterval] = field(default_factory=list)
+    live: list[LiveChange] = field(default_factory=list)
+
+    def extend(self, other: "EngineOutput") -> None:
+        self.calls.extend(other.calls)
+        self.segments.extend(other.segments)
+        self.intervals.extend(other.intervals)
+        self.live.extend(other.live)
+
+    def __bool__(self) -> bool:
+        return bool(self.calls or self.segments or self.intervals or self.live)
