@@ -8,6 +8,10 @@ Values are kept as raw bytes and percent-decoded only when read, and only after
 the lines were split: a caller-controlled ``%0A`` therefore stays inside its
 own header value and cannot inject a header (greenswitch decodes before
 splitting, which is the hole this module closes).
+
+The parser is built for throughput: one growing ``bytearray`` with a read
+position (compacted once per ``feed``, not once per frame), bodies copied out
+exactly once, and the envelope (two short lines) parsed with a fast path.
 """
 from __future__ import annotations
 
@@ -17,13 +21,27 @@ from urllib.parse import unquote
 MAX_HEADER_BLOCK = 64 * 1024  # an envelope larger than this is garbage, not a frame
 MAX_BODY = 16 * 1024 * 1024
 
+EVENT_PLAIN = b"text/event-plain"
+
 
 class FrameError(ValueError):
-    """The byte stream is not ESL; the parser resynchronises after raising it."""
+    """The byte stream is not ESL; the parser resynchronises after raising it.
+
+    ``frames`` holds the good frames parsed in the same ``feed`` call before the
+    garbage, so nothing is lost: hand them on, then call ``feed(b"")`` to go on
+    (or use :meth:`EslParser.feed_resync`, which does both).
+    """
+
+    def __init__(self, message: str, frames: list["Frame"] | None = None) -> None:
+        super().__init__(message)
+        self.frames: list[Frame] = frames or []
 
 
 def parse_header_block(block: bytes) -> dict[bytes, bytes]:
-    """Split ``Name: value`` lines; values stay percent-encoded bytes."""
+    """Split ``Name: value`` lines; values stay percent-encoded bytes.
+
+    The first occurrence of a name wins, so a duplicate can never override.
+    """
     headers: dict[bytes, bytes] = {}
     for line in block.split(b"\n"):
         if not line:
@@ -47,66 +65,143 @@ def decode(value: bytes) -> str:
 class Frame:
     headers: dict[bytes, bytes]  # envelope headers, raw
     body: bytes
+    # the frame exactly as received (envelope + blank line + body): what the journal stores
+    raw: bytes = b""
 
     @property
     def content_type(self) -> str:
         return decode(self.headers.get(b"Content-Type", b""))
 
+    @property
+    def is_event(self) -> bool:
+        return self.headers.get(b"Content-Type") == EVENT_PLAIN
+
     def header(self, name: str) -> str | None:
         raw = self.headers.get(name.encode())
         return None if raw is None else decode(raw)
 
+    @property
+    def text(self) -> str:
+        """The body as text (api/response, command results)."""
+        return self.body.decode("utf-8", "replace")
+
+
+_CL = b"Content-Length: "
+_FAST_EVENT_TAIL = b"\nContent-Type: text/event-plain"
+
+
+def _envelope(block: bytes) -> dict[bytes, bytes]:
+    # The switch writes every event envelope as exactly these two lines; skip the
+    # general split for them (this runs once per event).
+    if block.startswith(_CL) and block.endswith(_FAST_EVENT_TAIL):
+        length = block[len(_CL): len(block) - len(_FAST_EVENT_TAIL)]
+        if length.isdigit():
+            return {b"Content-Length": length, b"Content-Type": EVENT_PLAIN}
+    return parse_header_block(block)
+
 
 class EslParser:
-    """Incremental ESL frame parser (h11 style): ``feed(bytes) -> list[Frame]``."""
+    """Incremental ESL frame parser (h11 style): ``feed(bytes) -> list[Frame]``.
+
+    Content-Length is counted in bytes. On garbage it raises :class:`FrameError`
+    after dropping the offending bytes, keeping everything after them, so the
+    next ``feed`` continues from the next frame boundary.
+    """
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._pos = 0  # start of unparsed data in _buf
         self._envelope: dict[bytes, bytes] | None = None
+        self._frame_start = 0
         self._need = 0
+        self._scanned = 0  # how far the current envelope search already looked
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return len(self._buf) - self._pos
+
+    def feed_resync(self, data: bytes) -> tuple[list[Frame], list[FrameError]]:
+        """Like :meth:`feed` but never raises: good frames plus the errors skipped over."""
+        frames: list[Frame] = []
+        errors: list[FrameError] = []
+        while True:
+            try:
+                frames.extend(self.feed(data))
+                return frames, errors
+            except FrameError as exc:
+                frames.extend(exc.frames)
+                exc.frames = []
+                errors.append(exc)
+                data = b""
 
     def feed(self, data: bytes) -> list[Frame]:
-        if data:
-            self._buf += data
-        frames: list[Frame] = []
         buf = self._buf
+        if data:
+            buf += data
+        frames: list[Frame] = []
+        try:
+            self._parse(buf, frames)
+        except FrameError as exc:
+            exc.frames = frames
+            raise
+        finally:
+            self._compact()
+        return frames
+
+    def _compact(self) -> None:
+        # keep the pending frame's envelope: the journal wants the frame's raw bytes
+        cut = self._frame_start if self._envelope is not None else self._pos
+        if cut:
+            del self._buf[:cut]
+            self._pos -= cut
+            self._frame_start -= cut
+            if self._scanned:
+                self._scanned -= cut
+
+    def _parse(self, buf: bytearray, frames: list[Frame]) -> None:
+        size = len(buf)
+        pos = self._pos
         while True:
             if self._envelope is None:
                 # skip stray blank lines between frames
-                start = 0
-                while start < len(buf) and buf[start] in (0x0A, 0x0D):
-                    start += 1
-                if start:
-                    del buf[:start]
-                end = buf.find(b"\n\n")
+                while pos < size and buf[pos] in (0x0A, 0x0D):
+                    pos += 1
+                self._pos = pos
+                if pos >= size:
+                    self._scanned = 0
+                    return
+                end = buf.find(b"\n\n", max(pos, self._scanned - 1))
                 if end < 0:
-                    if len(buf) > MAX_HEADER_BLOCK:
-                        del buf[:]
+                    if size - pos > MAX_HEADER_BLOCK:
+                        self._pos = size
+                        self._scanned = 0
                         raise FrameError("header block larger than %d bytes" % MAX_HEADER_BLOCK)
-                    break
-                envelope = parse_header_block(bytes(buf[:end]))
-                del buf[: end + 2]
+                    self._scanned = size
+                    return
+                self._scanned = 0
+                block = bytes(buf[pos:end])
+                start, pos = pos, end + 2
+                self._pos = pos
+                envelope = _envelope(block)
                 if not envelope:
-                    raise FrameError("frame without headers")
+                    raise FrameError("frame without headers: %r" % block[:80])
+                if b"Content-Type" not in envelope:
+                    raise FrameError("frame without Content-Type: %r" % block[:80])
                 length = envelope.get(b"Content-Length")
                 if length is None:
-                    frames.append(Frame(envelope, b""))
+                    frames.append(Frame(envelope, b"", bytes(buf[start:pos])))
                     continue
                 try:
                     need = int(length)
                 except ValueError:
-                    raise FrameError("bad Content-Length %r" % length) from None
+                    raise FrameError("bad Content-Length %r" % length[:40]) from None
                 if need < 0 or need > MAX_BODY:
                     raise FrameError("Content-Length %d out of range" % need)
-                self._envelope, self._need = envelope, need
-            if len(buf) < self._need:
-                break
-            body = bytes(buf[: self._need])
-            del buf[: self._need]
-            frames.append(Frame(self._envelope, body))
+                self._envelope, self._need, self._frame_start = envelope, need, start
+            end = pos + self._need
+            if size < end:
+                return
+            raw = bytes(buf[self._frame_start:end])
+            frames.append(Frame(self._envelope, raw[pos - self._frame_start:], raw))
             self._envelope = None
-        return frames
+            pos = self._pos = end

@@ -49,6 +49,10 @@ class Action:
     kind: ActionKind
     target: str | None = None
     prompt: str | None = None  # playback / voicemail greeting / hangup announcement
+    # YAML forms (daemon/config.py): {queue: id}, {ivr: menu}, {agent: id}, {extension: n},
+    # {voicemail: box}, {conference: room}, {transfer: +number}, {callback: queue},
+    # {survey: queue|null}, {playback: sound} (sound in ``prompt``, target None, then hang up),
+    # hangup / {hangup: CAUSE} (cause in ``target``); an optional ``prompt:`` key is played first.
     src: Source = NOWHERE
 
 
@@ -331,6 +335,7 @@ class Tenant:
     dispositions: tuple[Disposition, ...] = ()
     costs: tuple[Cost, ...] = ()
     src: Source = NOWHERE
+    name: str = ""  # display name (defaults to the id when loaded from YAML)
 
     def queue(self, queue_id: str) -> Queue | None:
         return next((q for q in self.queues if q.id == queue_id), None)

@@ -1,0 +1,302 @@
+"""The daemon's manager: supervisors -> journal -> engine -> store / live.
+
+Like wazo-call-logd's manager, the core is five lines (``_handle``): journal
+the raw frames, make each event, feed the node's engine, write, publish. Every
+collaborator comes in through the constructor, so tests hand in recording
+objects and ``run_daemon`` hands in the real ones.
+
+Ordering: all nodes' supervisors put ``(node, frames)`` (one socket read) on
+one queue and a single loop consumes it, so the journal is written before the engine sees the
+event and each node's events reach its engine in the order the switch sent
+them. A switch snapshot (after a reconnect) travels through the same queue,
+so the live-state rebuild lands between the events it is consistent with.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import gevent
+import gevent.event
+import gevent.queue
+
+from .events import Event
+from .frames import Frame
+from .model import EslNode, Settings
+from .records import EngineOutput, LiveChange
+from .supervisor import SwitchSnapshot, Supervisor
+
+logger = logging.getLogger(__name__)
+
+
+class JournalLike(Protocol):
+    def append(self, raw: bytes) -> None: ...
+
+
+class EngineLike(Protocol):
+    def feed(self, event: Event) -> EngineOutput: ...
+
+
+class StoreLike(Protocol):
+    def write(self, out: EngineOutput) -> None: ...
+
+
+class LiveLike(Protocol):
+    def apply(self, changes: Sequence[LiveChange]) -> None: ...
+
+
+_STOP = object()
+
+
+class Service:
+    """Runs until :meth:`stop`; then drains what was received, flushes and returns."""
+
+    def __init__(self, settings: Settings, center: Any,
+                 journal: JournalLike | Callable[[str], JournalLike],
+                 engine_factory: Callable[[Any, str], EngineLike],
+                 store: StoreLike, live: LiveLike, *,
+                 supervisor_factory: Callable[..., Supervisor] = Supervisor,
+                 sync_interval_s: float = 1.0) -> None:
+        self.settings = settings
+        self.center = center
+        self._journal = journal
+        self.engine_factory = engine_factory
+        self.store = store
+        self.live = live
+        self.supervisor_factory = supervisor_factory
+        self.sync_interval_s = sync_interval_s
+        self.journals: dict[str, JournalLike] = {}
+        self.engines: dict[str, EngineLike] = {}
+        self.supervisors: list[Supervisor] = []
+        self.snapshots: dict[str, SwitchSnapshot] = {}
+        self.events = 0
+        self.errors = 0
+        self._queue: gevent.queue.Queue = gevent.queue.Queue()
+        self._stopped = gevent.event.Event()
+        self._running = False
+
+    # --- inputs (called from the supervisors' greenlets) ------------------------------------
+    def on_frames(self, node: str, frames: list[Frame]) -> None:
+        self._queue.put((node, frames))
+
+    def on_snapshot(self, snapshot: SwitchSnapshot) -> None:
+        self._queue.put((snapshot.node, snapshot))
+
+    # --- the loop --------------------------------------------------------------------------
+    def run(self) -> None:
+        """Start a supervisor per node and process until :meth:`stop`."""
+        self._running = True
+        start_writer = getattr(self.store, "start_writer", None)
+        if start_writer is not None:
+            start_writer()
+        for node in self.settings.esl_nodes:
+            self.supervisors.append(
+                self.supervisor_factory(node, self.on_frames, self.on_snapshot).start())
+        logger.info("daemon started nodes=%s", ",".join(n.name for n in self.settings.esl_nodes))
+        syncer = gevent.spawn(self._sync_journals) if self.sync_interval_s else None
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    break
+                self._handle(*item)
+                gevent.sleep(0)  # one socket read's worth at a time: readers and writer get turns
+        finally:
+            if syncer is not None:
+                syncer.kill(block=False)
+            self._shutdown()
+
+    def _handle(self, node: str, item: list[Frame] | SwitchSnapshot) -> None:
+        if isinstance(item, SwitchSnapshot):
+            return self._rebuild(item)
+        self.journal(node).append(b"".join(f.raw for f in item))  # before processing: none lost
+        engine = self.engine(node)
+        for frame in item:
+            out = self._feed(engine, Event(frame.body, node))
+            self.store.write(out)
+            self.live.apply(out.live)
+
+    def _feed(self, engine: EngineLike, event: Event) -> EngineOutput:
+        self.events += 1
+        try:
+            return engine.feed(event)
+        except Exception:  # the engine isolates calls itself; this is the last guard
+            self.errors += 1
+            logger.exception("engine failed node=%s event=%s call=%s", event.node, event.name,
+                             event.uuid)
+            return EngineOutput()
+
+    def stop(self) -> None:
+        """Ask the loop to finish: links closed first, then everything received is processed."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        logger.info("daemon stopping")
+        for sup in self.supervisors:
+            sup.stop()
+        self._queue.put(_STOP)
+
+    # --- collaborators per node ------------------------------------------------------------
+    def journal(self, node: str) -> JournalLike:
+        journal = self.journals.get(node)
+        if journal is None:
+            source = self._journal
+            journal = self.journals[node] = source if hasattr(source, "append") else source(node)
+        return journal
+
+    def engine(self, node: str) -> EngineLike:
+        engine = self.engines.get(node)
+        if engine is None:
+            engine = self.engines[node] = self.engine_factory(self.center, node)
+        return engine
+
+    def _rebuild(self, snapshot: SwitchSnapshot) -> None:
+        """Live state from every node's latest report (agents de-duplicated by name)."""
+        from .live import parse_agent_list, parse_member_list
+
+        self.snapshots[snapshot.node] = snapshot
+        agents: dict[str, Any] = {}
+        members: list[Any] = []
+        for snap in self.snapshots.values():
+            try:
+                for row in parse_agent_list(snap.agents):
+                    agents[row.name] = row
+                for text in snap.members.values():
+                    members.extend(parse_member_list(text))
+            except ValueError as exc:
+                logger.warning("switch state unreadable node=%s error=%s", snap.node, exc)
+        rebuild = getattr(self.live, "rebuild", None)
+        if rebuild is not None:
+            rebuild(agents=list(agents.values()), members=members, at_ms=snapshot.taken_ms)
+        logger.info("live state rebuilt node=%s agents=%d members=%d channels=%d", snapshot.node,
+                    len(agents), len(members), len(snapshot.channels.get("rows", []) or []))
+
+    def _sync_journals(self) -> None:
+        while True:
+            gevent.sleep(self.sync_interval_s)
+            for journal in list(self.journals.values()):
+                sync = getattr(journal, "sync", None)
+                if sync is not None:
+                    try:
+                        sync()
+                    except OSError:
+                        logger.exception("journal sync failed")
+
+    def _shutdown(self) -> None:
+        for sup in self.supervisors:
+            sup.stop()
+        for name, close in (("store", getattr(self.store, "close", None)),
+                            ("live", getattr(self.live, "close", None))):
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    logger.exception("closing %s failed", name)
+        for journal in self.journals.values():
+            close = getattr(journal, "close", None)
+            if close is not None:
+                close()
+        logger.info("daemon stopped events=%d engine_errors=%d", self.events, self.errors)
+
+
+# --- the `hotline daemon` entry ----------------------------------------------------------
+
+class KeyValueFormatter(logging.Formatter):
+    """``ts=... level=... logger=... msg="..."``: one greppable line per record (UTC)."""
+
+    converter = time.gmtime
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage().replace('"', "'").replace("\n", " | ")
+        line = (f'ts={self.formatTime(record, "%Y-%m-%dT%H:%M:%S")}.{int(record.msecs):03d}Z '
+                f'level={record.levelname.lower()} logger={record.name} msg="{msg}"')
+        if record.exc_info:
+            line += ' exc="' + self.formatException(record.exc_info).replace("\n", " | ") + '"'
+        return line
+
+
+class RedactSecrets(logging.Filter):
+    """Belt and braces: no configured password reaches a log line, whoever logs it."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if any(s in msg for s in self.secrets):
+            for secret in self.secrets:
+                msg = msg.replace(secret, "***")
+            record.msg, record.args = msg, None
+        return True
+
+
+def configure_logging(level: int, secrets: Sequence[str]) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler())
+    for handler in root.handlers:
+        handler.setFormatter(KeyValueFormatter())
+        handler.addFilter(RedactSecrets(secrets))
+    root.setLevel(min(level, logging.INFO))
+    if level > logging.DEBUG:
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter at every start
+
+
+def _secrets(settings: Settings) -> list[str]:
+    secrets = [n.password for n in settings.esl_nodes]
+    for url in (settings.database_url, settings.redis_url):
+        if url:
+            try:
+                from sqlalchemy.engine import make_url
+
+                password = make_url(url).password
+            except Exception:  # not a URL SQLAlchemy knows (redis://): no password to hide
+                password = None
+            if password:
+                secrets.append(str(password))
+    return secrets
+
+
+def build_service(settings: Settings, center: Any = None) -> Service:
+    """The real collaborators for ``settings``."""
+    from .journal import Journal
+    from .live import make_live_state
+    from .store import Store
+
+    def journal_for(node: str) -> Journal:
+        return Journal(Path(settings.journal_dir), settings.journal_max_bytes, prefix=node)
+
+    def engine_for(center: Any, node: str) -> Any:
+        from .segments import engine_for as make
+
+        return make(center, node)
+
+    return Service(settings, center, journal_for, engine_for, Store(settings.database_url),
+                   make_live_state(settings.redis_url))
+
+
+def run_daemon(settings: Settings, center: Any = None, *,
+               log_level: int = logging.INFO, install_signals: bool = True,
+               service_factory: Callable[[Settings, Any], Service] = build_service) -> int:
+    """Run until SIGTERM/SIGINT, flush, return 0 (the exit code).
+
+    Call it after ``gevent.monkey.patch_all()`` (``hotline daemon`` does).
+    """
+    configure_logging(log_level, _secrets(settings))
+    service = service_factory(settings, center)
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            gevent.signal_handler(sig, service.stop)
+    service.run()
+    return 0
+
+
+def describe(settings: Settings) -> Mapping[str, Any]:
+    """What the daemon will connect to (no passwords), for logs and --help output."""
+    return {"nodes": [f"{n.name}={n.host}:{n.port}" for n in settings.esl_nodes],
+            "database": settings.database_url.split("@")[-1],
+            "redis": bool(settings.redis_url), "journal_dir": settings.journal_dir}

@@ -1,0 +1,320 @@
+"""YAML with locations: every value keeps the file, line and column it was written at.
+
+``yaml.compose`` (SafeLoader rules, libyaml when available) builds the node graph; we turn
+it into small ``YNode`` wrappers. Composing never expands aliases (an alias is the same node
+object again), so an alias bomb is caught by measuring the graph's expanded size *before*
+anything walks it. Files are refused before parsing when they are too big or binary.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from daemon.model import Source
+
+logger = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 5 * 1024 * 1024
+# A legitimate 5 MB file has well under a million nodes; a billion-laughs file has 10**9.
+MAX_EXPANDED_NODES = 1_000_000
+# our schema nests about 8 levels; anything far deeper is garbage or an attack
+MAX_DEPTH = 100
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True, order=True)
+class ConfigError:
+    """A problem at a place in a file: ``file:line:column: message``."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        if self.line <= 0:  # about a whole file or directory, or an environment variable
+            return f"{self.file}: {self.message}"
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class YamlFileError(Exception):
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass(eq=False)
+class YNode:
+    """A YAML value with its location.
+
+    kind "map": ``value`` is ``dict[str, YNode]`` (keys as written) and ``keys`` holds the
+    key's own location; "seq": ``list[YNode]``; "scalar": the resolved Python value
+    (YAML 1.1 core types) and ``raw`` the text as written (times and digits are read from
+    ``raw`` because YAML 1.1 turns ``9:30`` into the integer 570).
+    """
+
+    kind: str
+    src: Source
+    value: Any
+    raw: str = ""
+    keys: dict[str, Source] = field(default_factory=dict)
+
+    @property
+    def is_null(self) -> bool:
+        return self.kind == "scalar" and self.value is None
+
+    def describe(self) -> str:
+        if self.kind == "map":
+            return "a mapping"
+        if self.kind == "seq":
+            return "a list"
+        v = self.value
+        if v is None:
+            return "nothing (null)"
+        if isinstance(v, bool):
+            return f"the boolean {self.raw}"
+        if isinstance(v, int):
+            return f"the number {self.raw}"
+        if isinstance(v, float):
+            return f"the number {self.raw}"
+        return f"'{self.raw}'"
+
+
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE = "\0merge"  # frame key of a plain "<<"
+
+
+class _Frame:
+    """An open mapping or sequence while composing."""
+
+    __slots__ = ("node", "key", "key_src", "merges")
+
+    def __init__(self, node: YNode) -> None:
+        self.node = node
+        self.key: str | None = None
+        self.key_src: Source | None = None
+        self.merges: list[tuple[YNode, Source]] = []
+
+
+class _Composer:
+    """Builds YNodes straight from libyaml's parse events, iteratively.
+
+    libyaml's own composer recurses in C and crashes the interpreter on a document nested
+    a hundred thousand levels deep, so we compose ourselves: with a depth limit, and with
+    the expanded size of every node counted as it closes (an alias adds the size of what
+    it points at), which stops an alias bomb while it is being read.
+    """
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.resolver = yaml.resolver.Resolver()
+        self.constructor = yaml.constructor.SafeConstructor()
+        self.anchors: dict[str, YNode] = {}
+        self.tags: dict[tuple[str, Any], str] = {}
+        self.sizes: dict[int, int] = {}
+        self.open: set[int] = set()
+        self.errors: list[ConfigError] = []
+
+    def src(self, mark: Any) -> Source:
+        return Source(self.file, mark.line + 1, mark.column + 1)
+
+    def error(self, src: Source, message: str) -> None:
+        self.errors.append(ConfigError(src.file, src.line, src.column, message))
+
+    def scalar(self, ev: yaml.ScalarEvent, src: Source) -> YNode:
+        tag = ev.tag
+        if tag is None or tag == "!":
+            cache_key = (ev.value, ev.implicit)
+            tag = self.tags.get(cache_key)
+            if tag is None:  # resolving is regex work; configs repeat the same values a lot
+                tag = self.tags[cache_key] = self.resolver.resolve(yaml.ScalarNode, ev.value,
+                                                                   ev.implicit)
+        if tag in (_STR_TAG, MERGE_TAG):  # "<<" is only special as a key (see compose)
+            return YNode("scalar", src, ev.value, raw=ev.value)
+        node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
+        build = self.constructor.yaml_constructors.get(tag)
+        if build is None:
+            self.error(src, f"the tag {tag} is not supported here; write plain values.")
+            return YNode("scalar", src, ev.value, raw=ev.value)
+        try:
+            value = build(self.constructor, node)
+        except (yaml.YAMLError, ValueError) as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.error(src, f"cannot read the value '{ev.value}': {problem}.")
+            value = ev.value
+        return YNode("scalar", src, value, raw=ev.value)
+
+    def compose(self, text: str) -> YNode | None:
+        stack: list[_Frame] = []
+        root: YNode | None = None
+        documents = 0
+        for ev in yaml.parse(text, Loader=_Loader):
+            if isinstance(ev, (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)):
+                continue
+            if isinstance(ev, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    raise _fail(self.file, ev.start_mark.line + 1, ev.start_mark.column + 1,
+                                "only one YAML document per file is allowed (found a second "
+                                "'---').")
+                continue
+            if isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                frame = stack.pop()
+                node = frame.node
+                self.open.discard(id(node))
+                if frame.merges:
+                    self.apply_merges(node, frame.merges)
+                self.sizes[id(node)] = size = 1 + sum(
+                    self.sizes.get(id(c), 1) for c in
+                    (node.value.values() if node.kind == "map" else node.value))
+                if size > MAX_EXPANDED_NODES:
+                    raise _fail(self.file, node.src.line, node.src.column,
+                                f"the anchors and aliases here expand to more than "
+                                f"{MAX_EXPANDED_NODES:,} values; refusing the file as an alias "
+                                f"bomb.")
+                if not stack:
+                    root = node
+                else:
+                    self.attach(stack[-1], node, node.src)
+                continue
+            src = self.src(ev.start_mark)
+            if isinstance(ev, yaml.AliasEvent):
+                target = self.anchors.get(ev.anchor)
+                if target is None:
+                    raise _fail(self.file, src.line, src.column,
+                                f"the alias *{ev.anchor} refers to no anchor &{ev.anchor} "
+                                f"defined before it.")
+                if id(target) in self.open:
+                    raise _fail(self.file, src.line, src.column,
+                                f"the alias *{ev.anchor} refers to its own enclosing anchor (a "
+                                f"recursive structure), which a configuration cannot be.")
+                if not stack:
+                    root = target
+                else:
+                    self.attach(stack[-1], target, src)
+                continue
+            if isinstance(ev, yaml.ScalarEvent):
+                node = self.scalar(ev, src)
+                if ev.anchor:
+                    self.anchors[ev.anchor] = node
+                if not stack:
+                    root = node
+                else:
+                    frame = stack[-1]
+                    if frame.node.kind == "map" and frame.key is None:
+                        # a key; "<<" is a merge key only when written plain
+                        plain_merge = ev.value == "<<" and ev.implicit[0]
+                        frame.key, frame.key_src = (_MERGE if plain_merge else ev.value), src
+                    else:
+                        self.attach(frame, node, src)
+                continue
+            # a collection starts
+            if len(stack) >= MAX_DEPTH:
+                raise _fail(self.file, src.line, src.column,
+                            f"the values are nested more than {MAX_DEPTH} levels deep.")
+            if ev.tag not in (None, "!", _MAP_TAG, _SEQ_TAG):
+                self.error(src, f"the tag {ev.tag} is not supported here; write plain values.")
+            if isinstance(ev, yaml.MappingStartEvent):
+                node = YNode("map", src, {})
+            else:
+                node = YNode("seq", src, [])
+            if stack and stack[-1].node.kind == "map" and stack[-1].key is None:
+                self.error(src, "a key must be a plain name, not a list or mapping.")
+                stack[-1].key, stack[-1].key_src = "\0invalid", src
+            if ev.anchor:
+                self.anchors[ev.anchor] = node
+            self.open.add(id(node))
+            stack.append(_Frame(node))
+        return root
+
+    def attach(self, frame: _Frame, node: YNode, src: Source) -> None:
+        parent = frame.node
+        if parent.kind == "seq":
+            parent.value.append(node)
+            return
+        key, key_src = frame.key, frame.key_src
+        frame.key = frame.key_src = None
+        if key is None or key_src is None:  # a mapping (or alias) written as a key
+            self.error(src, "a key must be a plain name, not a list or mapping.")
+            frame.key, frame.key_src = "\0invalid", src
+            return
+        if key == "\0invalid":
+            return
+        if key == _MERGE:
+            frame.merges.append((node, key_src))
+            return
+        if key in parent.value:
+            first = parent.keys[key]
+            self.error(key_src, f"the key '{key}' is given twice in this mapping (first at "
+                                f"line {first.line}).")
+            return
+        parent.value[key] = node
+        parent.keys[key] = key_src
+
+    def apply_merges(self, node: YNode, merges: list[tuple[YNode, Source]]) -> None:
+        """``<<: *defaults``: explicit keys win; of several merged maps the first wins."""
+        for merged, src in merges:
+            parts = merged.value if merged.kind == "seq" else [merged]
+            for part in parts:
+                if part.kind != "map":
+                    self.error(src, "'<<' must merge a mapping (or a list of mappings).")
+                    continue
+                for k, v in part.value.items():
+                    if k not in node.value:
+                        node.value[k] = v
+                        node.keys[k] = part.keys[k]
+
+
+def _fail(file: str, line: int, column: int, message: str) -> YamlFileError:
+    return YamlFileError(ConfigError(file, line, column, message))
+
+
+def load_yaml(path: Path, display: str | None = None) -> tuple[YNode | None, list[ConfigError]]:
+    """Parse one file. Returns (root or None for an empty file, value-level errors).
+
+    Raises ``YamlFileError`` when the file as a whole cannot be used (too big, binary,
+    malformed, alias bomb): one error pointing at the spot.
+    """
+    name = display or str(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise _fail(name, 1, 1, f"cannot read the file: {exc.strerror}.") from None
+    if size > MAX_FILE_BYTES:
+        raise _fail(name, 1, 1, f"the file is {size / 1048576:.1f} MB; configuration files may "
+                                f"be at most {MAX_FILE_BYTES // 1048576} MB.")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _fail(name, 1, 1, f"cannot read the file: {exc.strerror}.") from None
+    if b"\x00" in data:
+        raise _fail(name, 1, 1, "the file is binary, not YAML text.")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise _fail(name, line, 1, "the file is not UTF-8 text (binary data or another "
+                                   "encoding).") from None
+    composer = _Composer(name)
+    try:
+        tree = composer.compose(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = (exc.problem or exc.context or "syntax error").strip()
+        if exc.context and exc.context_mark and exc.problem:
+            what += f" ({exc.context} at line {exc.context_mark.line + 1})"
+        raise _fail(name, line, col, f"malformed YAML: {what}.") from None
+    except yaml.YAMLError as exc:  # ReaderError and friends have no mark
+        position = getattr(exc, "position", None)
+        line = text.count("\n", 0, position) + 1 if isinstance(position, int) else 1
+        raise _fail(name, line, 1, f"malformed YAML: {exc}.".replace("\n", " ")) from None
+    return tree, composer.errors

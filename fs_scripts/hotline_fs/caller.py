@@ -1,0 +1,177 @@
+"""Caller-side features: post-call survey, callback request, agent-id announcement.
+
+Survey and callback run in the caller's dialplan right after ``callcenter``;
+each returns at once (doing nothing) when it does not apply, so the queue
+extension can list them one after the other, then its fallback:
+
+    callcenter → hotline_survey (only if cc_cause=answered)
+               → hotline_callback (only if the caller pressed a cc_exit_keys key)
+               → fallback (timeout / no agent)
+"""
+from __future__ import annotations
+
+import re
+
+from . import callcenter as cc
+from .common import EVENT_CALLBACK, EVENT_SURVEY, LAST_CALL_REALM, fire, qualify, tenant_domain
+from .prompts import digit_files, play, prompt
+from .session import Session
+
+SURVEY_TRIES = 3
+SURVEY_TIMEOUT_MS = 6000
+SCORES = ("1", "2", "3", "4", "5")
+
+CALLBACK_TRIES = 3
+CALLBACK_CONFIRM_TIMEOUT_MS = 6000
+CALLBACK_ENTER_TIMEOUT_MS = 10000
+_NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
+
+ANNOUNCE_WAIT_STEPS = 15  # x 200 ms: wait up to 3 s for mod_callcenter's uuid_bridge
+ANNOUNCE_STEP_MS = 200
+
+
+def survey(s: Session, args: str) -> None:
+    """After the agent hung up: ask the caller for 1-5, fire ``hotline::survey``, hang up.
+
+    No valid key after the tries (or the caller hangs up during it) still fires
+    the event, without Hotline-Score: the survey was offered, not answered.
+    """
+    if not s.ready() or (s.get("cc_cause") or "") != "answered":
+        return  # not answered by an agent (or caller gone): the dialplan goes on
+    call_id = s.get("uuid") or ""
+    agent = s.get("cc_agent") or ""
+    queue = qualify(args.strip() or s.get("cc_queue") or "", tenant_domain(s))
+    score: str | None = None
+    play(s, "survey")
+    for _ in range(SURVEY_TRIES):
+        if not s.ready():
+            break
+        got = s.collect(prompt(s, "survey_digit"), 1, 1, SURVEY_TIMEOUT_MS, "")
+        if got in SCORES:
+            score = got
+            break
+        if not s.ready():
+            break
+        play(s, "invalid")
+    headers = {"Hotline-Call-ID": call_id, "Hotline-Queue": queue, "Hotline-Agent": agent}
+    if score is not None:
+        headers["Hotline-Score"] = score
+    fire(s, EVENT_SURVEY, headers)
+    if s.ready():
+        play(s, "thanks")
+        play(s, "goodbye")
+        s.hangup()
+
+
+def _read_back(s: Session, number: str) -> None:
+    play(s, "callback_number_is")
+    for path in digit_files(number):
+        s.play(path)
+
+
+def confirm_number(s: Session, default: str) -> str | None:
+    """The number to call back, confirmed with 1 (2 = enter another); None = gave up."""
+    candidate: str | None = default if _NUMBER.match(default or "") else None
+    for _ in range(CALLBACK_TRIES):
+        if not s.ready():
+            return None
+        if candidate is None:
+            got = s.collect(prompt(s, "callback_enter"), 3, 20, CALLBACK_ENTER_TIMEOUT_MS, "#")
+            if not _NUMBER.match(got):
+                if not s.ready():
+                    return None
+                play(s, "invalid")
+                continue
+            candidate = got
+        _read_back(s, candidate)
+        choice = s.collect(prompt(s, "callback_confirm"), 1, 1, CALLBACK_CONFIRM_TIMEOUT_MS, "")
+        if choice == "1":
+            return candidate
+        if choice == "2":
+            candidate = None
+            continue
+        if not s.ready():
+            return None
+        play(s, "invalid")
+    return None
+
+
+def callback(s: Session, args: str) -> None:
+    """The caller left the queue with the exit key: confirm a number, fire the request.
+
+    Fires ``hotline::callback`` (Hotline-Action=request) with the time the caller
+    joined the queue, so the daemon's dialer keeps the caller's place, then
+    thanks and hangs up. Without a confirmed number nothing is fired and the
+    dialplan goes on to its fallback.
+    """
+    if not s.ready() or not s.get("cc_exit_key"):
+        return  # not a callback request: the dialplan goes on
+    call_id = s.get("uuid") or ""
+    queue = qualify(args.strip() or s.get("cc_queue") or "", tenant_domain(s))
+    joined = (s.get("cc_queue_joined_epoch") or "").strip()
+    joined_ms = int(joined) * 1000 if joined.isdigit() else int(s.now() * 1000)
+    number = confirm_number(s, (s.get("caller_id_number") or "").strip())
+    if number is None:
+        s.log("info", f"{call_id}: callback request abandoned (no confirmed number)")
+        return
+    fire(s, EVENT_CALLBACK, {
+        "Hotline-Call-ID": call_id,
+        "Hotline-Queue": queue,
+        "Hotline-Number": number,
+        "Hotline-Joined-MS": str(joined_ms),
+        "Hotline-Action": "request",
+    })
+    if s.ready():
+        play(s, "callback_registered")
+        play(s, "goodbye")
+        s.hangup()
+
+
+def announce(s: Session, args: str) -> None:
+    """On the agent's leg when the agent answers a queue call.
+
+    1. Remembers the call for ``*28``: ``hash insert/hotline_last_call/<agent>/<call id>``.
+    2. Unless ``hotline_announce_agent=false`` (exported by the queue), lets the caller
+       hear "agent <id>" before the conversation starts.
+
+    Runs from ``execute_on_answer=python hotline_announce \\${cc_agent}``, which the
+    queue extension exports to the agent leg through ``cc_export_vars``.
+    mod_callcenter plays ``cc_outbound_announce`` to the agent, not the caller, and
+    flushes the caller's queued events while music on hold plays, so the
+    announcement waits until mod_callcenter has bridged the caller to this leg
+    (``cc_agent_uuid`` on the caller = this leg), then ``uuid_broadcast ... aleg``
+    plays it on the caller's leg only.
+    """
+    # ARGS: the agent's qualified name (render passes ${cc_agent}) or id; else cc_agent.
+    given = args.split()[0] if args.strip() and "${" not in args else ""
+    agent = given if "@" in given else s.get("cc_agent") or given
+    agent_id = (given or agent).split("@")[0]
+    caller = s.get("cc_member_session_uuid")
+    if not agent_id or not caller:
+        s.log("warning", f"announce: no agent ({agent!r}) or caller ({caller!r})")
+        return
+    if "@" in agent:
+        reply = s.api(f"hash insert/{LAST_CALL_REALM}/{agent}/{caller}")
+        if cc.failed(reply):
+            s.log("err", f"announce: cannot remember the last call of {agent}: {reply.strip()}")
+    if (s.get("hotline_announce_agent") or "").strip().lower() == "false":
+        return
+    me = s.get("uuid")
+    for _ in range(ANNOUNCE_WAIT_STEPS):
+        reply = s.api(f"uuid_getvar {caller} cc_agent_uuid")
+        if cc.failed(reply):
+            s.log("info", f"announce: caller {caller} is gone")
+            return
+        if reply.strip() == me or not s.ready():
+            break
+        s.sleep(ANNOUNCE_STEP_MS)
+    else:
+        # A loopback contact is bridged through another channel: announce anyway.
+        s.log("info", f"announce: {caller} not bridged to {me} after wait, announcing anyway")
+    if not s.ready():
+        return
+    parts = [prompt(s, "announce_pre"), *digit_files(agent_id), prompt(s, "announce_post")]
+    path = "file_string://" + "!".join(p for p in parts if p)
+    reply = s.api(f"uuid_broadcast {caller} {path} aleg")
+    if cc.failed(reply):
+        s.log("err", f"announce: uuid_broadcast to {caller} failed: {reply.strip()}")

@@ -1,0 +1,14 @@
+"""mod_python3 entry module: post-call satisfaction survey (after callcenter, cc_cause=answered).
+
+Dialplan: <action application="python" data="hotline_survey QUEUE"/>
+Logic: hotline_fs.caller.survey (this module only adapts the switch's session).
+"""
+from __future__ import annotations
+
+from hotline_fs import caller
+from hotline_fs.session import run
+
+
+def handler(session: object, args: str) -> None:
+    """Called by mod_python3 with the channel's session and the text after the module name."""
+    run(caller.survey, session, args)

@@ -1,0 +1,501 @@
+"""An ESL test peer: a gevent TCP server speaking FreeSWITCH's inbound Event Socket protocol.
+
+Wire behaviour (what a FreeSWITCH 1.10 ``mod_event_socket`` does):
+``auth/request`` greeting, ``auth PASSWORD`` (``+OK accepted`` / ``-ERR invalid``
+and close), ``api`` (``api/response`` with Content-Length), ``bgapi``
+(``+OK Job-UUID: ...`` then a ``BACKGROUND_JOB`` event, honouring a
+``Job-UUID:`` header in the command), ``event plain ...``, ``filter``,
+``noevents``, ``nixevent``, ``sendmsg``, ``exit`` (``+OK bye`` and a
+``text/disconnect-notice``). Events reach a connection only if it subscribed
+to them (and they pass its filters), like on a switch.
+
+Control plane for tests: scripted replies (``script(prefix, text | callable |
+None)``; ``None`` = never answer), the recorded ``commands``, ``inject`` raw
+bytes, ``send_event``, ``replay`` a capture's event frames, ``disconnect``
+(optionally in the middle of a frame), ``trickle`` (send N bytes at a time,
+yielding in between: a slow link), ``refuse`` (accept and close at once),
+``ignore_exit`` (answer nothing to ``exit`` and keep the socket open).
+
+Run as a program it serves a capture/journal file to whoever subscribes
+(``python tests/eslpeer.py serve FILE --port N``), which bench/ingest.py uses
+to drive a daemon from another process.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterable
+from urllib.parse import quote
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.server
+import gevent.socket as gsocket
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from daemon.events import Event  # noqa: E402
+from daemon.frames import EslParser  # noqa: E402
+
+DISCONNECT_BODY = b"Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
+CORE_UUID = "00000000-0000-4000-8000-00000000e51e"
+
+Reply = str | Callable[[str], "str | None"] | None
+
+
+def encode_value(value: object) -> str:
+    return quote(str(value), safe="")
+
+
+def event_body(headers: dict[str, object], body: str | None = None) -> bytes:
+    text = "".join(f"{k}: {encode_value(v)}\n" for k, v in headers.items())
+    if body is not None:
+        raw = body.encode()
+        return text.encode() + b"Content-Length: %d\n\n" % len(raw) + raw
+    return text.encode() + b"\n"
+
+
+def event_frame(headers: dict[str, object], body: str | None = None) -> bytes:
+    """One ``text/event-plain`` frame as the switch writes it."""
+    payload = event_body(headers, body)
+    return b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(payload) + payload
+
+
+def capture_event_frames(path: str | Path) -> list[bytes]:
+    """The raw ``text/event-plain`` frames of a capture or journal (.esl or .esl.gz)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    frames, _ = EslParser().feed_resync(data)
+    return [f.raw for f in frames if f.is_event]
+
+
+def _headers(frame: bytes) -> Event:
+    return Event(frame[frame.find(b"\n\n") + 2:])
+
+
+class PeerConnection:
+    """One client connected to the peer."""
+
+    def __init__(self, peer: "EslPeer", sock: gsocket.socket, address: tuple) -> None:
+        self.peer = peer
+        self.sock = sock
+        self.address = address
+        self.authed = False
+        self.all_events = False
+        self.events: set[str] = set()
+        self.subclasses: set[str] = set()  # CUSTOM subclasses (the tokens after CUSTOM)
+        self.filters: list[tuple[str, str]] = []
+        self.closed = gevent.event.Event()
+        self.commands: list[str] = []
+        self._wlock = gevent.lock.Semaphore()
+
+    # --- output ---------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        """Write whole frames: like the switch, never interleave two writers' bytes."""
+        if self.closed.is_set():
+            return
+        chunk = self.peer.trickle
+        with self._wlock:
+            try:
+                if chunk:
+                    for i in range(0, len(data), chunk):
+                        self.sock.sendall(data[i:i + chunk])
+                        gevent.sleep(self.peer.trickle_delay)
+                else:
+                    self.sock.sendall(data)
+            except OSError:
+                self.close()
+
+    def reply(self, text: str, extra: dict[str, str] | None = None) -> None:
+        head = "Content-Type: command/reply\n"
+        head += "".join(f"{k}: {v}\n" for k, v in (extra or {}).items())
+        self.write(f"{head}Reply-Text: {text}\n\n".encode())
+
+    def api_response(self, text: str) -> None:
+        body = text.encode()
+        self.write(b"Content-Type: api/response\nContent-Length: %d\n\n" % len(body) + body)
+
+    def wants(self, frame: bytes) -> bool:
+        if not (self.all_events or self.events):
+            return False
+        event = _headers(frame)
+        if not self.all_events:
+            name = event.name
+            if name not in self.events:
+                return False
+            if name == "CUSTOM" and event.subclass and event.subclass not in self.subclasses:
+                return False
+        if self.filters:
+            return any(event.get(h) == v for h, v in self.filters)
+        return True
+
+    def send_events(self, frames: Iterable[bytes], *, check: bool = True) -> int:
+        out = [f for f in frames if not check or self.wants(f)]
+        if out:
+            self.write(b"".join(out))
+        return len(out)
+
+    def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        try:
+            self.sock.shutdown(gsocket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+    # --- input ----------------------------------------------------------------------
+    def serve(self) -> None:
+        self.write(b"Content-Type: auth/request\n\n")
+        buf = b""
+        while not self.closed.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            buf += data
+            while b"\n\n" in buf:
+                block, buf = buf.split(b"\n\n", 1)
+                block = block.replace(b"\r", b"").strip(b"\n")
+                if block:
+                    self.handle(block.decode("utf-8", "replace"))
+        self.close()
+
+    def handle(self, block: str) -> None:
+        line, _, rest = block.partition("\n")
+        headers = dict(h.split(": ", 1) for h in rest.split("\n") if ": " in h)
+        self.commands.append(line)
+        self.peer.commands.append(line)
+        self.peer.command_seen.set()
+        verb, _, arg = line.partition(" ")
+        if not self.authed:
+            if verb == "auth":
+                if arg == self.peer.password:
+                    self.authed = True
+                    self.reply("+OK accepted")
+                else:
+                    self.reply("-ERR invalid")
+                    self.close()
+            else:
+                self.reply("-ERR command not found")
+            return
+        if verb == "exit":
+            if self.peer.ignore_exit:
+                return
+            self.reply("+OK bye")
+            self.write(b"Content-Type: text/disconnect-notice\nContent-Length: %d\n\n"
+                       % len(DISCONNECT_BODY) + DISCONNECT_BODY)
+            self.close()
+            return
+        scripted = self.peer.scripted(line)
+        if scripted is not _NONE:
+            if scripted is None:
+                return  # scripted silence: the command never gets an answer
+            if verb == "bgapi":
+                self.bgapi(arg, headers, scripted)
+            elif verb == "api":
+                self.api_response(scripted)
+            else:
+                self.reply(scripted)
+            return
+        if verb == "api":
+            self.api_response(self.peer.default_api(arg))
+        elif verb == "bgapi":
+            self.bgapi(arg, headers, self.peer.default_api(arg))
+        elif verb == "event":
+            fmt, _, names = arg.partition(" ")
+            if fmt != "plain":
+                self.reply("-ERR invalid event format")  # the peer speaks plain only
+                return
+            custom = False
+            for token in names.split():
+                if custom:
+                    self.subclasses.add(token)
+                elif token == "ALL":
+                    self.all_events = True
+                else:
+                    self.events.add(token)
+                    custom = token == "CUSTOM"
+            self.reply("+OK event listener enabled plain")
+        elif verb == "nixevent":
+            for token in arg.split():
+                self.events.discard(token)
+                self.subclasses.discard(token)
+            self.reply("+OK events nixed")
+        elif verb == "noevents":
+            self.events.clear()
+            self.subclasses.clear()
+            self.all_events = False
+            self.reply("+OK no longer listening for events")
+        elif verb == "filter":
+            header, _, value = arg.partition(" ")
+            if header == "delete":
+                self.filters = [f for f in self.filters if f[0] != value.split(" ")[0]]
+                self.reply(f"+OK filter deleted. [{value}]")
+            else:
+                self.filters.append((header, value))
+                self.reply(f"+OK filter added. [{header}]=[{value}]")
+        elif verb == "sendmsg":
+            self.reply("+OK")
+        else:
+            self.reply("-ERR command not found")
+
+    def bgapi(self, arg: str, headers: dict[str, str], result: str) -> None:
+        job = headers.get("Job-UUID") or str(uuid.uuid4())
+        self.reply(f"+OK Job-UUID: {job}", {"Job-UUID": job})
+        cmd, _, cmd_arg = arg.partition(" ")
+        frame = event_frame({
+            "Job-UUID": job, "Job-Command": cmd, "Job-Command-Arg": cmd_arg,
+            "Event-Name": "BACKGROUND_JOB", "Core-UUID": CORE_UUID,
+            "Event-Date-Timestamp": int(time.time() * 1e6),
+        }, result)
+        if self.wants(frame):
+            self.write(frame)
+
+
+_NONE = object()
+
+
+class EslPeer:
+    """The test switch. ``with EslPeer() as peer: peer.host, peer.port``."""
+
+    def __init__(self, password: str = "ClueCon", host: str = "127.0.0.1", port: int = 0) -> None:
+        self.password = password
+        self.replies: list[tuple[str, Reply]] = []
+        self.commands: list[str] = []
+        self.command_seen = gevent.event.Event()
+        self.connections: list[PeerConnection] = []
+        self.refuse = False
+        self.ignore_exit = False
+        self.trickle = 0
+        self.trickle_delay = 0.0
+        self.accepted = 0
+        self._connected = gevent.event.Event()
+        self._server = gevent.server.StreamServer((host, port), self._accept)
+
+    # --- lifecycle --------------------------------------------------------------------
+    def start(self) -> "EslPeer":
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop(timeout=1)
+        for conn in self.connections:
+            conn.close()
+
+    def __enter__(self) -> "EslPeer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def host(self) -> str:
+        return self._server.server_host
+
+    @property
+    def port(self) -> int:
+        return self._server.server_port
+
+    def _accept(self, sock: gsocket.socket, address: tuple) -> None:
+        self.accepted += 1
+        if self.refuse:
+            sock.close()
+            return
+        conn = PeerConnection(self, sock, address)
+        self.connections.append(conn)
+        self._connected.set()
+        conn.serve()
+
+    # --- control plane ----------------------------------------------------------------
+    def script(self, prefix: str, reply: Reply) -> None:
+        """Answer commands starting with ``prefix`` (e.g. ``"api status"``) with ``reply``.
+
+        A str is the reply text (api/bgapi: the output), a callable gets the
+        command line and returns it, ``None`` means never answer. Later scripts win.
+        """
+        self.replies.insert(0, (prefix, reply))
+
+    def scripted(self, line: str) -> object:
+        for prefix, reply in self.replies:
+            if line.startswith(prefix):
+                return reply(line) if callable(reply) else reply
+        return _NONE
+
+    def default_api(self, arg: str) -> str:
+        cmd = arg.split(" ", 1)[0]
+        if cmd == "status":
+            return "UP 0 years, 0 days, 0 hours, 0 minutes, 1 second\nFreeSWITCH (Version 1.10.12) is ready\n"
+        if cmd == "show":
+            return '{"row_count":0}\n' if "json" in arg else "\n0 total.\n"
+        if cmd == "callcenter_config":
+            return "+OK\n"
+        if cmd == "hostname":
+            return "vm"
+        return f"-ERR {cmd} Command not found!\n"
+
+    @property
+    def live(self) -> list[PeerConnection]:
+        return [c for c in self.connections if not c.closed.is_set()]
+
+    def wait_connection(self, count: int = 1, timeout: float = 5.0) -> PeerConnection:
+        """Wait until ``count`` clients connected in total; the newest one."""
+        with gevent.Timeout(timeout, AssertionError(f"no connection #{count} to the peer")):
+            while len(self.connections) < count:
+                self._connected.clear()
+                self._connected.wait()
+        return self.connections[count - 1]
+
+    def wait_command(self, prefix: str, timeout: float = 5.0) -> str:
+        with gevent.Timeout(timeout, AssertionError(f"no command {prefix!r}; got {self.commands}")):
+            while True:
+                for line in self.commands:
+                    if line.startswith(prefix):
+                        return line
+                self.command_seen.clear()
+                self.command_seen.wait()
+
+    def wait_subscribed(self, timeout: float = 5.0) -> PeerConnection:
+        with gevent.Timeout(timeout, AssertionError("no subscribed connection")):
+            while True:
+                for conn in self.live:
+                    if conn.events or conn.all_events:
+                        return conn
+                gevent.sleep(0.005)
+
+    def inject(self, data: bytes) -> None:
+        """Raw bytes to every live client (no subscription check: anything goes)."""
+        for conn in self.live:
+            conn.write(data)
+
+    def send_event(self, headers: dict[str, object], body: str | None = None) -> int:
+        """An event to every client subscribed to it; returns how many got it."""
+        frame = event_frame(headers, body)
+        return sum(conn.send_events([frame]) for conn in self.live)
+
+    def replay(self, frames_or_path: Iterable[bytes] | str | Path) -> int:
+        """A capture's event frames (or given frames) to the subscribed clients."""
+        if isinstance(frames_or_path, (str, Path)):
+            frames = capture_event_frames(frames_or_path)
+        else:
+            frames = list(frames_or_path)
+        return sum(conn.send_events(frames) for conn in self.live)
+
+    def disconnect(self, mid_frame: bool = False) -> None:
+        """Drop every client; ``mid_frame`` first sends half of an event frame."""
+        for conn in self.live:
+            if mid_frame:
+                frame = event_frame({"Event-Name": "HEARTBEAT", "Core-UUID": CORE_UUID,
+                                     "Event-Info": "x" * 200})
+                conn.write(frame[: len(frame) // 2 + 30])
+            conn.close()
+
+
+# --- program mode: serve a file to the bench ------------------------------------------
+
+def _serve(path: str, port: int, password: str, pace: float, repeat: int) -> None:
+    """Serve ``path``'s event frames to each client once it subscribes.
+
+    pace = events per second (0 = as fast as the socket takes them); when pacing,
+    ``Event-Date-Timestamp`` is rewritten to the moment of sending, so a
+    consumer can measure event -> database latency against it.
+    """
+    frames = capture_event_frames(path) * repeat
+    blob = b"".join(frames)
+    chunks: list[bytes] = []  # ~1 MB of whole frames each: replies may go between chunks
+    pending: list[bytes] = []
+    size = 0
+    for frame in frames:
+        pending.append(frame)
+        size += len(frame)
+        if size >= 1 << 20:
+            chunks.append(b"".join(pending))
+            pending, size = [], 0
+    if pending:
+        chunks.append(b"".join(pending))
+    done = gevent.event.Event()
+
+    class BenchPeer(EslPeer):
+        def _accept(self, sock: gsocket.socket, address: tuple) -> None:
+            conn = PeerConnection(self, sock, address)
+            self.connections.append(conn)
+            gevent.spawn(self._stream, conn)
+            conn.serve()
+
+        def _stream(self, conn: PeerConnection) -> None:
+            while not (conn.events or conn.all_events):
+                if conn.closed.wait(0.002):
+                    return
+            start = time.perf_counter()
+            if not pace:
+                for chunk in chunks:
+                    conn.write(chunk)
+            else:
+                for i, frame in enumerate(frames):
+                    due = start + i / pace
+                    delay = due - time.perf_counter()
+                    if delay > 0:
+                        gevent.sleep(delay)
+                    conn.write(_stamp(frame, time.time()))
+            sys.stdout.write(f"sent {len(frames)} {len(blob)} {time.perf_counter() - start:.3f}\n")
+            sys.stdout.flush()
+
+    peer = BenchPeer(password=password, port=port).start()
+    sys.stdout.write(f"listening {peer.port}\n")
+    sys.stdout.flush()
+    try:
+        done.wait()
+    finally:
+        peer.stop()
+
+
+def _stamp(frame: bytes, now: float) -> bytes:
+    """Rewrite Event-Date-Timestamp (same digit count, so Content-Length stays)."""
+    key = b"\nEvent-Date-Timestamp: "
+    i = frame.find(key)
+    if i < 0:
+        return frame
+    start = i + len(key)
+    stop = frame.find(b"\n", start)
+    stamp = str(int(now * 1e6)).encode().rjust(stop - start, b"0")[-(stop - start):]
+    return frame[:start] + stamp + frame[stop:]
+
+
+def main(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="eslpeer")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    serve = sub.add_parser("serve")
+    serve.add_argument("file")
+    serve.add_argument("--port", type=int, default=0)
+    serve.add_argument("--password", default=os.environ.get("ESLPEER_PASSWORD", "ClueCon"))
+    serve.add_argument("--pace", type=float, default=0.0)
+    serve.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args(argv)
+    _serve(args.file, args.port, args.password, args.pace, args.repeat)
+
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
+
+
+# --- pytest helpers ---------------------------------------------------------------------
+
+def real_switch() -> tuple[str, int, str] | None:
+    """``HOTLINE_TEST_ESL=host:port:password`` -> the real FreeSWITCH to test against."""
+    spec = os.environ.get("HOTLINE_TEST_ESL")
+    if not spec:
+        return None
+    host, port, password = spec.split(":", 2)
+    return host, int(port), password

@@ -1,0 +1,135 @@
+"""The call log (`hotline calls`) and `hotline replay` from the command line."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cli import hotline
+from daemon.calllog import CALL_FIELDS, SEGMENT_FIELDS, call_log, format_table, iso_ms, parse_when
+from daemon.records import CallRecord, EngineOutput, Segment
+from daemon.store import Store
+from tests.conftest import CAPTURES
+
+ANSWERED = "30082806-037b-4dba-8e24-9e170e1bf74c"  # answered_ivr
+TIMEOUT = "2e518ac2-c8da-4e74-b7c0-b0364b7af5aa"  # queue_timeout
+
+
+def run(*args: str):
+    return CliRunner().invoke(hotline, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def replayed_url(empty_db_url):
+    result = run("replay", "--quiet", str(CAPTURES / "answered_ivr.esl"),
+                 str(CAPTURES / "queue_timeout.esl"), "--db", empty_db_url)
+    assert result.exit_code == 0, result.output
+    assert "2 calls" in result.output
+    return empty_db_url
+
+
+def test_times_are_iso_8601_utc_with_milliseconds():
+    assert iso_ms(1_795_345_629_492) == "2026-11-22T11:07:09.492Z"
+    assert iso_ms(1_795_345_629_000) == "2026-11-22T11:07:09.000Z"
+    assert iso_ms(None) is None
+
+
+def test_from_and_to_accept_dates_and_datetimes_in_utc_or_with_an_offset():
+    day = parse_when("2026-11-22")
+    assert iso_ms(day) == "2026-11-22T00:00:00.000Z"
+    assert iso_ms(parse_when("2026-11-22", end=True)) == "2026-11-23T00:00:00.000Z"
+    assert iso_ms(parse_when("2026-11-22T11:07:09.492Z")) == "2026-11-22T11:07:09.492Z"
+    assert iso_ms(parse_when("2026-11-22T19:07:09+08:00")) == "2026-11-22T11:07:09.000Z"
+    assert iso_ms(parse_when("2026-11-22 11:07")) == "2026-11-22T11:07:00.000Z"  # naive = UTC
+    for bad in ("yesterday", "2026-13-01", "22/11/2026", ""):
+        with pytest.raises(ValueError):
+            parse_when(bad)
+
+
+def test_calls_json_lists_every_call_with_every_documented_field(replayed_url):
+    result = run("calls", "--json", "--db", replayed_url)
+    assert result.exit_code == 0
+    calls = json.loads(result.output)
+    assert [c["call_id"] for c in calls] == [ANSWERED, TIMEOUT]  # oldest first
+    for call in calls:
+        assert list(call) == list(CALL_FIELDS)
+        for seg in call["segments"]:
+            assert list(seg) == list(SEGMENT_FIELDS)
+    answered = calls[0]
+    assert answered["started_at"] == "2026-11-22T11:07:09.492Z"
+    assert answered["outcome"] == "answered" and answered["tenant"] == "hotline.test"
+    ivr = answered["segments"][0]
+    assert (ivr["kind"], ivr["queue"], ivr["agent"], ivr["outcome"], ivr["digits"]) == (
+        "ivr", None, None, None, "1")
+    # (the wrap-up after the talk depends on the example config's wrap-up times)
+    assert [s["kind"] for s in answered["segments"]][:4] == ["ivr", "queue", "ring", "talk"]
+
+
+def test_calls_from_to_selects_calls_by_start_time(replayed_url):
+    result = run("calls", "--json", "--db", replayed_url, "--from", "2026-11-22T11:08:00Z")
+    assert [c["call_id"] for c in json.loads(result.output)] == [TIMEOUT]
+    result = run("calls", "--json", "--db", replayed_url, "--to", "2026-11-22T11:08:00Z")
+    assert [c["call_id"] for c in json.loads(result.output)] == [ANSWERED]
+    result = run("calls", "--json", "--db", replayed_url, "--from", "2026-11-22", "--to", "2026-11-22")
+    assert len(json.loads(result.output)) == 2
+    result = run("calls", "--json", "--db", replayed_url, "--from", "2026-11-23")
+    assert json.loads(result.output) == []
+
+
+def test_calls_for_one_call_prints_a_table_for_humans(replayed_url):
+    result = run("calls", "--db", replayed_url, "--call", TIMEOUT)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert TIMEOUT in lines[0] and "timeout" in lines[0]
+    assert any(line.split()[:1] == ["queue"] and "sales@hotline.test" in line for line in lines)
+
+
+def test_a_bad_date_is_a_user_error_with_exit_code_1(replayed_url):
+    result = run("calls", "--db", replayed_url, "--from", "last tuesday")
+    assert result.exit_code == 1
+    assert "not an ISO date" in result.output
+    assert run("calls", "--db", replayed_url, "--from", "2026-11-23", "--to", "2026-11-22").exit_code == 1
+
+
+def test_an_unknown_call_and_a_missing_file_are_user_errors(replayed_url, tmp_path):
+    assert run("calls", "--db", replayed_url, "--call", "no-such-call").exit_code == 1
+    result = run("replay", str(tmp_path / "missing.esl"), "--db", replayed_url)
+    assert result.exit_code == 1 and "no such file" in result.output
+
+
+def test_replaying_again_from_the_cli_leaves_the_call_log_identical(replayed_url):
+    before = run("calls", "--json", "--db", replayed_url).output
+    again = run("replay", "--quiet", str(CAPTURES / "queue_timeout.esl"),
+                str(CAPTURES / "answered_ivr.esl"), "--db", replayed_url)
+    assert again.exit_code == 0
+    assert run("calls", "--json", "--db", replayed_url).output == before
+
+
+def test_an_empty_database_is_an_empty_call_log(tmp_path):
+    result = run("calls", "--db", f"sqlite:///{tmp_path / 'new.db'}")
+    assert result.exit_code == 0 and result.output.strip() == "No calls."
+
+
+def test_open_calls_and_extra_segment_fields_come_out_as_stored(empty_db_url, tmp_path):
+    store = Store(empty_db_url, spill_dir=tmp_path / "spill")
+    store.write(EngineOutput(
+        calls=[CallRecord("c1", "hotline.test", "vm", "138", "400", 1_000, None, "in-progress")],
+        segments=[Segment("c1:survey:0", "c1", "hotline.test", "vm", "survey", 2_000, 2_500,
+                          queue="billing@hotline.test", agent="1001@hotline.test", score=5,
+                          attrs=(("question", "1"),))]))
+    store.close()
+    [call] = call_log(empty_db_url)
+    assert call["ended_at"] is None and call["duration_ms"] is None
+    survey = call["segments"][0]
+    assert (survey["score"], survey["attrs"], survey["duration_ms"]) == (5, {"question": "1"}, 500)
+    assert "score=5" in format_table([call])
+
+
+def test_replaying_a_file_that_is_not_esl_skips_it_with_a_warning(tmp_path):
+    junk = tmp_path / "notes.esl"
+    junk.write_bytes(b"these are not events\n\n" + bytes(range(256)) * 10)
+    result = CliRunner().invoke(hotline, ["replay", "--quiet", str(junk), "--db",
+                                          f"sqlite:///{tmp_path / 'j.db'}"])
+    assert result.exit_code == 0
+    assert "0 calls" in result.output

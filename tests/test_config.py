@@ -1,0 +1,535 @@
+"""The YAML model: the example loads as described, broken copies give exact errors."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+
+from daemon import model as m
+from daemon.config import ConfigErrors, load_center
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "config"
+
+
+# ---- helpers ----------------------------------------------------------------------------
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """A private copy of config/ to break."""
+    dst = tmp_path / "config"
+    shutil.copytree(EXAMPLE, dst)
+    return dst
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} is not unique in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def where(path: Path, needle: str, occurrence: int = 1) -> tuple[int, int]:
+    """1-based line and column of the n-th occurrence of ``needle`` in ``path``."""
+    text = path.read_text(encoding="utf-8")
+    pos = -1
+    for _ in range(occurrence):
+        pos = text.index(needle, pos + 1)
+    line = text.count("\n", 0, pos) + 1
+    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return line, column
+
+
+def errors_of(path: Path, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigErrors) as info:
+        load_center(path, env={} if env is None else env)
+    return [str(e) for e in info.value.errors]
+
+
+def at(path: Path, needle: str, message: str, occurrence: int = 1) -> str:
+    line, column = where(path, needle, occurrence)
+    return f"{path}:{line}:{column}: {message}"
+
+
+# ---- the example ------------------------------------------------------------------------
+def test_example_loads_on_a_clean_machine_with_no_environment():
+    center = load_center(EXAMPLE, env={})
+    assert [t.id for t in center.tenants] == ["cityutil", "demo"]
+    city = center.tenant("cityutil")
+    assert city.domain == "hotline.cityutil.cn"
+    assert city.timezone == "Asia/Shanghai"
+    assert city.language == "zh"
+
+
+def test_cityutil_is_a_realistic_utility_hotline():
+    city = load_center(EXAMPLE, env={}).tenant("cityutil")
+    # two-level IVR: billing, outage (sub-menu water / gas), new connection, operator
+    main = next(x for x in city.ivr_menus if x.name == "main")
+    actions = {o.digits: (o.action.kind, o.action.target) for o in main.options}
+    assert actions["1"] == (m.ActionKind.QUEUE, "billing")
+    assert actions["2"] == (m.ActionKind.IVR, "outage")
+    assert actions["3"] == (m.ActionKind.QUEUE, "new_connection")
+    assert actions["0"] == (m.ActionKind.QUEUE, "operator")
+    outage = next(x for x in city.ivr_menus if x.name == "outage")
+    assert {o.digits: o.action.target for o in outage.options}["2"] == "emergency"
+    # business hours with lunch and Saturday mornings, closed Sunday
+    business = city.schedules[0]
+    assert [(r.start, r.end) for r in business.weekly[0]] == [
+        (dt.time(8, 30), dt.time(12)), (dt.time(13), dt.time(17, 30))]
+    assert [(r.start, r.end) for r in business.weekly[5]] == [(dt.time(9), dt.time(12))]
+    assert business.weekly[6] == ()
+    # national holidays of 2026 and 2027, and make-up working days as exceptions
+    names = {c.name for c in business.closures}
+    assert {"National Day 2026", "Spring Festival 2026", "National Day 2027"} <= names
+    national = next(c for c in business.closures if c.name == "National Day 2026")
+    assert (national.first, national.last) == (dt.date(2026, 10, 1), dt.date(2026, 10, 7))
+    makeup = next(x for x in business.exceptions if x.date == dt.date(2026, 10, 10))
+    assert makeup.date.weekday() == 5 and len(makeup.hours) == 2
+    # the emergency queue is open 24/7: its number has one unconditional rule
+    emergency_line = next(n for n in city.numbers if n.did == "96777")
+    assert [(r.schedule, r.callers, r.action.target) for r in emergency_line.rules] == [
+        (None, (), "emergency")]
+    # blacklist and VIP patterns come before the schedule rules
+    hotline = next(n for n in city.numbers if n.did == "96116")
+    assert hotline.rules[0].action.kind is m.ActionKind.HANGUP and hotline.rules[0].callers
+    assert hotline.rules[1].name == "vip" and hotline.rules[1].action.target == "operator"
+    assert hotline.rules[2].schedule == "business" and hotline.rules[2].when == "open"
+    # 3+ queues, 12+ agents in 3 teams with skills
+    assert len(city.queues) >= 3
+    assert len(city.agents) >= 12
+    assert {t.id for t in city.teams} == {"billing", "field", "service"}
+    assert all(a.team and a.skills for a in city.agents)
+    # part-time agents on level 2, taking calls after 60 s of waiting
+    billing = city.queue("billing")
+    assert billing.tier_rules_apply and billing.tier_rule_wait_second == 60
+    assert billing.tier_rule_wait_multiply_level is False
+    part_timers = {a.id for a in city.agents if a.end_date is not None}
+    assert part_timers and {t.agent for t in billing.tiers if t.level == 2} == part_timers
+    # survey, agent-id announcement and callback after 90 s
+    assert billing.survey and billing.announce_agent_id
+    assert billing.callback == m.CallbackOffer(enabled=True, after_s=90, exit_key="*")
+    # skills-based queues have at least one agent with the skill
+    assert city.queue("emergency").skills[0].skill == "gas_safety"
+    # supervisors' room, break reasons, dispositions, costs per month, default feature codes
+    assert city.conferences[0].room == "6001" and city.conferences[0].pin == "6001"
+    assert {b.name for b in city.break_reasons} == {"lunch", "training", "meeting", "restroom"}
+    assert any(d.resolved for d in city.dispositions)
+    assert (city.costs[0].first, city.costs[0].last) == (dt.date(2026, 11, 1),
+                                                          dt.date(2026, 11, 30))
+    assert city.feature_codes == m.FeatureCodes()
+    # weekly shifts and roster dates
+    night = city.agent("2009")
+    assert {(s.weekday, s.start, s.end) for s in night.shifts} == {
+        (d, dt.time(0), dt.time(8)) for d in range(7)}
+    assert city.agent("2014").start_date == dt.date(2026, 9, 1)
+
+
+def test_demo_tenant_is_exactly_the_switch_of_the_recorded_captures():
+    demo = load_center(EXAMPLE, env={}).tenant("demo")
+    assert (demo.domain, demo.timezone) == ("hotline.test", "Europe/Berlin")
+    (number,) = demo.numbers
+    assert number.did == "4008001234"
+    assert [(r.action.kind, r.action.target) for r in number.rules] == [
+        (m.ActionKind.IVR, "hotline_main")]
+    (menu,) = demo.ivr_menus
+    assert menu.name == "hotline_main"
+    assert (menu.timeout_ms, menu.inter_digit_timeout_ms, menu.max_failures, menu.max_timeouts,
+            menu.digit_len) == (6000, 2000, 2, 2, 1)
+    queue_options = {o.digits: o.action.target for o in menu.options
+                     if o.action.kind is m.ActionKind.QUEUE}
+    assert queue_options == {"1": "billing", "2": "outage", "3": "sales"}
+
+    def tiers(q: str) -> list[tuple[str, int, int]]:
+        return [(t.agent, t.level, t.position) for t in demo.queue(q).tiers]
+
+    billing, outage, sales = demo.queue("billing"), demo.queue("outage"), demo.queue("sales")
+    assert billing.strategy == "longest-idle-agent" and billing.max_wait_s == 0
+    assert tiers("billing") == [("1001", 1, 1), ("1002", 1, 2), ("1003", 1, 3), ("1005", 1, 4),
+                                ("1006", 1, 5), ("1004", 2, 1)]
+    assert outage.strategy == "ring-all" and outage.tier_rules_apply is False
+    assert tiers("outage") == [("1003", 1, 1), ("1004", 1, 2), ("1001", 2, 1), ("1002", 2, 2)]
+    assert sales.strategy == "longest-idle-agent" and sales.max_wait_s == 8
+    assert tiers("sales") == [("1004", 1, 1)]
+    assert sales.on_timeout.kind is m.ActionKind.PLAYBACK
+    for q in (billing, outage, sales):
+        assert (q.service_level_s, q.short_abandon_s, q.moh_sound) == (20, 20, "local_stream://moh")
+        assert q.tier_rules_apply is False
+    wrapups = {a.id: a.wrap_up_s for a in demo.agents}
+    assert wrapups == {"1001": 3, "1002": 4, "1003": 5, "1004": 4, "1005": 3, "1006": 3}
+    for a in demo.agents:
+        assert (a.max_no_answer, a.no_answer_delay_s, a.reject_delay_s, a.busy_delay_s) == \
+            (3, 10, 10, 10)
+        assert a.ring_timeout_s == (10 if a.id == "1005" else 5)
+        assert a.password == "1234"  # ${HOTLINE_SIP_100N:-1234}: the stock default
+    (room,) = demo.conferences
+    assert (room.room, room.profile) == ("3001", "hotline")
+
+
+def test_sip_password_comes_from_the_environment_when_set():
+    center = load_center(EXAMPLE, env={"HOTLINE_SIP_1001": "s3cret"})
+    assert center.tenant("demo").agent("1001").password == "s3cret"
+    assert center.tenant("demo").agent("1002").password == "1234"
+
+
+def test_model_is_frozen_and_keeps_sources():
+    center = load_center(EXAMPLE, env={})
+    queue = center.tenant("demo").queue("sales")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        queue.max_wait_s = 99  # type: ignore[misc]
+    line, column = where(EXAMPLE / "demo.yaml", "sales:")
+    assert queue.src == m.Source(str(EXAMPLE / "demo.yaml"), line, column)
+
+
+def test_loading_twice_gives_equal_models():
+    assert load_center(EXAMPLE, env={}) == load_center(EXAMPLE, env={})
+
+
+# ---- broken copies: one error each, exact place and sentence --------------------------
+def test_unknown_key_is_an_error_with_the_nearest_key(example):
+    f = example / "cityutil" / "queues.yaml"
+    edit(f, "        max_wait_s: 480\n", "        max_wiat_s: 480\n")
+    assert errors_of(example) == [at(f, "max_wiat_s",
+                                     "unknown key 'max_wiat_s' in queue 'new_connection'; did you "
+                                     "mean 'max_wait_s'?")]
+
+
+def test_ivr_option_to_a_missing_queue_suggests_the_nearest_queue(example):
+    f = example / "cityutil" / "ivr.yaml"
+    edit(f, '"3": {queue: new_connection}', '"3": {queue: new_conection}')
+    assert errors_of(example) == [at(f, "{queue: new_conection}",
+                                     "option 3 of IVR menu 'main' refers to queue 'new_conection', "
+                                     "which tenant 'cityutil' does not define; did you mean "
+                                     "'new_connection'?")]
+
+
+def test_duplicate_digit_in_a_menu(example):
+    f = example / "demo.yaml"
+    edit(f, '          "9": {ivr: hotline_main}', '          "1": {ivr: hotline_main}')
+    line1, _ = where(f, '"1": {queue: billing}')
+    assert errors_of(example) == [at(f, '"1": {ivr: hotline_main}',
+                                     f"the key '1' is given twice in this mapping (first at line "
+                                     f"{line1}).")]
+
+
+def test_did_in_two_tenants(example):
+    f = example / "demo.yaml"
+    edit(f, '      "4008001234":', '      "96116":')
+    first_line, _ = where(example / "cityutil" / "tenant.yaml", '"96116":')
+    assert errors_of(example) == [at(
+        f, '"96116":', f"number 96116 is in tenant 'demo' and in tenant 'cityutil' "
+                       f"({example / 'cityutil' / 'tenant.yaml'}:{first_line}); a number belongs "
+                       f"to one tenant.")]
+
+
+def test_agent_in_two_tenants(example):
+    f = example / "cityutil" / "agents.yaml"
+    edit(f, '      "2016": ', '      "1006": ')
+    for queues_file_edit in ('{agent: "2016", level: 2}',):
+        q = example / "cityutil" / "queues.yaml"
+        q.write_text(q.read_text().replace(queues_file_edit, '{agent: "1006", level: 2}'))
+    demo = example / "demo.yaml"
+    line, _ = where(f, '"1006": ')
+    assert errors_of(example) == [at(
+        demo, '"1006":', f"agent '1006' is in tenant 'demo' and in tenant 'cityutil' "
+                         f"({f}:{line}); an agent belongs to one tenant.")]
+
+
+def test_bad_strategy_lists_the_valid_ones_and_the_nearest(example):
+    f = example / "demo.yaml"
+    edit(f, "strategy: ring-all", "strategy: ring-al")
+    (error,) = errors_of(example)
+    assert error.startswith(at(f, "ring-al", "'strategy' of queue 'outage' is 'ring-al', which "
+                                             "is not one of ring-all, longest-idle-agent"))
+    assert error.endswith("did you mean 'ring-all'?")
+
+
+def test_queue_requiring_a_skill_no_agent_has(example):
+    f = example / "cityutil" / "queues.yaml"
+    edit(f, "skills: {new_connection: 2}", "skills: {english: 9}")
+    assert errors_of(example) == [at(f, "english: 9", "queue 'new_connection' requires skill "
+                                                      "'english' at level 9 or more, but no agent "
+                                                      "of tenant 'cityutil' has it.")]
+
+
+def test_queue_requiring_an_undeclared_skill_suggests_the_nearest(example):
+    f = example / "cityutil" / "queues.yaml"
+    edit(f, "skills: {gas_safety: 1}", "skills: {gas_safty: 1}")
+    assert errors_of(example) == [at(f, "gas_safty", "queue 'emergency' refers to skill "
+                                                     "'gas_safty', which tenant 'cityutil' does "
+                                                     "not define; did you mean 'gas_safety'?")]
+
+
+def test_tier_with_unknown_agent_and_agent_with_unknown_team(example):
+    f = example / "demo.yaml"
+    edit(f, '{agent: "1004", level: 1, position: 1}', '{agent: "10004", level: 1, position: 1}')
+    a = example / "cityutil" / "agents.yaml"
+    edit(a, "        team: field\n", "        team: feild\n")
+    errors = errors_of(example)
+    assert at(f, '{agent: "10004"', "a tier of queue 'sales' refers to agent '10004', which "
+                                    "tenant 'demo' does not define; did you mean '1004'?") in errors
+    # the field-team anchor is merged into five agents: one error each, at the agent
+    assert sum("refers to team 'feild'" in e and "did you mean 'field'?" in e for e in errors) == 5
+    assert len(errors) == 6
+
+
+def test_several_errors_are_reported_in_one_run_sorted(example):
+    q = example / "cityutil" / "queues.yaml"
+    edit(q, "strategy: round-robin", "strategy: robin")
+    edit(q, "        max_wait_s: 480\n", "        max_wait_s: -5\n")
+    i = example / "cityutil" / "ivr.yaml"
+    edit(i, '"2": {ivr: outage}', '"2": {ivr: outages}')
+    d = example / "demo.yaml"
+    edit(d, "    timezone: Europe/Berlin", "    timezone: Europe/Berln")
+    errors = errors_of(example)
+    assert len(errors) == 4
+    assert errors == sorted(errors, key=lambda e: (e.split(":")[0], int(e.split(":")[1])))
+    assert errors[0].startswith(at(i, "{ivr: outages}", "option 2 of IVR menu 'main' refers to "
+                                                        "IVR menu 'outages'"))
+    assert at(q, "-5", "'max_wait_s' of queue 'new_connection' must be between 0 and 86400, "
+                       "not -5.") in errors
+    assert at(d, "Europe/Berln", "'timezone' of tenant 'demo' is 'Europe/Berln', which is not a "
+                                 "known time zone; did you mean 'Europe/Berlin'?") in errors
+
+
+def test_missing_environment_variable_is_an_error_at_its_reference(example):
+    f = example / "demo.yaml"
+    edit(f, "${HOTLINE_SIP_1003:-1234}", "${HOTLINE_SIP_1003}")
+    assert errors_of(example) == [at(f, "${HOTLINE_SIP_1003}",
+                                     "'password' of agent '1003' refers to the environment "
+                                     "variable HOTLINE_SIP_1003, which is not set (set it, or "
+                                     "write ${HOTLINE_SIP_1003:-default}).")]
+    assert load_center(example, env={"HOTLINE_SIP_1003": "x"}).tenant("demo").agent("1003") \
+        .password == "x"
+
+
+def test_times_out_of_range_and_ranges_ending_before_they_start(example):
+    f = example / "cityutil" / "tenant.yaml"
+    edit(f, 'sat: "09:00-12:00"', 'sat: ["09:00-25:00", "14:00-13:00"]')
+    assert errors_of(example) == [
+        at(f, '"09:00-25:00"', "hours of 'sat' in 'weekly' of schedule 'business' has '25:00', "
+                               "which is not a valid time of day (00:00 to 24:00)."),
+        at(f, '"14:00-13:00"', "hours of 'sat' in 'weekly' of schedule 'business' has "
+                               "'14:00-13:00', which ends before it starts (a range cannot cross "
+                               "midnight; split it at 24:00)."),
+    ]
+
+
+def test_a_weekday_listed_twice_contradicts(example):
+    f = example / "cityutil" / "tenant.yaml"
+    edit(f, "          sun: closed\n", "          sun: closed\n          fri: \"08:00-20:00\"\n")
+    first, _ = where(f, "mon-fri:")
+    assert errors_of(example) == [at(f, 'fri: "08:00', f"fri is given twice in 'weekly' of "
+                                                       f"schedule 'business' (also at line "
+                                                       f"{first}); each weekday may appear once.")]
+
+
+def test_an_exception_inside_a_holiday_contradicts(example):
+    f = example / "cityutil" / "tenant.yaml"
+    edit(f, "date: 2026-10-10, name: make-up day (National Day)",
+         "date: 2026-10-03, name: make-up day (National Day)")
+    assert errors_of(example) == [at(
+        f, "{<<: *makeup, date: 2026-10-03", "exception 2026-10-03 of schedule 'business' falls "
+                                             "inside closure 'National Day 2026' (2026-10-01 to "
+                                             "2026-10-07); a day is either closed or has its own "
+                                             "hours, not both.")]
+
+
+def test_digits_must_be_keypad_digits(example):
+    f = example / "demo.yaml"
+    edit(f, '"3": {queue: sales}', '"x": {queue: sales}')
+    assert errors_of(example) == [at(f, '"x"', "option of IVR menu 'hotline_main' is 'x', but it "
+                                               "must be 1 to 10 keypad digits (0-9, * and #).")]
+
+
+def test_feature_codes_colliding_with_each_other_and_with_an_extension(example):
+    f = example / "cityutil" / "tenant.yaml"
+    edit(f, 'logout: "*23"', 'logout: "*22"')
+    edit(f, 'whisper: "*34"', 'whisper: "2001"')
+    edit(f, 'ready: "*26"', 'ready: "*251"')
+    errors = errors_of(example)
+    ext_line, _ = where(example / "cityutil" / "agents.yaml", '"2001": &billing')
+    login_line, _ = where(f, 'login: "*22"')
+    assert at(f, '"*22"', f"feature code 'logout' uses *22, which is already feature code "
+                          f"'login' ({f}:{login_line}).", occurrence=2) in errors
+    assert at(f, '"2001"', f"feature code 'whisper' uses 2001, which is already the extension of "
+                           f"agent '2001' ({example / 'cityutil' / 'agents.yaml'}:{ext_line}).") \
+        in errors
+    assert at(f, '"*251"', "feature code 'ready' (*251) starts with feature code 'break' (*25), "
+                           "which takes digits after it, so *251 is ambiguous.") in errors
+    assert len(errors) == 3
+
+
+def test_break_reason_digit_given_twice(example):
+    f = example / "cityutil" / "tenant.yaml"
+    edit(f, '      "4": restroom', '      "3": restroom')
+    line, _ = where(f, '"3": meeting')
+    assert errors_of(example) == [at(f, '"3": restroom', f"the key '3' is given twice in this "
+                                                         f"mapping (first at line {line}).")]
+
+
+def test_a_queue_defined_twice_across_files_of_one_tenant(example):
+    extra = example / "cityutil" / "zz_more.yaml"
+    extra.write_text("tenants:\n  cityutil:\n    queues:\n      billing:\n"
+                     "        tiers: [\"2001\"]\n", encoding="utf-8")
+    first, _ = where(example / "cityutil" / "queues.yaml", "billing:")
+    queues = example / "cityutil" / "queues.yaml"
+    assert errors_of(example) == [f"{extra}:4:7: queue 'billing' of tenant 'cityutil' is defined "
+                                  f"twice (first at {queues}:{first})."]
+
+
+def test_a_tenant_split_over_files_merges_its_collections(example):
+    extra = example / "cityutil" / "more.yaml"
+    extra.write_text("tenants:\n  cityutil:\n    queues:\n      complaints:\n"
+                     "        strategy: top-down\n        tiers: [\"2001\", \"2011\"]\n",
+                     encoding="utf-8")
+    city = load_center(example, env={}).tenant("cityutil")
+    assert city.queue("complaints").tiers == (
+        m.Tier("2001", 1, 1, m.Source(str(extra), 6, 17)),
+        m.Tier("2011", 1, 2, m.Source(str(extra), 6, 25)))
+    assert city.queue("billing") is not None
+
+
+def test_a_single_valued_tenant_key_given_in_two_files(example):
+    extra = example / "cityutil" / "zz_more.yaml"
+    extra.write_text("tenants:\n  cityutil:\n    timezone: Asia/Tokyo\n", encoding="utf-8")
+    first, _ = where(example / "cityutil" / "tenant.yaml", "timezone:")
+    assert errors_of(example) == [f"{extra}:3:5: 'timezone' of tenant 'cityutil' is already given "
+                                  f"at {example / 'cityutil' / 'tenant.yaml'}:{first}."]
+
+
+def test_a_rule_after_an_unconditional_rule_can_never_match(example):
+    f = example / "demo.yaml"
+    edit(f, "          - name: always\n            action: {ivr: hotline_main}\n",
+         "          - name: always\n            action: {ivr: hotline_main}\n"
+         "          - name: later\n            action: hangup\n")
+    assert errors_of(example) == [at(f, "name: later", "rule 'later' of number 4008001234 can "
+                                                         "never match, because rule 'always' "
+                                                         "before it has no conditions and always "
+                                                         "matches.")]
+
+
+def test_wrong_types_are_reported_plainly(example):
+    f = example / "demo.yaml"
+    edit(f, "        max_wait_s: 8\n", "        max_wait_s: eight\n")
+    edit(f, "    tier_rules_apply: false             #",
+         "    tier_rules_apply: maybe             #")
+    assert errors_of(example) == [
+        at(f, "maybe", "'tier_rules_apply' of queue 'outage' must be true or false, not 'maybe'."),
+        at(f, "eight", "'max_wait_s' of queue 'sales' must be a whole number, not 'eight'."),
+    ]
+
+
+# ---- files that cannot be used at all --------------------------------------------------
+def test_malformed_yaml_points_at_the_line(example):
+    f = example / "demo.yaml"
+    edit(f, "    language: en\n", "    language: [en\n")
+    (error,) = errors_of(example)
+    line, _ = where(f, "language: [en")
+    assert error.startswith(f"{f}:")
+    assert "malformed YAML" in error and f"at line {line}" in error
+
+
+def test_alias_bomb_is_refused(tmp_path):
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    (error,) = errors_of(tmp_path)
+    assert "alias bomb" in error and error.startswith(f"{tmp_path / 'bomb.yaml'}:")
+
+
+def test_recursive_alias_is_refused(tmp_path):
+    (tmp_path / "r.yaml").write_text("tenants: &t\n  x: *t\n")
+    (error,) = errors_of(tmp_path)
+    assert error == (f"{tmp_path / 'r.yaml'}:2:6: the alias *t refers to its own enclosing "
+                     f"anchor (a recursive structure), which a configuration cannot be.")
+
+
+def test_deeply_nested_garbage_is_refused_without_crashing(tmp_path):
+    (tmp_path / "deep.yaml").write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    (error,) = errors_of(tmp_path)
+    assert error.endswith("the values are nested more than 100 levels deep.")
+
+
+def test_huge_file_is_refused_before_parsing(tmp_path):
+    (tmp_path / "huge.yaml").write_bytes(b"# " + b"x" * (5 * 1024 * 1024) + b"\n")
+    assert errors_of(tmp_path) == [f"{tmp_path / 'huge.yaml'}:1:1: the file is 5.0 MB; "
+                                   f"configuration files may be at most 5 MB."]
+
+
+def test_binary_garbage_is_refused(tmp_path):
+    (tmp_path / "a.yaml").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "b.yml").write_bytes(b"tenants:\n  x: \xff\xfe\n")
+    assert errors_of(tmp_path) == [f"{tmp_path / 'a.yaml'}:1:1: the file is binary, not YAML text.",
+                                   f"{tmp_path / 'b.yml'}:2:1: the file is not UTF-8 text (binary "
+                                   f"data or another encoding)."]
+
+
+def test_root_that_is_not_a_mapping(tmp_path):
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    assert errors_of(tmp_path) == [f"{tmp_path / 'list.yaml'}:1:1: the top level of list.yaml "
+                                   f"must be a mapping of keys, not a list."]
+
+
+def test_empty_and_missing_directories(tmp_path):
+    assert errors_of(tmp_path) == [f"{tmp_path}: the configuration directory has no .yaml or "
+                                   f".yml files."]
+    assert errors_of(tmp_path / "nope") == [f"{tmp_path / 'nope'}: the configuration directory "
+                                            f"does not exist."]
+
+
+def test_misspelled_top_level_key(tmp_path):
+    (tmp_path / "a.yaml").write_text("tenant:\n  x: {}\n")
+    assert errors_of(tmp_path) == [f"{tmp_path / 'a.yaml'}:1:1: unknown key 'tenant' in the top "
+                                   f"level of a.yaml; did you mean 'tenants'?"]
+
+
+def test_a_second_document_is_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text("tenants: {}\n---\ntenants: {}\n")
+    assert errors_of(tmp_path) == [f"{tmp_path / 'a.yaml'}:2:1: only one YAML document per file "
+                                   f"is allowed (found a second '---')."]
+
+
+def test_a_broken_file_gives_one_error_not_an_echo_in_every_reference(example):
+    f = example / "cityutil" / "agents.yaml"
+    edit(f, "        team: field\n", "        team: field: x\n")
+    (error,) = errors_of(example)
+    assert error.startswith(f"{f}:") and "malformed YAML: mapping values are not allowed" in error
+
+
+def test_mutated_examples_only_ever_raise_config_errors(tmp_path):
+    """Seeded random edits of the example: every outcome is a model or a list of sentences."""
+    import random
+
+    rng = random.Random(20261122)
+    files = sorted(EXAMPLE.rglob("*.yaml"))
+    texts = {f: f.read_text(encoding="utf-8") for f in files}
+    junk = ["", "[", "]", "{", "}", ":", "- ", "null", "true", "-1", "9:30", "2026-02-30", "&a",
+            "*a", "<<: *a", "'", "\t", "?", "!!python/object:os.system", "1e999", "~", "|", "#"]
+    outcomes = {"ok": 0, "errors": 0}
+    for i in range(150):
+        victim = rng.choice(files)
+        lines = texts[victim].split("\n")
+        for _ in range(rng.randint(1, 3)):
+            j = rng.randrange(len(lines))
+            k = rng.randrange(len(lines[j]) + 1)
+            if rng.random() < 0.2:
+                lines.insert(j, lines[rng.randrange(len(lines))])
+            else:
+                lines[j] = lines[j][:k] + rng.choice(junk) + lines[j][k + rng.randint(0, 1):]
+        root = tmp_path / f"c{i}"
+        for f in files:
+            dst = root / f.relative_to(EXAMPLE)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_text("\n".join(lines) if f == victim else texts[f], encoding="utf-8")
+        try:
+            load_center(root, env={})
+            outcomes["ok"] += 1
+        except ConfigErrors as exc:
+            outcomes["errors"] += 1
+            assert exc.errors
+            for e in exc.errors:
+                assert e.message[-1] in ".?" and "Traceback" not in e.message
+                assert e.line >= 1 and e.column >= 1 and Path(e.file).is_relative_to(root)
+    assert outcomes["errors"] > 50

@@ -1,0 +1,320 @@
+"""The daemon's supervisors and manager against the ESL test peer.
+
+The manager's collaborators here are recording objects with the real shapes
+(journal.append, engine.feed, store.write, live.apply): these tests check the
+manager's wiring and ordering, not the database (tests/test_daemon_cli.py runs
+the real ones end to end)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gevent
+import pytest
+
+from daemon.events import Event
+from daemon.model import EslNode, Settings
+from daemon.records import EngineOutput, LiveChange
+from daemon.service import Service
+from daemon.supervisor import ENGINE_EVENTS, Supervisor, SwitchSnapshot, backoff_delay
+from tests.eslpeer import EslPeer, capture_event_frames, event_frame, real_switch
+
+CAPTURES = Path(__file__).resolve().parent / "data" / "captures"
+
+if real_switch():
+    pytest.skip("the daemon tests drive the peer's control plane", allow_module_level=True)
+
+AGENT_LIST = ("name|instance_id|uuid|type|contact|status|state|max_no_answer|wrap_up_time|"
+              "reject_delay_time|busy_delay_time|no_answer_delay_time|last_bridge_start|"
+              "last_bridge_end|last_offered_call|last_status_change|no_answer_count|"
+              "calls_answered|talk_time|ready_time|external_calls_count\n"
+              "1001@hotline.test|single_box||callback|[leg_timeout=5]user/1001@127.0.0.1|"
+              "Available|Waiting|3|3|10|60|10|0|0|0|1795345944|0|0|0|0|0\n+OK\n")
+QUEUE_LIST = ("name|strategy|moh_sound|time_base_score|tier_rules_apply|tier_rule_wait_second|"
+              "tier_rule_no_agent_no_wait|discard_abandoned_after|abandoned_resume_allowed|"
+              "tier_rule_wait_multiply_level|max_wait_time|max_wait_time_with_no_agent|"
+              "max_wait_time_with_no_agent_time_reached|record_template|calls_answered|"
+              "calls_abandoned|ring_progressively_delay\n"
+              "billing@hotline.test|longest-idle-agent|local_stream://moh|system|false|300|false|"
+              "60|false|true|0|0|5||0|0|10\n+OK\n")
+MEMBERS = ("queue|instance_id|uuid|session_uuid|cid_number|cid_name|system_epoch|joined_epoch|"
+           "rejoined_epoch|bridge_epoch|abandoned_epoch|base_score|skill_score|serving_agent|"
+           "serving_system|state|score\n"
+           "billing@hotline.test|single_box|m-1|call-1|13800138000|Ann|1795345944|1795345944|0|0|0|"
+           "0|0|||Waiting|0\n+OK\n")
+
+
+def wait_for(predicate, timeout: float = 5.0, what: str = "condition") -> None:
+    with gevent.Timeout(timeout, AssertionError(f"{what} not reached")):
+        while not predicate():
+            gevent.sleep(0.005)
+
+
+@pytest.fixture
+def peer():
+    with EslPeer(password="node-pw") as p:
+        yield p
+
+
+def node_of(peer: EslPeer, name: str = "n1") -> EslNode:
+    return EslNode(name, peer.host, peer.port, peer.password)
+
+
+class Recorder:
+    """Journal, engine factory, store and live state in one: records the order of calls."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.log: list[tuple[str, object]] = []
+        self.journaled: list[bytes] = []
+        self.fed: list[Event] = []
+        self.fail_on = fail_on
+        self.closed: list[str] = []
+        self.rebuilds: list[dict] = []
+
+    # journal
+    def append(self, raw: bytes) -> None:
+        self.journaled.append(raw)
+        self.log.append(("journal", raw))
+
+    # engine (factory and engine)
+    def engine_factory(self, center, node: str) -> "Recorder.Engine":
+        self.log.append(("engine-made", node))
+        return Recorder.Engine(self, node)
+
+    class Engine:
+        def __init__(self, rec: "Recorder", node: str) -> None:
+            self.rec, self.node = rec, node
+
+        def feed(self, event: Event) -> EngineOutput:
+            # the frame must already be in the journal when the engine sees it
+            assert self.rec.journaled and event.raw in self.rec.journaled[-1]
+            self.rec.fed.append(event)
+            self.rec.log.append(("engine", event.name))
+            if self.rec.fail_on and event.get("Event-Sequence") == self.rec.fail_on:
+                raise RuntimeError("engine bug")
+            return EngineOutput(live=[LiveChange("agent", f"{self.node}:{event.name}", (), 0)])
+
+    # store
+    def write(self, out: EngineOutput) -> None:
+        self.log.append(("store", len(out.live)))
+
+    def close(self) -> None:
+        self.closed.append("closed")
+
+    # live
+    def apply(self, changes) -> None:
+        self.log.append(("live", [c.key for c in changes]))
+
+    def rebuild(self, agents=(), members=(), at_ms=None) -> None:
+        self.rebuilds.append({"agents": [a.name for a in agents], "members": [m.session_uuid for m in members]})
+
+
+def make_service(nodes, rec: Recorder, **kw) -> Service:
+    def sup_factory(node, on_frames, on_snapshot):
+        return Supervisor(node, on_frames, on_snapshot, backoff_initial=0.01, backoff_max=0.05, timeout=2.0)
+
+    settings = Settings(esl_nodes=tuple(nodes))
+    return Service(settings, None, rec, rec.engine_factory, rec, rec,
+                   supervisor_factory=sup_factory, sync_interval_s=0, **kw)
+
+
+# --- supervisor -------------------------------------------------------------------------
+
+def test_subscription_covers_every_event_the_engine_consumes():
+    from daemon import segments
+
+    subscribed = set(ENGINE_EVENTS)
+    assert {n.decode() for n in segments._INTERESTING} <= subscribed
+    assert set(segments._INTERESTING_SUBCLASSES) <= subscribed
+    # subclasses come after CUSTOM, as `event plain` wants them
+    custom = ENGINE_EVENTS.index("CUSTOM")
+    assert all("::" in e for e in ENGINE_EVENTS[custom + 1:])
+    assert not any("::" in e for e in ENGINE_EVENTS[:custom])
+
+
+def test_supervisor_subscribes_to_the_engine_events_and_tags_frames_with_the_node(peer):
+    got = []
+    sup = Supervisor(node_of(peer, "east"),
+                     lambda node, frames: got.extend((node, f) for f in frames)).start()
+    try:
+        peer.wait_command("event plain")
+        assert peer.commands[:2] == ["auth node-pw", "event plain " + " ".join(ENGINE_EVENTS)]
+        wait_for(sup.up.is_set)
+        sent = peer.replay(CAPTURES / "ivr_only.esl")
+        wait_for(lambda: len(got) == sent)
+        assert {node for node, _ in got} == {"east"}
+        # CHANNEL_STATE, CODEC, PRESENCE_IN ... were never sent: the switch filters for us
+        names = {Event.from_frame(f).name for _, f in got}
+        assert "CHANNEL_STATE" not in names and "CHANNEL_CREATE" in names
+    finally:
+        sup.stop()
+
+
+def test_supervisor_hands_over_the_switch_state_after_connecting(peer):
+    peer.script("api callcenter_config agent list", AGENT_LIST)
+    peer.script("api callcenter_config queue list", QUEUE_LIST)
+    peer.script("api callcenter_config queue list members billing@hotline.test", MEMBERS)  # later wins
+    peer.script("api show channels as json", '{"row_count":1,"rows":[{"uuid":"call-1"}]}')
+    snaps: list[SwitchSnapshot] = []
+    sup = Supervisor(node_of(peer), lambda n, frames: None, snaps.append).start()
+    try:
+        wait_for(lambda: snaps, what="snapshot")
+    finally:
+        sup.stop()
+    snap = snaps[0]
+    assert snap.node == "n1"
+    assert snap.queue_names() == ["billing@hotline.test"]
+    assert "call-1" in snap.members["billing@hotline.test"]
+    assert snap.channels["rows"][0]["uuid"] == "call-1"
+
+
+def test_supervisor_reconnects_with_a_fresh_connection_each_time(peer):
+    made = []
+
+    def factory(*args, **kw):
+        from daemon.esl import EslConnection
+
+        conn = EslConnection(*args, **kw)
+        made.append(conn)
+        return conn
+
+    sup = Supervisor(node_of(peer), lambda n, frames: None, connection_factory=factory,
+                     backoff_initial=0.01, backoff_max=0.02).start()
+    try:
+        for round_ in (1, 2, 3):
+            wait_for(lambda: sup.sessions == round_ and sup.up.is_set(), what=f"session {round_}")
+            if round_ < 3:
+                peer.disconnect()
+    finally:
+        sup.stop()
+    assert len({id(c) for c in made}) == len(made) >= 3
+    assert peer.commands.count("auth node-pw") == 3
+    assert not made[-1].connected
+
+
+def test_supervisor_keeps_retrying_while_the_switch_refuses_then_connects(peer):
+    peer.refuse = True
+    sup = Supervisor(node_of(peer), lambda n, frames: None, backoff_initial=0.005, backoff_max=0.01).start()
+    try:
+        wait_for(lambda: sup.attempts >= 4, what="four attempts")
+        assert sup.sessions == 0 and not sup.up.is_set()
+        peer.refuse = False
+        wait_for(sup.up.is_set, what="connected")
+    finally:
+        sup.stop()
+    assert sup.sessions == 1
+
+
+def test_backoff_doubles_up_to_the_maximum_with_bounded_jitter():
+    low = [backoff_delay(a, 0.5, 30, lambda: 0.0) for a in range(10)]
+    high = [backoff_delay(a, 0.5, 30, lambda: 1.0) for a in range(10)]
+    assert high[:7] == [0.5, 1, 2, 4, 8, 16, 30]
+    assert all(h == 2 * lo for lo, h in zip(low, high))
+    assert max(high) == 30
+    assert backoff_delay(1000, 0.5, 30, lambda: 0.5) == 22.5
+
+
+def test_supervisor_stop_returns_while_the_switch_ignores_exit(peer):
+    peer.ignore_exit = True
+    sup = Supervisor(node_of(peer), lambda n, frames: None).start()
+    wait_for(sup.up.is_set)
+    with gevent.Timeout(10, AssertionError("stop() hung")):
+        sup.stop(timeout=1)
+    assert not sup.up.is_set()
+
+
+# --- the manager --------------------------------------------------------------------------
+
+def run_service(service: Service) -> gevent.Greenlet:
+    return gevent.spawn(service.run)
+
+
+def test_each_frame_is_journaled_before_the_engine_sees_it_then_written_and_published(peer):
+    rec = Recorder()
+    service = make_service([node_of(peer)], rec)
+    runner = run_service(service)
+    try:
+        peer.wait_subscribed()
+        sent = peer.replay(CAPTURES / "ivr_only.esl")
+        wait_for(lambda: len(rec.fed) == sent)
+    finally:
+        service.stop()
+        runner.join(5)
+    assert runner.successful()
+    def subscribed(frame: bytes) -> bool:
+        event = Event(frame[frame.index(b"\n\n") + 2:])
+        return event.name in ENGINE_EVENTS and (event.name != "CUSTOM" or event.subclass in ENGINE_EVENTS)
+
+    expected = [f for f in capture_event_frames(CAPTURES / "ivr_only.esl") if subscribed(f)]
+    assert b"".join(rec.journaled) == b"".join(expected) and sent == len(expected) < 72
+    steps = [kind for kind, _ in rec.log if kind not in ("engine-made", "journal")]
+    assert steps == ["engine", "store", "live"] * sent  # (journal-before-engine: Recorder.Engine)
+    assert rec.closed == ["closed"] * 3  # store, live state and journal closed (flushed) on stop
+
+
+def test_engine_failure_on_one_event_is_logged_and_the_next_events_go_on(peer, caplog):
+    rec = Recorder(fail_on="2")
+    service = make_service([node_of(peer)], rec)
+    runner = run_service(service)
+    try:
+        peer.wait_subscribed()
+        for seq in range(1, 5):
+            peer.send_event({"Event-Name": "HEARTBEAT", "Event-Sequence": seq})
+        wait_for(lambda: len(rec.fed) == 4)
+    finally:
+        service.stop()
+        runner.join(5)
+    assert service.errors == 1 and service.events == 4
+    assert b"".join(rec.journaled).count(b"Event-Name: HEARTBEAT") == 4
+    assert "engine failed node=n1 event=HEARTBEAT" in caplog.text
+
+
+def test_events_received_before_stop_are_all_processed(peer):
+    rec = Recorder()
+    service = make_service([node_of(peer)], rec)
+    runner = run_service(service)
+    peer.wait_subscribed()
+    frames = [event_frame({"Event-Name": "HEARTBEAT", "Event-Sequence": i}) for i in range(200)]
+    peer.replay(frames)
+    wait_for(lambda: service._queue.qsize() > 0 or len(rec.fed) == 200)
+    wait_for(lambda: sum(s.connection.stats["frames"] for s in service.supervisors) >= 200 + 5)
+    service.stop()
+    runner.join(5)
+    assert len(rec.fed) == 200
+    assert b"".join(rec.journaled) == b"".join(frames)
+
+
+def test_two_nodes_at_once_each_get_their_own_engine_and_node_name():
+    with EslPeer(password="a-pw") as east, EslPeer(password="b-pw") as west:
+        rec = Recorder()
+        service = make_service([node_of(east, "east"), node_of(west, "west")], rec)
+        runner = run_service(service)
+        try:
+            east.wait_subscribed()
+            west.wait_subscribed()
+            east.send_event({"Event-Name": "HEARTBEAT", "Event-Sequence": 1})
+            west.send_event({"Event-Name": "API", "Event-Sequence": 1})
+            wait_for(lambda: len(rec.fed) == 2)
+        finally:
+            service.stop()
+            runner.join(5)
+    assert {(e.node, e.name) for e in rec.fed} == {("east", "HEARTBEAT"), ("west", "API")}
+    assert sorted(n for kind, n in rec.log if kind == "engine-made") == ["east", "west"]
+    assert sorted(service.engines) == ["east", "west"]
+
+
+def test_switch_restart_rebuilds_live_state_from_what_the_switch_reports(peer):
+    peer.script("api callcenter_config agent list", AGENT_LIST)
+    peer.script("api callcenter_config queue list", QUEUE_LIST)
+    peer.script("api callcenter_config queue list members billing@hotline.test", MEMBERS)  # later wins
+    rec = Recorder()
+    service = make_service([node_of(peer)], rec)
+    runner = run_service(service)
+    try:
+        wait_for(lambda: len(rec.rebuilds) == 1, what="first rebuild")
+        peer.disconnect()  # the switch restarts
+        wait_for(lambda: len(rec.rebuilds) == 2, what="rebuild after reconnect")
+    finally:
+        service.stop()
+        runner.join(5)
+    assert rec.rebuilds[-1] == {"agents": ["1001@hotline.test"], "members": ["call-1"]}
+    assert service.supervisors[0].sessions == 2

@@ -1,0 +1,222 @@
+"""Caller-side scripts (survey, callback request, agent-id announcement) through the double."""
+from __future__ import annotations
+
+from fs_double import RecordingSession
+from hotline_fs import caller
+from hotline_fs.prompts import BEEP, DEFAULTS
+
+CALL = "30082806-037b-4dba-8e24-9e170e1bf74c"
+ANSWERED = {"uuid": CALL, "domain_name": "hotline.test", "cc_cause": "answered",
+            "cc_agent": "1001@hotline.test", "cc_queue": "billing@hotline.test"}
+EXITED = {"uuid": CALL, "domain_name": "hotline.test", "cc_cause": "cancel",
+          "cc_cancel_reason": "BREAK_OUT", "cc_exit_key": "*", "cc_queue": "billing@hotline.test",
+          "cc_queue_joined_epoch": "1700000000", "caller_id_number": "13800138001"}
+DIGITS_13800138001 = [f"digits/{d}.wav" for d in "13800138001"]
+
+
+# --- survey -------------------------------------------------------------------------------
+
+def test_survey_score_fires_event_with_qualified_queue_and_hangs_up():
+    s = RecordingSession(ANSWERED, keys=["4"])
+    caller.survey(s, "billing")
+    assert s.events == [("hotline::survey", {
+        "Hotline-Call-ID": CALL, "Hotline-Queue": "billing@hotline.test",
+        "Hotline-Agent": "1001@hotline.test", "Hotline-Score": "4"})]
+    assert s.prompts == [BEEP]
+    assert s.played == [DEFAULTS["survey"], DEFAULTS["thanks"], DEFAULTS["goodbye"]]
+    assert s.hung_up
+
+
+def test_survey_skipped_when_the_call_was_not_answered():
+    s = RecordingSession(EXITED)
+    caller.survey(s, "billing@hotline.test")
+    assert s.calls == []
+
+
+def test_survey_invalid_key_reprompts_then_accepts():
+    s = RecordingSession(ANSWERED, keys=["9", "5"])
+    caller.survey(s, "billing@hotline.test")
+    assert s.played[:2] == [DEFAULTS["survey"], DEFAULTS["invalid"]]
+    assert s.events[0][1]["Hotline-Score"] == "5"
+
+
+def test_survey_no_input_fires_event_without_score_after_three_tries():
+    s = RecordingSession(ANSWERED)
+    caller.survey(s, "")
+    assert len(s.prompts) == 3
+    assert s.events == [("hotline::survey", {
+        "Hotline-Call-ID": CALL, "Hotline-Queue": "billing@hotline.test",
+        "Hotline-Agent": "1001@hotline.test"})]
+    assert s.hung_up
+
+
+def test_survey_caller_hangs_up_during_it_is_recorded_without_score():
+    s = RecordingSession(ANSWERED, keys=["3"], hangs_up_after=1)
+    caller.survey(s, "billing@hotline.test")
+    assert "Hotline-Score" not in s.events[0][1]
+    assert DEFAULTS["thanks"] not in s.played and not s.hung_up
+
+
+def test_survey_prompt_can_be_overridden_by_channel_variable():
+    s = RecordingSession({**ANSWERED, "hotline_prompt_survey": "/srv/prompts/rate_us.wav"},
+                         keys=["1"])
+    caller.survey(s, "billing@hotline.test")
+    assert s.played[0] == "/srv/prompts/rate_us.wav"
+
+
+# --- callback -----------------------------------------------------------------------------
+
+def test_callback_confirms_caller_id_and_keeps_the_queue_join_time():
+    s = RecordingSession(EXITED, keys=["1"])
+    caller.callback(s, "billing")
+    assert s.events == [("hotline::callback", {
+        "Hotline-Call-ID": CALL, "Hotline-Queue": "billing@hotline.test",
+        "Hotline-Number": "13800138001",
+        "Hotline-Joined-MS": "1700000000000", "Hotline-Action": "request"})]
+    assert s.played == [BEEP, *DIGITS_13800138001, DEFAULTS["callback_registered"],
+                        DEFAULTS["goodbye"]]
+    assert s.hung_up
+
+
+def test_callback_caller_enters_another_number():
+    s = RecordingSession(EXITED, keys=["2", "13912345678", "1"])
+    caller.callback(s, "billing@hotline.test")
+    assert s.events[0][1]["Hotline-Number"] == "13912345678"
+    collects = [c for c in s.calls if c[0] == "collect"]
+    assert collects[1][1:6] == (DEFAULTS["callback_enter"], 3, 20, 10000, "#")
+    assert s.played.count("digits/9.wav") == 1  # the new number was read back before "1"
+
+
+def test_callback_invalid_confirm_key_reprompts():
+    s = RecordingSession(EXITED, keys=["7", "1"])
+    caller.callback(s, "billing@hotline.test")
+    assert DEFAULTS["invalid"] in s.played
+    assert s.events[0][1]["Hotline-Number"] == "13800138001"
+
+
+def test_callback_anonymous_caller_is_asked_for_a_number_first():
+    s = RecordingSession({**EXITED, "caller_id_number": "anonymous"}, keys=["010123456", "1"])
+    caller.callback(s, "billing@hotline.test")
+    assert s.calls[[c[0] for c in s.calls].index("collect")][2:4] == (3, 20)
+    assert s.events[0][1]["Hotline-Number"] == "010123456"
+
+
+def test_callback_not_requested_without_exit_key():
+    s = RecordingSession({**ANSWERED})
+    caller.callback(s, "billing@hotline.test")
+    assert s.calls == []
+
+
+def test_callback_no_input_fires_nothing_and_leaves_the_call_to_the_dialplan():
+    s = RecordingSession(EXITED)
+    caller.callback(s, "billing@hotline.test")
+    assert s.events == []
+    assert len(s.prompts) == 3 and not s.hung_up
+    assert any("callback request abandoned" in m for m in s.logged("info"))
+
+
+def test_callback_invalid_entered_number_is_refused():
+    s = RecordingSession({**EXITED, "caller_id_number": ""}, keys=["12", "", ""])
+    caller.callback(s, "billing@hotline.test")
+    assert s.events == []
+    assert s.played.count(DEFAULTS["invalid"]) == 3
+
+
+def test_callback_without_join_epoch_uses_now():
+    variables = {k: v for k, v in EXITED.items() if k != "cc_queue_joined_epoch"}
+    s = RecordingSession(variables, keys=["1"], now=1_700_000_123.456)
+    caller.callback(s, "billing@hotline.test")
+    assert s.events[0][1]["Hotline-Joined-MS"] == "1700000123456"
+
+
+# --- announcement -------------------------------------------------------------------------
+
+AGENT_LEG = {"uuid": "agent-leg-1", "cc_member_session_uuid": CALL, "cc_agent": "1001@hotline.test",
+             "cc_queue": "billing@hotline.test"}
+
+
+def bridged_after(n: int):
+    """uuid_getvar reply: not bridged for the first n polls, then this agent leg."""
+    polls = []
+
+    def reply(command: str) -> str:
+        polls.append(command)
+        return "agent-leg-1" if len(polls) > n else "_undef_"
+    return reply
+
+
+def test_announce_remembers_the_call_then_waits_for_the_bridge_and_tells_the_caller_only():
+    s = RecordingSession(AGENT_LEG, replies={"uuid_getvar": bridged_after(1)})
+    caller.announce(s, "1001@hotline.test")
+    path = "file_string://" + "!".join([BEEP, "digits/1.wav", "digits/0.wav", "digits/0.wav",
+                                        "digits/1.wav"])
+    assert s.commands == [f"hash insert/hotline_last_call/1001@hotline.test/{CALL}",
+                          f"uuid_getvar {CALL} cc_agent_uuid", f"uuid_getvar {CALL} cc_agent_uuid",
+                          f"uuid_broadcast {CALL} {path} aleg"]
+    assert [c for c in s.calls if c[0] == "sleep"] == [("sleep", 200)]
+
+
+def test_announce_uses_recorded_prompts_and_the_given_agent_id():
+    s = RecordingSession({**AGENT_LEG, "hotline_prompt_announce_pre": "hotline/agent_number.wav",
+                          "hotline_prompt_announce_post": "hotline/is_serving_you.wav"},
+                         replies={"uuid_getvar": "agent-leg-1"})
+    caller.announce(s, "2046")
+    assert s.commands[-1] == (
+        f"uuid_broadcast {CALL} file_string://hotline/agent_number.wav!digits/2.wav!"
+        "digits/0.wav!digits/4.wav!digits/6.wav!hotline/is_serving_you.wav aleg")
+
+
+def test_announce_gives_up_when_the_caller_is_gone():
+    s = RecordingSession(AGENT_LEG, replies={"uuid_getvar": "-ERR No such channel!\n"})
+    caller.announce(s, "")
+    assert not any(c.startswith("uuid_broadcast") for c in s.commands)
+
+
+def test_announce_broadcasts_anyway_after_waiting_three_seconds():
+    s = RecordingSession(AGENT_LEG, replies={"uuid_getvar": "phone-1006-a"})
+    caller.announce(s, "")
+    assert len([c for c in s.calls if c[0] == "sleep"]) == caller.ANNOUNCE_WAIT_STEPS
+    assert s.commands[-1].startswith(f"uuid_broadcast {CALL} file_string://")
+
+
+def test_announce_without_caller_uuid_does_nothing():
+    s = RecordingSession({"uuid": "agent-leg-1", "cc_agent": "1001@hotline.test"})
+    caller.announce(s, "")
+    assert s.commands == []
+    assert s.logged("warning")
+
+
+def test_announce_broadcast_error_is_logged():
+    s = RecordingSession(AGENT_LEG, replies={"uuid_getvar": "agent-leg-1",
+                                             "uuid_broadcast": "-ERR Cannot locate session!\n"})
+    caller.announce(s, "1001")
+    assert any("uuid_broadcast" in m for m in s.logged("err"))
+
+
+def test_announce_accepts_the_qualified_agent_name_render_passes():
+    s = RecordingSession({**AGENT_LEG, "cc_agent": "9999@tenant1.example"},
+                         replies={"uuid_getvar": "agent-leg-1"})
+    caller.announce(s, "1001@tenant1.example")
+    assert s.commands[-1] == (
+        f"uuid_broadcast {CALL} file_string://{BEEP}!digits/1.wav!digits/0.wav!"
+        "digits/0.wav!digits/1.wav aleg")
+
+
+def test_announce_switched_off_for_the_queue_only_remembers_the_call():
+    s = RecordingSession({**AGENT_LEG, "hotline_announce_agent": "false"})
+    caller.announce(s, "1001@hotline.test")
+    assert s.commands == [f"hash insert/hotline_last_call/1001@hotline.test/{CALL}"]
+
+
+def test_announce_with_unexpanded_argument_uses_the_cc_agent_variable():
+    s = RecordingSession(AGENT_LEG, replies={"uuid_getvar": "agent-leg-1"})
+    caller.announce(s, "${cc_agent}")
+    assert s.commands[0] == f"hash insert/hotline_last_call/1001@hotline.test/{CALL}"
+    assert "digits/1.wav" in s.commands[-1]
+
+
+def test_announce_logs_when_the_last_call_cannot_be_remembered():
+    s = RecordingSession({**AGENT_LEG, "hotline_announce_agent": "false"},
+                         replies={"hash": "-ERR hash Command not found!\n"})
+    caller.announce(s, "")
+    assert any("cannot remember the last call of 1001@hotline.test" in m for m in s.logged("err"))

@@ -1,0 +1,135 @@
+"""The raw-event journal: byte-exact frames, rotation, gzip, reading captures back."""
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from daemon.frames import EslParser
+from daemon.journal import JOURNAL_NAME, Journal, encode_frame, journal_files, read_frames
+from tests.conftest import CAPTURES
+
+
+def event_frames(name: str):
+    return [f for f in read_frames(CAPTURES / name) if f.is_event]
+
+
+def test_journal_holds_exactly_the_bytes_the_switch_sent(tmp_path):
+    frames = event_frames("answered_ivr.esl")
+    raw = b"".join(f.raw for f in frames)
+    with Journal(tmp_path, prefix="vm") as journal:
+        for frame in frames:
+            journal.append(frame.raw)
+    files = journal_files(tmp_path, "vm")
+    assert len(files) == 1
+    assert files[0].read_bytes() == raw
+    capture = (CAPTURES / "answered_ivr.esl").read_bytes()
+    assert raw in capture  # the capture is auth replies + these very frames + bye
+
+
+def test_a_journal_file_reads_back_as_the_same_frames_as_the_capture(tmp_path):
+    frames = event_frames("hold.esl")
+    with Journal(tmp_path) as journal:
+        for frame in frames:
+            journal.append_frame(frame)
+    back = list(read_frames(journal_files(tmp_path, "journal")[0]))
+    assert [(f.headers, f.body) for f in back] == [(f.headers, f.body) for f in frames]
+
+
+def test_journal_rotates_by_size_with_utc_stamp_and_sequence_and_loses_no_frame(tmp_path):
+    frames = event_frames("abandoned_short.esl")
+    with Journal(tmp_path, max_bytes=50_000, prefix="node-1") as journal:
+        for frame in frames:
+            journal.append(frame.raw)
+    files = journal_files(tmp_path, "node-1")
+    assert len(files) > 3
+    assert all(f.stat().st_size <= 50_000 for f in files)
+    seqs = [int(JOURNAL_NAME.match(f.name)["seq"]) for f in files]
+    assert seqs == list(range(1, len(files) + 1))
+    assert b"".join(f.read_bytes() for f in files) == b"".join(f.raw for f in frames)
+
+
+def test_a_reopened_journal_continues_the_sequence(tmp_path):
+    frames = event_frames("ivr_only.esl")
+    with Journal(tmp_path) as journal:
+        journal.append(frames[0].raw)
+    with Journal(tmp_path) as journal:
+        journal.append(frames[1].raw)
+    names = [f.name for f in journal_files(tmp_path, "journal")]
+    assert [JOURNAL_NAME.match(n)["seq"] for n in names] == ["000001", "000002"]
+
+
+def test_rotated_files_are_gzipped_and_read_back_like_plain_ones(tmp_path):
+    frames = event_frames("queue_timeout.esl")
+    with Journal(tmp_path, max_bytes=60_000, compress=True) as journal:
+        for frame in frames:
+            journal.append(frame.raw)
+    files = journal_files(tmp_path, "journal")
+    assert all(f.name.endswith(".esl.gz") for f in files[:-1])
+    assert files[-1].name.endswith(".esl")  # the last one was not rotated
+    back = [f for path in files for f in read_frames(path)]
+    assert [f.raw for f in back] == [f.raw for f in frames]
+
+
+def test_the_gzipped_busy_hour_capture_reads_as_every_event(tmp_path):
+    frames = list(read_frames(CAPTURES / "busy_hour.esl.gz"))
+    events = [f for f in frames if f.is_event]
+    assert len(events) == 17587  # the capture README's count
+    assert frames[0].content_type == "auth/request"
+    assert frames[-1].content_type == "text/disconnect-notice"
+
+
+def test_garbage_between_frames_is_skipped_and_reported(tmp_path):
+    frames = event_frames("ivr_only.esl")[:3]
+    path = tmp_path / "broken.esl"
+    path.write_bytes(frames[0].raw + b"Content-Length: xyz\nContent-Type: text/event-plain\n\n"
+                     + frames[1].raw + frames[2].raw)
+    errors: list[str] = []
+    back = [f for f in read_frames(path, errors=errors) if f.is_event]
+    assert back[0].raw == frames[0].raw and back[-1].raw == frames[2].raw
+    assert errors and "Content-Length" in errors[0]
+
+
+def test_a_frame_cut_off_at_the_end_of_a_file_is_reported_not_invented(tmp_path):
+    frame = event_frames("ivr_only.esl")[0]
+    path = tmp_path / "cut.esl.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(frame.raw + frame.raw[:100])
+    errors: list[str] = []
+    assert len(list(read_frames(path, errors=errors))) == 1
+    assert "incomplete frame" in errors[0]
+
+
+def test_encode_frame_of_a_frame_without_raw_bytes_rebuilds_the_wire_format():
+    frame = event_frames("ivr_only.esl")[0]
+    rebuilt = encode_frame(type(frame)(frame.headers, frame.body))
+    assert rebuilt == frame.raw
+    assert EslParser().feed(rebuilt)[0].body == frame.body
+
+
+def test_bad_journal_settings_are_refused(tmp_path):
+    with pytest.raises(ValueError):
+        Journal(tmp_path, fsync="sometimes")
+    with pytest.raises(ValueError):
+        Journal(tmp_path, prefix="../escape")
+
+
+def test_a_gzip_file_cut_short_yields_every_frame_before_the_cut(tmp_path):
+    frames = event_frames("hold.esl")
+    whole = gzip.compress(b"".join(f.raw for f in frames))
+    path = tmp_path / "cut.esl.gz"
+    path.write_bytes(whole[: len(whole) * 2 // 3])
+    errors: list[str] = []
+    back = list(read_frames(path, errors=errors))
+    assert 10 < len(back) < len(frames)
+    assert [f.raw for f in back] == [f.raw for f in frames[: len(back)]]
+    assert any("cut short" in e for e in errors)
+
+
+def test_concatenated_gzip_members_read_as_one_stream(tmp_path):
+    frames = event_frames("ivr_only.esl")
+    half = len(frames) // 2
+    path = tmp_path / "two-members.esl.gz"
+    path.write_bytes(gzip.compress(b"".join(f.raw for f in frames[:half]))
+                     + gzip.compress(b"".join(f.raw for f in frames[half:])))
+    assert [f.raw for f in read_frames(path)] == [f.raw for f in frames]

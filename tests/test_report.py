@@ -1,0 +1,214 @@
+"""`hotline report` end to end: the CLI, its formats, the docs page and the recorded captures."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import hotline
+from daemon import kpi as K
+from test_kpi import call_data, migrated
+
+REPO = Path(__file__).resolve().parent.parent
+CAPTURES = Path(__file__).resolve().parent / "data" / "captures"
+
+ACME_YAML = """\
+tenants:
+  acme:
+    name: Acme
+    domain: acme.test
+    timezone: Asia/Shanghai
+    queues:
+      billing: {name: Billing, tiers: ["1001", "1002", "1003"]}
+      sales: {name: Sales, service_level_s: 30, short_abandon_s: 10, ring_cycle_s: 5,
+              fcr_window_h: 24, tiers: ["1003"]}
+      vip: {name: VIP, tiers: ["1004"]}
+    teams:
+      red: {name: Red}
+      blue: {name: Blue}
+    agents:
+      "1001": {name: A1, password: pw, team: red, start_date: 2025-01-01,
+               shifts: {mon: "09:00-17:00"}}
+      "1002": {name: A2, password: pw, team: red, end_date: 2026-03-15,
+               shifts: {mon: "09:00-17:00"}}
+      "1003": {name: A3, password: pw, team: blue, start_date: 2026-02-01,
+               shifts: {mon: "13:00-17:00"}}
+      "1004": {name: A4, password: pw, team: blue, start_date: 2026-03-10}
+    dispositions:
+      "1": {name: Solved, resolved: true}
+      "2": Pending
+    costs:
+      - {from: 2026-03-02, to: 2026-03-02, amount: 700}
+"""
+
+
+@pytest.fixture
+def acme(empty_db_url, tmp_path):
+    """(db url, config dir) with the hand-built call dataset of test_kpi."""
+    url = migrated(empty_db_url)
+    call_data().insert(url)
+    cfg = tmp_path / "config"
+    cfg.mkdir()
+    (cfg / "acme.yaml").write_text(ACME_YAML, encoding="utf-8")
+    return url, str(cfg)
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(hotline, list(args))
+    return result.exit_code, result.output
+
+
+def test_docs_define_every_kpi_and_nothing_else():
+    text = (REPO / "docs" / "KPIS.md").read_text(encoding="utf-8")
+    documented = re.findall(r"^### `([a-z_]+)`", text, flags=re.M)
+    assert len(documented) == len(set(documented)), "a KPI is documented twice"
+    assert set(documented) == set(K.KPIS)
+    for kid in K.KPIS:  # each entry gives a formula
+        entry = text.split(f"### `{kid}`", 1)[1].split("\n### ", 1)[0]
+        assert "Formula" in entry or "formula" in entry, kid
+
+
+def test_json_report_rows(acme):
+    url, cfg = acme
+    code, out = cli("report", "--db", url, "--config", cfg, "--from", "2026-03-02T09:00",
+                    "--to", "2026-03-02T10:00", "--interval", "30m", "--by", "queue",
+                    "--kpi", "offered,service_level,asa", "--format", "json")
+    assert code == 0, out
+    rows = json.loads(out)
+    # 2 half-hours x (billing, sales, vip); no call-start KPI asked: no "(none)" row
+    assert len(rows) == 6
+    assert list(rows[0]) == ["interval_start", "interval_end", "tenant", "queue", "offered",
+                             "service_level", "asa"]
+    first = {r["queue"]: r for r in rows if r["interval_start"] == "2026-03-02T09:00:00+08:00"}
+    # billing 09:00-09:30: b1..b6 all answered, 5 within 20 s
+    assert first["billing"]["offered"] == 6
+    assert first["billing"]["service_level"] == pytest.approx(500 / 6, abs=1e-3)
+    assert first["vip"] == {**first["vip"], "offered": 0, "service_level": None, "asa": None}
+    assert rows[-1]["interval_end"] == "2026-03-02T10:00:00+08:00"
+
+
+def test_table_fits_100_columns_and_states_thresholds(acme):
+    url, cfg = acme
+    code, out = cli("report", "--db", url, "--config", cfg, "--from", "2026-03-02",
+                    "--to", "2026-03-02", "--by", "agent")
+    assert code == 0, out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert "sales@acme.test: SL 30 s" in out
+    assert "short abandon <= 10 s" in out
+    for kid in K.KPIS:  # every KPI shows up in one of the column blocks
+        assert kid in out
+
+
+def test_csv_report(acme):
+    url, cfg = acme
+    code, out = cli("report", "--db", url, "--config", cfg, "--from", "2026-03-02",
+                    "--to", "2026-03-03", "--kpi", "total_calls,cost_per_call", "--format", "csv")
+    assert code == 0, out
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["total_calls"] for r in rows] == ["16", "2"]
+    assert float(rows[0]["cost_per_call"]) == pytest.approx(43.75)
+    assert rows[1]["cost_per_call"] == ""  # no cost configured for 3 March: undefined
+
+
+def test_default_range_is_the_whole_data(acme):
+    url, cfg = acme
+    code, out = cli("report", "--db", url, "--config", cfg, "--kpi", "total_calls",
+                    "--format", "json")
+    assert code == 0, out
+    rows = json.loads(out)
+    # first call 08:59:30 on 2 March, last (repeat call of B) on 6 March
+    assert rows[0]["interval_start"] == "2026-03-02T00:00:00+08:00"
+    assert rows[-1]["interval_start"] == "2026-03-06T00:00:00+08:00"
+    assert [r["total_calls"] for r in rows] == [16, 2, 0, 0, 1]
+
+
+def test_html_report_is_self_contained(acme, tmp_path):
+    url, cfg = acme
+    out_file = tmp_path / "r.html"
+    code, out = cli("report", "--db", url, "--config", cfg, "--from", "2026-03-02",
+                    "--to", "2026-03-02", "--interval", "1h", "--by", "queue",
+                    "--format", "html", "--out", str(out_file))
+    assert code == 0, out
+    page = out_file.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count("<svg") == 4  # volume, service level, ASA, occupancy
+    assert "<script" not in page
+    # no resource is fetched: the only URLs are XML namespaces inside the SVGs
+    urls = set(re.findall(r"(?:src|href)=\"(https?://[^\"]+)\"", page))
+    assert urls == set()
+    assert "target 80%" in page
+    assert "Thresholds used" in page and "@media print" in page
+
+
+def test_drill_down_cli(acme):
+    url, cfg = acme
+    code, out = cli("report", "calls", "--kpi", "abandon_rate", "--queue", "billing",
+                    "--from", "2026-03-02T09:00", "--to", "2026-03-02T10:00", "--db", url,
+                    "--config", cfg, "--format", "json")
+    assert code == 0, out
+    rows = json.loads(out)
+    assert {r["call_id"] for r in rows if r["part"] == "both"} == {"b9", "b10"}
+    assert len([r for r in rows if r["part"] == "denominator"]) == 7
+    code, out = cli("report", "calls", "--kpi", "abandon_rate", "--queue", "billing",
+                    "--from", "2026-03-02T09:00", "--to", "2026-03-02T10:00", "--db", url,
+                    "--config", cfg)
+    assert code == 0, out
+    assert "2 row(s) in the numerator, 9 in the denominator" in out
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--kpi", "nope"), "unknown KPI 'nope'"),
+    (("--queue", "nope"), "has no queue 'nope'"),
+    (("--from", "March"), "cannot read the time"),
+    (("--from", "2026-03-03", "--to", "2026-03-01"), "--to must be after --from"),
+])
+def test_report_user_errors(acme, args, message):
+    url, cfg = acme
+    code, out = cli("report", "--db", url, "--config", cfg, *args)
+    assert code == 1
+    assert message in out
+
+
+def test_report_from_replayed_captures(empty_db_url):
+    """The captures' truth files imply these KPI values (wait/talk within event resolution)."""
+    from daemon.config import load_center
+    from daemon.replay import replay
+
+    names = ["answered_ivr", "abandoned_long", "abandoned_short", "hold", "queue_timeout",
+             "ivr_only", "blind_transfer"]
+    url = migrated(empty_db_url)
+    replay([CAPTURES / f"{n}.esl" for n in names], url, load_center(REPO / "config"))
+    visits = [v for n in names
+              for c in json.loads((CAPTURES / f"{n}.truth.json").read_text())["calls"]
+              for v in c.get("queue_visits", [])]
+    billing = [v for v in visits if v["queue"] == "billing@hotline.test"]
+    answered = [v for v in billing if v["outcome"] in ("answered", "transferred")]
+    code, out = cli("report", "--db", url, "--config", str(REPO / "config"), "--tenant", "demo",
+                    "--interval", "month", "--by", "queue", "--format", "json")
+    assert code == 0, out
+    rows = {r["queue"]: r for r in json.loads(out)}
+    b = rows["billing"]
+    assert (b["offered"], b["answered"], b["abandoned"], b["short_abandoned"]) == (5, 3, 2, 1)
+    assert b["service_level"] == pytest.approx(75.0)  # 3 within 20 s of 5 - 1 short
+    assert b["abandon_rate"] == pytest.approx(25.0)
+    assert b["transfer_rate"] == pytest.approx(100 / 3, abs=1e-3)
+    assert b["asa"] == pytest.approx(sum(v["wait_s"] for v in answered) / 3, abs=0.06)
+    assert b["avg_talk_time"] == pytest.approx(sum(v["talk_s"] for v in answered) / 3, abs=0.06)
+    assert b["avg_hold_time"] == pytest.approx(sum(v["hold_s"] for v in answered) / 3, abs=0.06)
+    assert b["acw"] == pytest.approx(sum(v["wrapup_s"] for v in answered) / 3, abs=0.06)
+    assert b["avg_ring_time"] == pytest.approx(sum(v["ring_s"] for v in answered) / 3, abs=0.06)
+    sales, outage = rows["sales"], rows["outage"]
+    assert (sales["offered"], sales["answered"], sales["abandoned"]) == (1, 0, 0)  # timeout
+    assert sales["service_level"] == pytest.approx(0.0)
+    assert (outage["offered"], outage["answered"]) == (1, 1)  # the transferred call
+    code, out = cli("report", "--db", url, "--config", str(REPO / "config"), "--tenant", "demo",
+                    "--interval", "month", "--kpi", "total_calls,ivr_only,offered,"
+                    "queue_placement_rate", "--format", "json")
+    t = json.loads(out)[0]
+    assert (t["total_calls"], t["ivr_only"], t["offered"]) == (7, 1, 7)
+    assert t["queue_placement_rate"] == pytest.approx(600 / 7, abs=1e-3)
