@@ -12,6 +12,7 @@ temporary output directory), and the ratio of their sum to the 2 s target.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -23,7 +24,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon.config import load_center  # noqa: E402
-from daemon.render import render  # noqa: E402
+from daemon.render import paused_gc, render  # noqa: E402
 
 TARGET_S = 2.0
 SKILLS = ("billing", "water", "gas", "sales", "english", "complaints", "meters", "debt")
@@ -112,16 +113,18 @@ def main(argv: list[str] | None = None) -> int:
         cfg.mkdir()
         write_center(cfg, args.tenants, args.agents, args.queues, args.menus)
         size = sum(p.stat().st_size for p in cfg.iterdir())
-        best_v = best_r = float("inf")
+        best_v = best_r = cpu_v = cpu_r = float("inf")
         files = 0
         center = None
         for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            center = load_center(cfg)
-            t1 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
+            with paused_gc():  # as `hotline render` / `hotline trace` load it
+                center = load_center(cfg)
+            t1, c1 = time.perf_counter(), time.process_time()
             written = render(center, out)
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.process_time()
             best_v, best_r = min(best_v, t1 - t0), min(best_r, t2 - t1)
+            cpu_v, cpu_r = min(cpu_v, c1 - c0), min(cpu_r, c2 - c1)
             files = len(written)
         assert center is not None
         out_size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -131,10 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         total = best_v + best_r
         print(f"center: {len(center.tenants)} tenants, {n_agents} agents, {n_queues} queues, "
               f"{n_menus} IVR menus; YAML {size / 1e6:.1f} MB")
-        print(f"validate (load_center): {best_v:.3f} s")
-        print(f"render ({files} files, {out_size / 1e6:.1f} MB): {best_r:.3f} s")
-        print(f"validate + render: {total:.3f} s = {total / TARGET_S:.0%} of the "
-              f"{TARGET_S:.0f} s target (best of {args.repeat})")
+        # CPU time too: on a shared machine the wall clock also measures the neighbours
+        print(f"validate (load_center): {best_v:.3f} s wall, {cpu_v:.3f} s CPU")
+        print(f"render ({files} files, {out_size / 1e6:.1f} MB): {best_r:.3f} s wall, "
+              f"{cpu_r:.3f} s CPU")
+        print(f"validate + render: {total:.3f} s wall = {total / TARGET_S:.0%} of the "
+              f"{TARGET_S:.0f} s target; {cpu_v + cpu_r:.3f} s CPU = "
+              f"{(cpu_v + cpu_r) / TARGET_S:.0%} (best of {args.repeat}; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     return 0 if total < TARGET_S else 1
 
 

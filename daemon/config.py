@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import logging
 import os
 import re
@@ -290,6 +291,11 @@ class _Reader:
         return _BAD
 
 
+@functools.cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())  # a directory walk: once per process
+
+
 def _fmt_time(t: dt.time) -> str:
     return "24:00" if t == dt.time.max else t.strftime("%H:%M")
 
@@ -440,7 +446,7 @@ class _TenantBuilder:
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            known = zoneinfo.available_timezones()
+            known = _known_zones()
             self.r.error(node.src, f"{what} is '{value}', which is not a known time zone"
                                    f"{suggest(value, known)}")
             return _BAD
@@ -961,14 +967,35 @@ class _TenantBuilder:
                 rules.append(rule)
         if "rules" in body and not body["rules"].value:
             r.error(body["rules"].src, f"{what} has no rules, so no call to it can go anywhere.")
-        for i, rule in enumerate(rules[:-1]):
-            if rule.schedule is None and not rule.callers:
-                later = rules[i + 1]
-                r.error(later.src, f"rule '{later.name}' of {what} can never match, because "
-                                   f"rule '{rule.name}' before it has no conditions and "
-                                   f"always matches.")
-                break
+        self._unreachable_rules(rules, what)
         return m.Number(e.id, e.id if name is _BAD else name, tuple(rules), e.src)
+
+    def _unreachable_rules(self, rules: list[m.Rule], what: str) -> None:
+        """Rules that can never match contradict what the engineer meant: report the first."""
+        seen: dict[tuple[str | None, str | None, tuple[str, ...]], m.Rule] = {}
+        covered: dict[str, dict[str, m.Rule]] = {}  # schedule → {"open"/"closed": rule}
+        for i, rule in enumerate(rules):
+            key = (rule.schedule, rule.when, rule.callers)
+            if key in seen:
+                r_first = seen[key]
+                self.r.error(rule.src, f"rule '{rule.name}' of {what} can never match, because "
+                                       f"rule '{r_first.name}' before it has the same "
+                                       f"conditions.")
+                return
+            seen[key] = rule
+            if rule.schedule is not None and not rule.callers:
+                covered.setdefault(rule.schedule, {})[rule.when or "open"] = rule
+            both = next((v for v in covered.values() if len(v) == 2), None)
+            always = rule.schedule is None and not rule.callers
+            if (always or both) and i + 1 < len(rules):
+                later = rules[i + 1]
+                why = (f"rule '{rule.name}' before it has no conditions and always matches"
+                       if always else f"rules '{both['open'].name}' and '{both['closed'].name}' "
+                                      f"before it cover both open and closed hours of schedule "
+                                      f"'{both['open'].schedule}'")
+                self.r.error(later.src, f"rule '{later.name}' of {what} can never match, because "
+                                        f"{why}.")
+                return
 
     def _rule(self, node: YNode, what: str, index: int) -> m.Rule | None:
         r = self.r

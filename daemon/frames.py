@@ -139,12 +139,14 @@ class EslParser:
         if data:
             buf += data
         frames: list[Frame] = []
+        view = memoryview(buf)  # slices of it are copied once (bytes(buf[a:b]) copies twice)
         try:
-            self._parse(buf, frames)
+            self._parse(buf, view, frames)
         except FrameError as exc:
             exc.frames = frames
             raise
         finally:
+            view.release()  # before _compact resizes the buffer
             self._compact()
         return frames
 
@@ -158,7 +160,7 @@ class EslParser:
             if self._scanned:
                 self._scanned -= cut
 
-    def _parse(self, buf: bytearray, frames: list[Frame]) -> None:
+    def _parse(self, buf: bytearray, view: memoryview, frames: list[Frame]) -> None:
         size = len(buf)
         pos = self._pos
         while True:
@@ -179,7 +181,7 @@ class EslParser:
                     self._scanned = size
                     return
                 self._scanned = 0
-                block = bytes(buf[pos:end])
+                block = bytes(view[pos:end])
                 start, pos = pos, end + 2
                 self._pos = pos
                 envelope = _envelope(block)
@@ -189,7 +191,7 @@ class EslParser:
                     raise FrameError("frame without Content-Type: %r" % block[:80])
                 length = envelope.get(b"Content-Length")
                 if length is None:
-                    frames.append(Frame(envelope, b"", bytes(buf[start:pos])))
+                    frames.append(Frame(envelope, b"", bytes(view[start:pos])))
                     continue
                 try:
                     need = int(length)
@@ -201,7 +203,7 @@ class EslParser:
             end = pos + self._need
             if size < end:
                 return
-            raw = bytes(buf[self._frame_start:end])
+            raw = bytes(view[self._frame_start:end])
             frames.append(Frame(self._envelope, raw[pos - self._frame_start:], raw))
             self._envelope = None
             pos = self._pos = end

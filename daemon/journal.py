@@ -70,8 +70,8 @@ class Journal:
                  prefix: str = "journal", compress: bool = False, fsync: str = "rotate") -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {', '.join(FSYNC_POLICIES)}")
-        if not re.fullmatch(r"[A-Za-z0-9_.@-]+", prefix):
-            raise ValueError(f"journal prefix {prefix!r} must be a plain file-name word")
+        # the prefix is a node name from the settings: make it a safe file-name word, never fail
+        prefix = re.sub(r"[^A-Za-z0-9_.@-]", "_", prefix).strip(".") or "journal"
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max(1, max_bytes)

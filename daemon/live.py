@@ -24,8 +24,9 @@ a subscriber then re-reads the keys.
 
 Redis down: ``apply`` never raises into the daemon. The state lives on in an
 in-process mirror (the latest state, not a backlog of changes, so memory stays
-bounded); every ``apply`` after ``retry_s`` tries to reconnect and, once Redis
-answers, rewrites the whole state in one MULTI/EXEC and publishes ``resync``.
+bounded); an ``apply`` after the backoff (``retry_s`` doubling up to
+``retry_max_s``) tries to reconnect and, once Redis answers, rewrites the whole
+state in one MULTI/EXEC and publishes ``resync``.
 
 ``rebuild(agents=..., members=...)`` replaces the state with what the switch
 reports after a reconnect: rows of ``callcenter_config agent list`` and of
@@ -284,7 +285,7 @@ class RedisLiveState(LiveState):
     """Live state in Redis, with an in-process mirror that outlives Redis outages."""
 
     def __init__(self, url: str, *, prefix: str = PREFIX, channel: str = CHANNEL,
-                 timeout_s: float = 1.0, retry_s: float = 2.0) -> None:
+                 timeout_s: float = 1.0, retry_s: float = 1.0, retry_max_s: float = 30.0) -> None:
         import redis
 
         self._redis_mod = redis
@@ -292,6 +293,8 @@ class RedisLiveState(LiveState):
         self.prefix = prefix
         self.channel = channel
         self.retry_s = retry_s
+        self.retry_max_s = max(retry_s, retry_max_s)
+        self._delay = 0.0
         self.client = redis.Redis.from_url(url, socket_timeout=timeout_s,
                                            socket_connect_timeout=timeout_s,
                                            retry_on_timeout=False, decode_responses=True)
@@ -398,7 +401,10 @@ class RedisLiveState(LiveState):
             logger.warning("Redis unreachable (%s): keeping live state in memory, will resync", exc)
         self._dirty = True
         self._failures += 1
-        self._next_try = time.monotonic() + self.retry_s
+        # exponential backoff: an unreachable (not refusing) Redis costs up to timeout_s per
+        # attempt inside the daemon's loop, so attempts get rarer the longer it stays away
+        self._delay = min(self.retry_max_s, max(self.retry_s, self._delay * 2))
+        self._next_try = time.monotonic() + self._delay
 
     def _try_resync(self, kind: str) -> bool:
         if time.monotonic() < self._next_try:
@@ -422,6 +428,7 @@ class RedisLiveState(LiveState):
         if self._failures:
             logger.info("Redis reachable again: live state resynchronised")
         self._dirty = False
+        self._delay = 0.0
         return True
 
 

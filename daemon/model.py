@@ -219,6 +219,9 @@ class Queue:
     tiers: tuple[Tier, ...] = ()  # explicit tiers
     skills: tuple[SkillRequirement, ...] = ()  # skills-based: tiers generated from agents
     src: Source = NOWHERE
+    # optional dialable number of the queue's entry (desk phones transfer callers to it);
+    # render always also gives the queue the named entry hotline-queue-<id>
+    extension: str | None = None
 
 
 @dataclass(frozen=True)

@@ -89,10 +89,11 @@ def add_qa_score(conn: Connection, center: CallCenter | None, call_id: str, scor
         raise InputError(f"tenant {tenant.id!r} has no agent {agent!r}")
     if known:
         took_part = conn.execute(select(schema.segments.c.segment_id).where(
-            schema.segments.c.call_id == call_id, schema.segments.c.agent == qualified).limit(1)
+            schema.segments.c.call_id == call_id, schema.segments.c.agent == qualified,
+            schema.segments.c.kind == "talk").limit(1)
         ).scalar()
         if took_part is None:
-            raise InputError(f"agent {agent!r} did not handle call {call_id}")
+            raise InputError(f"agent {agent!r} did not talk to the caller of call {call_id}")
     else:
         logger.warning("QA score for call %s, which is not (yet) in the database", call_id)
     ms = _now_ms() if now_ms is None else now_ms

@@ -79,7 +79,7 @@ class Segment:
     score: int | None = None  # survey
     disposition: str | None = None  # talk
     recording: str | None = None  # talk
-    hangup_by: str | None = None  # talk: caller / agent / system / transfer (agent transferred the caller)
+    hangup_by: str | None = None  # talk: caller / agent / system / transfer
     attrs: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     @property

@@ -35,11 +35,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .events import Event
-from .records import AgentInterval, CallRecord, EngineOutput, LiveChange, Segment
+from .records import CallRecord, EngineOutput, LiveChange, Segment
+from .segments_agents import AgentBook, WrapUp
+from .segments_state import CallState, Visit, domain_of, peek, to_int, with_attrs
 
 if TYPE_CHECKING:
     from .model import CallCenter
@@ -83,112 +85,6 @@ RING_OUTCOME_BY_CAUSE = {
 }
 
 
-def _peek(raw: bytes, key: bytes) -> bytes | None:
-    """Raw value of header ``key`` (given as b"\\nName: ") without decoding the event."""
-    if raw.startswith(key[1:]):
-        start = len(key) - 1
-    else:
-        i = raw.find(key)
-        if i < 0:
-            return None
-        start = i + len(key)
-    end = raw.find(b"\n", start)
-    return raw[start:] if end < 0 else raw[start:end]
-
-
-def _domain(name: str | None) -> str:
-    return name.partition("@")[2] if name else ""
-
-
-def _attrs(attrs: tuple[tuple[str, str], ...], **more: str) -> tuple[tuple[str, str], ...]:
-    """Attributes as a sorted tuple, so the order they were learnt in does not matter."""
-    merged = dict(attrs)
-    merged.update(more)
-    return tuple(sorted(merged.items()))
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
-@dataclass
-class _Visit:
-    """One queue stay (CC-Member-UUID) of a call."""
-
-    member_uuid: str
-    queue: str
-    joined_ms: int
-    extension: str | None = None  # the caller's destination (queue extension) during the stay
-    answered_ms: int | None = None
-    agent: str | None = None
-    agent_leg: str | None = None
-    talk_seq: int = 0
-    talk_id: str | None = None  # open talk piece
-    hold_id: str | None = None  # open hold
-    hold_seq: int = 0
-    talk_ids: list[str] = field(default_factory=list)
-    talk_ended_ms: int | None = None
-    first_hangup: str | None = None  # caller | agent | system, whoever left the talk first
-    first_hangup_own_leg: bool = False  # decided by the caller leg's own hangup (no loopback twin)
-    caller_up_after_talk: bool = False
-    transfer_id: str | None = None
-    refer: tuple[str, str] | None = None  # (blind|attended, destination) from the agent's REFER
-    rings: dict[str, str] = field(default_factory=dict)  # agent -> open ring segment id
-    last_ring: dict[str, str] = field(default_factory=dict)  # agent -> latest ring segment id
-    ended: bool = False
-    left: bool = False  # live "leave" sent
-
-    @property
-    def in_talk(self) -> bool:
-        """Bridged to the agent (talking or on hold) and the caller has not left yet."""
-        return self.answered_ms is not None and self.talk_ended_ms is None
-
-
-@dataclass
-class _Call:
-    call_id: str
-    tenant: str
-    node: str
-    tenant_known: bool = False  # from a DID or queue, not just a dialplan context
-    caller: str = ""
-    caller_name: str = ""
-    dialed: str = ""
-    started_ms: int = 0
-    answered_ms: int | None = None
-    ended_ms: int | None = None
-    known: bool = False  # a channel event of the caller's leg was seen
-    a_leg: str | None = None
-    caller_side_hungup: bool = False
-    hungup: bool = False
-    seg_ids: list[str] = field(default_factory=list)
-    ivr_seq: int = 0
-    ivr_id: str | None = None
-    digits: list[str] = field(default_factory=list)
-    visits: dict[str, _Visit] = field(default_factory=dict)
-    first_queue: str | None = None
-    conference_ids: dict[str, str] = field(default_factory=dict)  # member id -> segment id
-    voicemail_id: str | None = None
-    callback_id: str | None = None
-    survey_seq: int = 0
-    extra_seq: int = 0
-    extra_talk_id: str | None = None
-    pending_transfer: tuple[str, str] | None = None  # (destination, method) from an API command
-    last_ms: int = 0
-
-
-@dataclass
-class _Agent:
-    status: AgentInterval | None = None
-    state: AgentInterval | None = None
-    pending_reason: str | None = None
-    wrapup_id: str | None = None
-    wrapup_end_ms: int = 0
-    call_id: str | None = None
-
-
 Handler = Callable[[Event, int], None]
 
 
@@ -205,10 +101,10 @@ class SegmentEngine:
         # Caller numbers of agents' own phones: their calls are consult legs, not calls.
         self.internal_numbers = frozenset(internal_numbers)
         self.did_tenants: dict[str, str] = dict(did_tenants)  # DID -> tenant domain
-        self._calls: dict[str, _Call] = {}
+        self._calls: dict[str, CallState] = {}
         self._legs: dict[str, tuple[str, str, str]] = {}  # uuid -> (call_id, role, member_uuid)
         self._internal: set[str] = set()
-        self._agents: dict[str, _Agent] = {}
+        self._book = AgentBook()
         self._segs: dict[str, Segment] = {}
         self._emitted_segs: dict[str, Segment] = {}
         self._emitted_calls: dict[str, CallRecord] = {}
@@ -258,7 +154,7 @@ class SegmentEngine:
     def feed(self, event: Event) -> EngineOutput:
         """Handle one event; return what it produced (possibly nothing)."""
         raw = event.raw
-        name = _peek(raw, b"\nEvent-Name: ")
+        name = peek(raw, b"\nEvent-Name: ")
         if name not in _INTERESTING:
             return EngineOutput()
         subclass = action = None
@@ -315,7 +211,7 @@ class SegmentEngine:
     def _duplicate(self, event: Event) -> bool:
         """An event re-sent (same Core-UUID and Event-Sequence) is ignored: feeding the
         same events twice must not add a second ring, hold or talk piece."""
-        seq = _int(event.get("Event-Sequence"))
+        seq = to_int(event.get("Event-Sequence"))
         core = event.get("Core-UUID")
         if seq is None or not core:
             return False
@@ -363,22 +259,22 @@ class SegmentEngine:
             for uuid in [u for u, leg in self._legs.items() if leg[0] == call_id]:
                 del self._legs[uuid]
 
-    def _put(self, call: _Call, seg: Segment) -> None:
+    def _put(self, call: CallState, seg: Segment) -> None:
         if seg.segment_id not in self._segs:
             call.seg_ids.append(seg.segment_id)
         self._segs[seg.segment_id] = seg
         self._dirty_segs[seg.segment_id] = None
         self._dirty_calls[call.call_id] = None
 
-    def _update(self, call: _Call, seg_id: str | None, **changes: object) -> None:
+    def _update(self, call: CallState, seg_id: str | None, **changes: object) -> None:
         if seg_id is None:
             return
         seg = self._segs.get(seg_id)
         if seg is not None:
             self._put(call, replace(seg, **changes))
 
-    def _new_seg(self, call: _Call, seg_id: str, kind: str, started_ms: int,
-                 visit: _Visit | None = None, **fields: object) -> str:
+    def _new_seg(self, call: CallState, seg_id: str, kind: str, started_ms: int,
+                 visit: Visit | None = None, **fields: object) -> str:
         if visit is not None:
             fields.setdefault("queue", visit.queue)
             fields.setdefault("visit_id", visit.member_uuid)
@@ -394,14 +290,14 @@ class SegmentEngine:
 
     # ------------------------------------------------------------- calls
 
-    def _call_record(self, call: _Call) -> CallRecord:
+    def _call_record(self, call: CallState) -> CallRecord:
         return CallRecord(
             call_id=call.call_id, tenant=call.tenant, node=call.node, caller=call.caller,
             dialed=call.dialed, started_ms=call.started_ms, ended_ms=call.ended_ms,
             outcome=self._call_outcome(call), caller_name=call.caller_name,
             ivr_path=",".join(call.digits), first_queue=call.first_queue)
 
-    def _call_outcome(self, call: _Call) -> str:
+    def _call_outcome(self, call: CallState) -> str:
         if call.callback_id is not None:
             return "callback"
         if call.voicemail_id is not None:
@@ -446,7 +342,7 @@ class SegmentEngine:
             return False  # an agent's phone dialing out (consult leg)
         return True
 
-    def _call_from_channel(self, ev: Event, ts: int) -> _Call | None:
+    def _call_from_channel(self, ev: Event, ts: int) -> CallState | None:
         """The call whose caller leg this channel event is about, created on first sight."""
         uuid = ev.uuid
         if not uuid:
@@ -462,9 +358,9 @@ class SegmentEngine:
             call.caller_name = ev.get("Caller-Caller-ID-Name") or ""
             # after an IVR transfer the destination is the queue's extension; RDNIS keeps the DID
             call.dialed = ev.get("Caller-RDNIS") or ev.get("Caller-Destination-Number") or ""
-            created = _int(ev.get("Caller-Channel-Created-Time"))
+            created = to_int(ev.get("Caller-Channel-Created-Time"))
             call.started_ms = created // 1000 if created else ts
-            answered = _int(ev.get("Caller-Channel-Answered-Time"))
+            answered = to_int(ev.get("Caller-Channel-Answered-Time"))
             if answered:
                 call.answered_ms = answered // 1000
             # the DID names the tenant; a trunk's context ("public") does not
@@ -482,7 +378,7 @@ class SegmentEngine:
         call.last_ms = max(call.last_ms, ts)
         return call
 
-    def _set_tenant(self, call: _Call, tenant: str, known: bool) -> None:
+    def _set_tenant(self, call: CallState, tenant: str, known: bool) -> None:
         call.tenant_known = call.tenant_known or known
         if tenant == call.tenant:
             return
@@ -491,41 +387,41 @@ class SegmentEngine:
         for seg_id in call.seg_ids:
             self._update(call, seg_id, tenant=tenant)
 
-    def _follow_context(self, call: _Call, ev: Event) -> None:
+    def _follow_context(self, call: CallState, ev: Event) -> None:
         """Without a DID or queue to name the tenant, the dialplan context the caller runs in
         does (a trunk's "public" context transfers into the tenant's)."""
         context = ev.get("Caller-Context")
         if context and not call.tenant_known:
             self._set_tenant(call, context, known=False)
 
-    def _stub(self, call_id: str, tenant: str) -> _Call:
+    def _stub(self, call_id: str, tenant: str) -> CallState:
         call = self._calls.get(call_id)
         if call is None:
-            call = _Call(call_id=call_id, tenant=tenant, node=self._event_node,
+            call = CallState(call_id=call_id, tenant=tenant, node=self._event_node,
                          tenant_known=bool(tenant))
             self._calls[call_id] = call
         return call
 
-    def _member_call(self, ev: Event, ts: int) -> _Call | None:
+    def _member_call(self, ev: Event, ts: int) -> CallState | None:
         session = ev.get("CC-Member-Session-UUID")
         if not session:
             return None
         call = self._calls.get(session)
         if call is None:
-            call = self._stub(session, _domain(ev.get("CC-Queue")))
+            call = self._stub(session, domain_of(ev.get("CC-Queue")))
         if not call.known and ev.uuid == session:
             self._call_from_channel(ev, ts)
         call.last_ms = max(call.last_ms, ts)
         return call
 
-    def _visit(self, call: _Call, ev: Event, ts: int) -> _Visit | None:
+    def _visit(self, call: CallState, ev: Event, ts: int) -> Visit | None:
         mu = ev.get("CC-Member-UUID")
         if not mu:
             return None
         visit = call.visits.get(mu)
         if visit is None:
             # the stay began before this engine started: rebuild it from what mod_callcenter reports
-            joined = _int(ev.get("CC-Member-Joined-Time"))
+            joined = to_int(ev.get("CC-Member-Joined-Time"))
             visit = self._open_visit(call, mu, ev.get("CC-Queue") or "",
                                      joined * 1000 if joined else ts, ts)
         return visit
@@ -562,10 +458,10 @@ class SegmentEngine:
         if not call.hungup and dest:
             # the caller's leg runs another extension after its agent left: a blind transfer
             # (a survey or announcement in the same extension is not one)
-            for visit in call.visits.values():
-                if (visit.caller_up_after_talk and visit.transfer_id is None
-                        and visit.extension and dest != visit.extension):
-                    self._mark_transfer(call, visit, "blind", dest, None)
+            left = self._left_by_agent(call)
+            if (left is not None and left.transfer_id is None and left.extension
+                    and dest != left.extension):
+                self._mark_transfer(call, left, "blind", dest, None)
 
     def _on_execute_complete(self, ev: Event, ts: int) -> None:
         call = self._calls.get(ev.uuid or "")
@@ -584,9 +480,9 @@ class SegmentEngine:
             return  # an agent is being bridged (events of one bridge may come in either order)
         # a bridge outside the queue: attended-transfer target, extension, supervisor
         party = ev.get("Other-Leg-Destination-Number") or ev.get("Other-Leg-Caller-ID-Number") or ""
-        for visit in call.visits.values():
-            if visit.caller_up_after_talk:  # a REFER with Replaces left the target to this bridge
-                self._mark_transfer(call, visit, "attended", party, None)
+        left = self._left_by_agent(call)
+        if left is not None:  # a REFER with Replaces leaves the target to this bridge
+            self._mark_transfer(call, left, "attended", party, None)
         self._close(call, call.extra_talk_id, ts)
         call.extra_talk_id = self._new_seg(
             call, f"{call.call_id}:talk:x{call.extra_seq}", "talk", ts, target=party or None)
@@ -598,7 +494,7 @@ class SegmentEngine:
             return
         caller_gone = ev.get("Answer-State") == "hangup" or call.caller_side_hungup
         other = ev.get("Other-Leg-Unique-ID")
-        target: _Visit | None = None
+        target: Visit | None = None
         for visit in call.visits.values():
             if (visit.talk_id or visit.hold_id) and (not other or other == visit.agent_leg):
                 if caller_gone and visit.first_hangup is None:
@@ -627,7 +523,7 @@ class SegmentEngine:
                         hangup_by="caller" if caller_gone else "system")
             call.extra_talk_id = None
 
-    def _agent_visit(self, uuid: str | None) -> tuple[_Call, _Visit] | None:
+    def _agent_visit(self, uuid: str | None) -> tuple[CallState, Visit] | None:
         leg = self._legs.get(uuid or "")
         if leg is None or leg[1] != "agent":
             return None
@@ -712,7 +608,7 @@ class SegmentEngine:
         if found is not None:
             self._note_refer(found[0], found[1], ev)
 
-    def _switch_hung_up(self, call: _Call) -> None:
+    def _switch_hung_up(self, call: CallState) -> None:
         """A SIP caller's leg whose BYE the switch sent was not hung up by the caller."""
         for visit in call.visits.values():
             if visit.first_hangup == "caller" and visit.first_hangup_own_leg:
@@ -720,7 +616,7 @@ class SegmentEngine:
                 if visit.talk_ids and visit.transfer_id is None:
                     self._update(call, visit.talk_ids[-1], hangup_by="system")
 
-    def _note_refer(self, call: _Call, visit: _Visit, ev: Event) -> None:
+    def _note_refer(self, call: CallState, visit: Visit, ev: Event) -> None:
         """A desk phone's REFER shows on the agent's leg (blind: ``blind:7002``)."""
         if visit.refer is not None:
             return
@@ -729,7 +625,10 @@ class SegmentEngine:
         if not dest and "TRANSFER" not in disposition:
             return
         kind = "attended" if "ATTENDED" in disposition or dest.startswith("attended:") else "blind"
-        target = dest.partition(":")[2] if ":" in dest else (dest or ev.get("variable_sip_refer_to") or "")
+        if ":" in dest:
+            target = dest.partition(":")[2]
+        else:
+            target = dest or ev.get("variable_sip_refer_to") or ""
         visit.refer = (kind, target)
         if visit.caller_up_after_talk:
             self._mark_transfer(call, visit, kind, target, "refer")
@@ -754,7 +653,7 @@ class SegmentEngine:
 
     # ------------------------------------------------------------------ IVR
 
-    def _open_ivr(self, call: _Call, menu: str, ts: int) -> None:
+    def _open_ivr(self, call: CallState, menu: str, ts: int) -> None:
         if call.ivr_id is not None:
             if self._segs[call.ivr_id].menu == menu:
                 return  # CHANNEL_EXECUTE ivr and menu::enter announce the same menu
@@ -767,7 +666,7 @@ class SegmentEngine:
                                     menu=menu or None)
         call.ivr_seq += 1
 
-    def _close_ivr(self, call: _Call, ts: int) -> None:
+    def _close_ivr(self, call: CallState, ts: int) -> None:
         if call.ivr_id is not None:
             self._close(call, call.ivr_id, ts)
             call.ivr_id = None
@@ -783,7 +682,7 @@ class SegmentEngine:
         if call is not None:
             self._close_ivr(call, ts)
 
-    def _close(self, call: _Call, seg_id: str | None, ts: int, **changes: object) -> None:
+    def _close(self, call: CallState, seg_id: str | None, ts: int, **changes: object) -> None:
         if seg_id is None:
             return
         seg = self._segs.get(seg_id)
@@ -792,12 +691,12 @@ class SegmentEngine:
 
     # ------------------------------------------------------------- queue
 
-    def _open_visit(self, call: _Call, mu: str, queue: str, joined_ms: int, ts: int) -> _Visit:
-        visit = _Visit(member_uuid=mu, queue=queue, joined_ms=joined_ms)
+    def _open_visit(self, call: CallState, mu: str, queue: str, joined_ms: int, ts: int) -> Visit:
+        visit = Visit(member_uuid=mu, queue=queue, joined_ms=joined_ms)
         call.visits[mu] = visit
         if call.first_queue is None:
             call.first_queue = queue
-        domain = _domain(queue)
+        domain = domain_of(queue)
         if domain:
             self._set_tenant(call, domain, known=True)  # one tenant = one domain
         self._new_seg(call, f"{call.call_id}:queue:{mu}", "queue", joined_ms, visit)
@@ -812,14 +711,13 @@ class SegmentEngine:
             return
         self._close_ivr(call, ts)
         queue = ev.get("CC-Queue") or ""
-        for visit in call.visits.values():
-            if visit.caller_up_after_talk and visit.transfer_id is None:
-                self._mark_transfer(call, visit, "blind", ev.get("Caller-Destination-Number") or "",
-                                    None)
-            if visit.transfer_id is not None and visit.caller_up_after_talk:
-                seg = self._segs[visit.transfer_id]
-                if "target_queue" not in dict(seg.attrs):
-                    self._update(call, visit.transfer_id, attrs=_attrs(seg.attrs, target_queue=queue))
+        left = self._left_by_agent(call)
+        if left is not None:  # the caller comes from an agent: transferred into this queue
+            self._mark_transfer(call, left, "blind", ev.get("Caller-Destination-Number") or "",
+                                None)
+            seg = self._segs[left.transfer_id or ""]
+            if "target_queue" not in dict(seg.attrs):
+                self._update(call, seg.segment_id, attrs=with_attrs(seg.attrs, target_queue=queue))
         visit = self._open_visit(call, mu, queue, ts, ts)
         visit.extension = ev.get("Caller-Destination-Number")
 
@@ -833,9 +731,10 @@ class SegmentEngine:
         visit.rings[agent] = self._new_ring(call, visit, agent, ts)
         self._live("agent", agent, ts, call_id=call.call_id)
 
-    def _new_ring(self, call: _Call, visit: _Visit, agent: str, started_ms: int) -> str:
-        seg_id = self._new_seg(call, f"{call.call_id}:ring:{visit.member_uuid}:{agent}:{started_ms}",
-                               "ring", started_ms, visit, agent=agent)
+    def _new_ring(self, call: CallState, visit: Visit, agent: str, started_ms: int) -> str:
+        seg_id = self._new_seg(
+            call, f"{call.call_id}:ring:{visit.member_uuid}:{agent}:{started_ms}", "ring",
+            started_ms, visit, agent=agent)
         visit.last_ring[agent] = seg_id
         return seg_id
 
@@ -854,24 +753,22 @@ class SegmentEngine:
                      outcome="answered", agent=agent)
         ring_id = visit.rings.pop(agent, None)
         if ring_id is None:
-            called = _int(ev.get("CC-Agent-Called-Time"))
+            called = to_int(ev.get("CC-Agent-Called-Time"))
             ring_id = self._new_ring(call, visit, agent, called * 1000 if called else ts)
         self._close(call, ring_id, ts, outcome="answered")
         self._open_talk(call, visit, ts)
         self._leave(call, visit, ts, "answered")
         self._live("agent", agent, ts, call_id=call.call_id)
-        st = self._agents.get(agent)
-        if st is not None and st.wrapup_id and ts < st.wrapup_end_ms:
-            self._cut_wrapup(agent, st, ts, "call")
+        self._cut_wrapup(self._book.take_wrapup(agent, ts), ts, "call")
 
-    def _open_talk(self, call: _Call, visit: _Visit, ts: int) -> None:
+    def _open_talk(self, call: CallState, visit: Visit, ts: int) -> None:
         visit.talk_id = self._new_seg(
             call, f"{call.call_id}:talk:{visit.member_uuid}:{visit.talk_seq}", "talk", ts, visit,
             agent=visit.agent)
         visit.talk_ids.append(visit.talk_id)
         visit.talk_seq += 1
 
-    def _end_talk(self, call: _Call, visit: _Visit, ts: int) -> None:
+    def _end_talk(self, call: CallState, visit: Visit, ts: int) -> None:
         """The caller left the agent: close the talk (and a hold still open) at ``ts``."""
         if visit.hold_id is not None:
             self._close(call, visit.hold_id, ts)
@@ -884,7 +781,16 @@ class SegmentEngine:
             self._update(call, visit.talk_ids[-1], hangup_by=hangup_by)
         visit.talk_ended_ms = ts
 
-    def _mark_transfer(self, call: _Call, visit: _Visit, kind: str, target: str,
+    @staticmethod
+    def _left_by_agent(call: CallState) -> Visit | None:
+        """The stay whose agent the caller left last while staying on the line: the only one
+        a transfer can come from."""
+        for visit in reversed(call.visits.values()):
+            if visit.answered_ms is not None:
+                return visit if visit.caller_up_after_talk else None
+        return None
+
+    def _mark_transfer(self, call: CallState, visit: Visit, kind: str, target: str,
                        method: str | None) -> None:
         """The agent transferred the caller out of this stay (seen after the fact)."""
         attrs: tuple[tuple[str, str], ...] = (("method", method),) if method else ()
@@ -894,7 +800,7 @@ class SegmentEngine:
             if target and not seg.target:
                 changes["target"] = target
             if method and "method" not in dict(seg.attrs):
-                changes["attrs"] = _attrs(seg.attrs, method=method)
+                changes["attrs"] = with_attrs(seg.attrs, method=method)
             if changes:
                 self._update(call, visit.transfer_id, **changes)
             return
@@ -920,7 +826,7 @@ class SegmentEngine:
         if ring_id is None:
             if agent in visit.last_ring:
                 return  # already closed: the caller left the queue while it rang
-            called = _int(ev.get("CC-Agent-Called-Time"))
+            called = to_int(ev.get("CC-Agent-Called-Time"))
             ring_id = self._new_ring(call, visit, agent, called * 1000 if called else ts)
         self._close(call, ring_id, ts, outcome=outcome, attrs=(("cause", cause),) if cause else ())
         self._live("agent", agent, ts, call_id=None)
@@ -939,8 +845,7 @@ class SegmentEngine:
             return
         seg_id = self._new_seg(call, f"{call.call_id}:wrapup:{visit.member_uuid}", "wrapup", ts,
                                visit, ended_ms=ts + wrapup_s * 1000, agent=agent)
-        st = self._agents.setdefault(agent, _Agent())
-        st.wrapup_id, st.wrapup_end_ms, st.call_id = seg_id, ts + wrapup_s * 1000, call.call_id
+        self._book.start_wrapup(agent, WrapUp(seg_id, call.call_id, ts + wrapup_s * 1000))
 
     def _on_member_queue_end(self, ev: Event, ts: int) -> None:
         call = self._member_call(ev, ts)
@@ -965,12 +870,12 @@ class SegmentEngine:
         self._update(call, f"{call.call_id}:queue:{visit.member_uuid}", ended_ms=ts,
                      outcome=outcome, attrs=(("cause", ev.get("CC-Cause") or ""),
                                              ("cancel_reason", reason)))
-        for agent, ring_id in list(visit.rings.items()):
+        for ring_id in visit.rings.values():  # still ringing when the caller left
             self._close(call, ring_id, ts, outcome="caller-abandoned")
         visit.rings.clear()
         self._leave(call, visit, ts, outcome)
 
-    def _exit_key_was_hangup(self, call: _Call, hangup_ms: int) -> None:
+    def _exit_key_was_hangup(self, call: CallState, hangup_ms: int) -> None:
         """A break-out reported just before the caller's hangup was the hangup itself."""
         for visit in call.visits.values():
             seg = self._segs.get(f"{call.call_id}:queue:{visit.member_uuid}")
@@ -979,11 +884,11 @@ class SegmentEngine:
                 self._update(call, seg.segment_id, outcome=self._abandon_outcome(
                     visit, seg.ended_ms - visit.joined_ms))
 
-    def _abandon_outcome(self, visit: _Visit, wait_ms: int) -> str:
+    def _abandon_outcome(self, visit: Visit, wait_ms: int) -> str:
         limit = self.short_abandon_s.get(visit.queue, DEFAULT_SHORT_ABANDON_S)
         return "short-abandon" if wait_ms <= limit * 1000 else "abandoned"
 
-    def _leave(self, call: _Call, visit: _Visit, ts: int, outcome: str) -> None:
+    def _leave(self, call: CallState, visit: Visit, ts: int, outcome: str) -> None:
         if not visit.left:
             visit.left = True
             self._live("member", visit.queue, ts, action="leave", call_id=call.call_id,
@@ -991,76 +896,43 @@ class SegmentEngine:
 
     # ------------------------------------------------------------- agents
 
-    def _agent_interval(self, agent: str, kind: str, value: str, ts: int) -> None:
-        st = self._agents.setdefault(agent, _Agent())
-        prev = st.status if kind == "status" else st.state
-        reason = None
-        if kind == "status":
-            if value == "On Break":
-                reason, st.pending_reason = st.pending_reason, None
-            else:
-                st.pending_reason = None
-        if prev is not None and prev.value == value:
-            if reason and prev.reason != reason:  # the break reason came with a repeated status
-                st.status = replace(prev, reason=reason)
-                self._out.intervals.append(st.status)
+    def _cut_wrapup(self, wrapup: WrapUp | None, ts: int, why: str) -> None:
+        if wrapup is None:
             return
-        if prev is not None:
-            self._out.intervals.append(replace(prev, ended_ms=max(ts, prev.started_ms)))
-        node = self._event_node
-        new = AgentInterval(interval_id=f"{agent}:{kind}:{ts}", tenant=_domain(agent), node=node,
-                            agent=agent, kind=kind, value=value, started_ms=ts, ended_ms=None,
-                            reason=reason)
-        self._out.intervals.append(new)
-        if kind == "status":
-            st.status = new
-            if st.wrapup_id and ts < st.wrapup_end_ms:
-                self._cut_wrapup(agent, st, ts, value)
-            self._live("agent", agent, ts, status=value, reason=reason, since_ms=ts)
-        else:
-            st.state = new
-            self._live("agent", agent, ts, state=value, since_ms=ts)
-
-    def _cut_wrapup(self, agent: str, st: _Agent, ts: int, why: str) -> None:
-        call = self._calls.get(st.call_id or "")
-        seg = self._segs.get(st.wrapup_id or "")
+        call = self._calls.get(wrapup.call_id)
+        seg = self._segs.get(wrapup.segment_id)
         if call is not None and seg is not None and seg.started_ms <= ts:
-            self._put(call, replace(seg, ended_ms=ts, attrs=_attrs(seg.attrs, cut_by=why)))
-        st.wrapup_id = None
+            self._put(call, replace(seg, ended_ms=ts, attrs=with_attrs(seg.attrs, cut_by=why)))
 
     def _on_agent_status(self, ev: Event, ts: int) -> None:
         agent, value = ev.get("CC-Agent"), ev.get("CC-Agent-Status")
         if agent and value:
-            self._agent_interval(agent, "status", value, ts)
+            self._cut_wrapup(self._book.change(agent, "status", value, ts, self._event_node,
+                                               self._out.intervals, self._out.live), ts, value)
 
     def _on_agent_state(self, ev: Event, ts: int) -> None:
         agent, value = ev.get("CC-Agent"), ev.get("CC-Agent-State")
         if agent and value:
-            self._agent_interval(agent, "state", value, ts)
+            self._book.change(agent, "state", value, ts, self._event_node,
+                              self._out.intervals, self._out.live)
 
     def _on_agent_max_no_answer(self, ev: Event, ts: int) -> None:
         agent = ev.get("CC-Agent")
         if agent:
             # mod_callcenter puts the agent On Break right after this event
-            self._agents.setdefault(agent, _Agent()).pending_reason = "max-no-answer"
+            self._book.expect_reason(agent, "max-no-answer")
 
     def _on_hotline_agent(self, ev: Event, ts: int) -> None:
         agent, action = ev.get("Hotline-Agent"), ev.get("Hotline-Action")
         if not agent:
             return
-        st = self._agents.setdefault(agent, _Agent())
         if action == "break":
-            reason = ev.get("Hotline-Reason") or None
-            if st.status is not None and st.status.value == "On Break" and st.status.ended_ms is None:
-                st.status = replace(st.status, reason=reason)
-                self._out.intervals.append(st.status)
-            else:
-                st.pending_reason = reason
+            self._book.announce_break(agent, ev.get("Hotline-Reason") or None, ts,
+                                      self._out.intervals, self._out.live)
         elif action == "end-wrapup":
-            if st.wrapup_id and ts < st.wrapup_end_ms:
-                self._cut_wrapup(agent, st, ts, "end-wrapup")
+            self._cut_wrapup(self._book.take_wrapup(agent, ts), ts, "end-wrapup")
         else:
-            st.pending_reason = None
+            self._book.expect_reason(agent, None)
 
     # ---------------------------------------------------------- conference
 
@@ -1083,11 +955,11 @@ class SegmentEngine:
 
     # ------------------------------------------------------ hotline events
 
-    def _hotline_call(self, ev: Event) -> _Call | None:
+    def _hotline_call(self, ev: Event) -> CallState | None:
         call_id = ev.get("Hotline-Call-ID")
         if not call_id:
             return None
-        return self._stub(call_id, _domain(ev.get("Hotline-Queue") or ev.get("Hotline-Agent")))
+        return self._stub(call_id, domain_of(ev.get("Hotline-Queue") or ev.get("Hotline-Agent")))
 
     def _on_survey(self, ev: Event, ts: int) -> None:
         call = self._hotline_call(ev)
@@ -1096,7 +968,7 @@ class SegmentEngine:
         self._new_seg(call, f"{call.call_id}:survey:{call.survey_seq}", "survey", ts,
                       ended_ms=ts, queue=ev.get("Hotline-Queue") or None,
                       agent=ev.get("Hotline-Agent") or None,
-                      score=_int(ev.get("Hotline-Score")))
+                      score=to_int(ev.get("Hotline-Score")))
         call.survey_seq += 1
 
     def _on_callback(self, ev: Event, ts: int) -> None:
@@ -1109,12 +981,10 @@ class SegmentEngine:
                 self._new_seg(call, seg_id, "callback", ts, queue=ev.get("Hotline-Queue") or None)
             self._update(call, seg_id, ended_ms=ts, outcome=ev.get("Hotline-Outcome") or None,
                          agent=ev.get("Hotline-Agent") or None)
-        elif seg_id not in self._segs:
-            joined = _int(ev.get("Hotline-Joined-MS"))
-            call.callback_id = self._new_seg(
-                call, seg_id, "callback", ts, queue=ev.get("Hotline-Queue") or None,
-                target=ev.get("Hotline-Number") or None, outcome="requested",
-                queue_entered_ms=joined)
+        elif seg_id not in self._segs:  # the request; the caller keeps the place from joined
+            self._new_seg(call, seg_id, "callback", ts, queue=ev.get("Hotline-Queue") or None,
+                          target=ev.get("Hotline-Number") or None, outcome="requested",
+                          queue_entered_ms=to_int(ev.get("Hotline-Joined-MS")))
         call.callback_id = seg_id
 
     def _on_disposition(self, ev: Event, ts: int) -> None:
@@ -1133,32 +1003,27 @@ class SegmentEngine:
     def _on_api(self, ev: Event, ts: int) -> None:
         command = ev.get("API-Command")
         if command == "uuid_transfer":
-            args = [a for a in (ev.get("API-Command-Argument") or "").split() if not a.startswith("-")]
+            args = [a for a in (ev.get("API-Command-Argument") or "").split()
+                    if not a.startswith("-")]  # uuid_transfer <uuid> [-bleg|-both] <dest> ...
             if len(args) < 2:
                 return
             call = self._calls.get(args[0])
             if call is None:
                 return
             dest = args[1]
-            # the API event may come after the events the command caused
-            for visit in call.visits.values():
-                if visit.caller_up_after_talk and (visit.transfer_id is None
-                                                   or not self._has_method(visit)):
-                    self._mark_transfer(call, visit, "blind", dest, "uuid_transfer")
-                    return
-            if any(v.talk_id for v in call.visits.values()):
+            # the API event may come before or after the events the command caused
+            left = self._left_by_agent(call)
+            if left is not None:
+                self._mark_transfer(call, left, "blind", dest, "uuid_transfer")
+            elif any(v.in_talk for v in call.visits.values()):
                 call.pending_transfer = (dest, "uuid_transfer")
         elif command == "callcenter_config":
             args = (ev.get("API-Command-Argument") or "").split()
             # "agent set wrap_up_time 1001@hotline.test 3": learn wrap-up times from the switch
             if len(args) == 5 and args[:3] == ["agent", "set", "wrap_up_time"]:
-                seconds = _int(args[4])
+                seconds = to_int(args[4])
                 if seconds is not None:
                     self.agent_wrapup_s[args[3]] = seconds
-
-    def _has_method(self, visit: _Visit) -> bool:
-        seg = self._segs.get(visit.transfer_id or "")
-        return seg is not None and "method" in dict(seg.attrs)
 
 
 def engine_for(center: CallCenter | None, node: str) -> SegmentEngine:

@@ -38,12 +38,15 @@ ENV_KEYS = {"HOTLINE_CONFIG_DIR": "config_dir", "HOTLINE_DATABASE_URL": "databas
 _DEFAULTS = Settings()
 
 
-def _esl_nodes_from_text(text: str, what: str) -> tuple[EslNode, ...] | str:
+_Parsed = tuple[str | None, str, int, str]  # name (None = unnamed), host, port, password
+
+
+def _parse_esl_text(text: str, what: str) -> list[_Parsed] | str:
     """``[name=]host:port[:password]`` items, comma-separated; a str return is the error."""
     items = [x.strip() for x in text.split(",") if x.strip()]
     if not items:
         return f"{what} names no ESL node."
-    parsed: list[tuple[str | None, str, int, str]] = []
+    parsed: list[_Parsed] = []
     for item in items:
         name = None
         if "=" in item.split(":", 1)[0]:
@@ -57,11 +60,15 @@ def _esl_nodes_from_text(text: str, what: str) -> tuple[EslNode, ...] | str:
         if not host or not 0 < port < 65536:
             return f"{what} has '{item}', which is not host:port:password."
         parsed.append((name, host, port, password or "ClueCon"))
+    return parsed
+
+
+def _name_nodes(parsed: list[_Parsed]) -> tuple[EslNode, ...]:
+    """One unnamed node keeps the default's name ``local``; several go by host (or host:port)."""
     hosts = [p[1] for p in parsed]
     nodes = []
     for name, host, port, password in parsed:
         if name is None:
-            # one unnamed node keeps the default's name; several are told apart by host(:port)
             name = "local" if len(parsed) == 1 else (host if hosts.count(host) == 1
                                                      else f"{host}:{port}")
         nodes.append(EslNode(name, host, port, password))
@@ -98,46 +105,40 @@ def _read_settings(r: _Reader, node: YNode, in_config_dir: bool) -> dict[str, An
 
 def _read_esl(r: _Reader, node: YNode, what: str) -> Any:
     items = node.value if node.kind == "seq" else [node]
-    nodes: list[EslNode] = []
-    names: dict[str, YNode] = {}
+    parsed: list[_Parsed] = []
     for i, item in enumerate(items, 1):
         if item.kind == "scalar":
             text = r.secret(item, what)
             if text is _BAD:
                 return _BAD
-            got = _esl_nodes_from_text(text, what)
+            got = _parse_esl_text(text, what)
             if isinstance(got, str):
                 r.error(item.src, got)
                 return _BAD
-            new = list(got)
-            if len(items) > 1 and len(new) == 1 and "=" not in text.split(":", 1)[0]:
-                new = [EslNode(f"{new[0].host}:{new[0].port}" if new[0].name == "local"
-                               else new[0].name, new[0].host, new[0].port, new[0].password)]
-        else:
-            w = f"ESL node {i} of {what}"
-            body = r.mapping(item, w, ("name", "host", "port", "password"), ("host",))
-            if body is None or "host" not in body:
-                return _BAD
-            host = r.text(body["host"], f"'host' of {w}")
-            port = r.integer(body["port"], f"'port' of {w}", 1, 65535) if "port" in body \
-                else 8021
-            password = r.secret(body["password"], f"'password' of {w}") \
-                if "password" in body else "ClueCon"
-            name = r.ident(body["name"], f"'name' of {w}") if "name" in body \
-                else ("local" if len(items) == 1 else host)
-            if _BAD in (host, port, password, name):
-                return _BAD
-            new = [EslNode(name, host, port, password)]
-        for n in new:
-            if n.name in names:
-                r.error(item.src, f"{what} names ESL node '{n.name}' twice.")
-                return _BAD
-            names[n.name] = item
-            nodes.append(n)
-    if not nodes:
+            parsed.extend(got)
+            continue
+        w = f"ESL node {i} of {what}"
+        body = r.mapping(item, w, ("name", "host", "port", "password"), ("host",))
+        if body is None or "host" not in body:
+            return _BAD
+        host = r.text(body["host"], f"'host' of {w}")
+        port = r.integer(body["port"], f"'port' of {w}", 1, 65535) if "port" in body else 8021
+        password = r.secret(body["password"], f"'password' of {w}") \
+            if "password" in body else "ClueCon"
+        name = r.ident(body["name"], f"'name' of {w}") if "name" in body else None
+        if _BAD in (host, port, password, name):
+            return _BAD
+        parsed.append((name, host, port, password))
+    if not parsed:
         r.error(node.src, f"{what} names no ESL node.")
         return _BAD
-    return tuple(nodes)
+    nodes = _name_nodes(parsed)
+    names = [n.name for n in nodes]
+    for n in nodes:
+        if names.count(n.name) > 1:
+            r.error(node.src, f"{what} names ESL node '{n.name}' twice.")
+            return _BAD
+    return nodes
 
 
 def check_settings_nodes(nodes: Iterable[YNode], env: Mapping[str, str],
@@ -197,11 +198,11 @@ def _env_layer(r: _Reader, env: Mapping[str, str]) -> dict[str, Any]:
             continue
         value = env[var]
         if key == "esl":
-            got = _esl_nodes_from_text(value, f"${var}")
+            got = _parse_esl_text(value, f"${var}")
             if isinstance(got, str):
                 r.errors.append(ConfigError(f"${var}", 0, 0, got))
                 continue
-            out[key] = got
+            out[key] = _name_nodes(got)
         elif key == "redis_url":
             out[key] = value or None
         elif value:

@@ -476,7 +476,10 @@ def _check_database(db_url: str) -> None:
     # SQLite would quietly create an empty file and then fail on the missing tables
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         if not Path(url.database).exists():
-            raise StaffingError(f"the database file {url.database} does not exist")
+            raise StaffingError(
+                f"the database file {url.database} does not exist (give --volume FILE and "
+                "--aht SECONDS to plan without history)"
+            )
 
 
 def _build_plan(

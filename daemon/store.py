@@ -412,8 +412,12 @@ class Store:
         self._migrate_if_needed()
         while True:
             for path in self._spill_files():
-                self._write_rows(_read_spill(path))
-                path.unlink()
+                try:
+                    rows = _read_spill(path)
+                except FileNotFoundError:  # another store on the same spill_dir took it
+                    continue
+                self._write_rows(rows)
+                path.unlink(missing_ok=True)
                 logger.info("spill file %s written to the database", path.name)
             with self._lock:
                 if self._spill_files():

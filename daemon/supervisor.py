@@ -97,6 +97,8 @@ class Supervisor:
         self.sessions = 0  # attempts that got as far as subscribing
         self.connection: EslConnection | None = None
         self.up = gevent.event.Event()  # set while connected and subscribed
+        # frames received while the snapshot is taken: handed on right after it
+        self._held: list[Frame] | None = None
         self._stopping = gevent.event.Event()
         self._greenlet: gevent.Greenlet | None = None
 
@@ -119,7 +121,11 @@ class Supervisor:
                 self._greenlet.kill(block=False)
 
     def _forward(self, frames: list[Frame]) -> None:
-        self.on_frames(self.node.name, frames)
+        held = self._held
+        if held is not None:
+            held.extend(frames)
+        else:
+            self.on_frames(self.node.name, frames)
 
     def _run(self) -> None:
         failures = 0
@@ -157,9 +163,30 @@ class Supervisor:
         logger.info("supervisor stopped node=%s", node.name)
 
     def _take_snapshot(self, conn: EslConnection) -> None:
-        """Ask for the live state; a failure here is logged, the link stays up."""
+        """Ask for the live state; a failure here is logged, the link stays up.
+
+        Events are already subscribed (none may be missed), but the ones that arrive
+        while the switch answers are held back and handed on *after* the snapshot:
+        state rebuilt from the snapshot, then every event since subscribing applied
+        on top, converges to the switch's state (the other order would let the older
+        snapshot overwrite newer events).
+        """
         if self.on_snapshot is None:
             return
+        self._held = []
+        try:
+            snap = self._read_snapshot(conn)
+            if snap is not None:
+                try:
+                    self.on_snapshot(snap)
+                except Exception:
+                    logger.exception("snapshot handler failed node=%s", self.node.name)
+        finally:
+            held, self._held = self._held, None
+            if held:
+                self.on_frames(self.node.name, held)
+
+    def _read_snapshot(self, conn: EslConnection) -> SwitchSnapshot | None:
         try:
             agents = conn.api("callcenter_config agent list", self.timeout)
             queues = conn.api("callcenter_config queue list", self.timeout)
@@ -168,14 +195,11 @@ class Supervisor:
                 snap.members[queue] = conn.api(f"callcenter_config queue list members {queue}",
                                                self.timeout)
             text = conn.api("show channels as json", self.timeout)
-            try:
-                snap.channels.update(json.loads(text) if text.strip().startswith("{") else {})
-            except ValueError:
-                logger.warning("unreadable channel list node=%s", self.node.name)
         except EslError as exc:
             logger.warning("live state not read node=%s error=%s", self.node.name, exc)
-            return
+            return None
         try:
-            self.on_snapshot(snap)
-        except Exception:
-            logger.exception("snapshot handler failed node=%s", self.node.name)
+            snap.channels.update(json.loads(text) if text.strip().startswith("{") else {})
+        except ValueError:
+            logger.warning("unreadable channel list node=%s", self.node.name)
+        return snap

@@ -125,6 +125,7 @@ def _find_entry(center: CallCenter, number: str,
     internal = [(t, kind) for t in tenants for kind, values in (
         ("agent", [a.extension for a in t.agents]),
         ("conference", [c.room for c in t.conferences]),
+        ("queue", [q.extension for q in t.queues if q.extension]),
     ) if number in values]
     if len(internal) == 1:
         return internal[0]
@@ -414,6 +415,9 @@ def trace_call(center: CallCenter, number: str, at: str | dt.datetime | None = N
         w.number(number)
     elif kind == "agent":
         w.extension(number, 0, set())
+    elif kind == "queue":
+        queue = next(q for q in t.queues if q.extension == number)
+        w.queue(queue, 0, set())
     else:
         w.conference(number, 0)
     return Trace(number=number, tenant=t.id, domain=t.domain, timezone=t.timezone, at=when,

@@ -8,6 +8,7 @@ anything walks it. Files are refused before parsing when they are too big or bin
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class YNode:
     value: Any
     raw: str = ""
     keys: dict[str, Source] = field(default_factory=dict)
+    size: int = 1  # values inside, once every alias is expanded (alias-bomb guard)
 
     @property
     def is_null(self) -> bool:
@@ -90,6 +92,11 @@ _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE = "\0merge"  # frame key of a plain "<<"
+_INT_TAG = "tag:yaml.org,2002:int"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9_]*)")
+_BOOLS = {"yes": True, "true": True, "on": True, "no": False, "false": False, "off": False}
 
 
 class _Frame:
@@ -119,7 +126,6 @@ class _Composer:
         self.constructor = yaml.constructor.SafeConstructor()
         self.anchors: dict[str, YNode] = {}
         self.tags: dict[tuple[str, Any], str] = {}
-        self.sizes: dict[int, int] = {}
         self.open: set[int] = set()
         self.errors: list[ConfigError] = []
 
@@ -139,6 +145,13 @@ class _Composer:
                                                                    ev.implicit)
         if tag in (_STR_TAG, MERGE_TAG):  # "<<" is only special as a key (see compose)
             return YNode("scalar", src, ev.value, raw=ev.value)
+        # the common plain forms without the constructor's generic machinery
+        if tag == _INT_TAG and _PLAIN_INT.fullmatch(ev.value):
+            return YNode("scalar", src, int(ev.value.replace("_", "")), raw=ev.value)
+        if tag == _BOOL_TAG and ev.value.lower() in _BOOLS:
+            return YNode("scalar", src, _BOOLS[ev.value.lower()], raw=ev.value)
+        if tag == _NULL_TAG:
+            return YNode("scalar", src, None, raw=ev.value)
         node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
         build = self.constructor.yaml_constructors.get(tag)
         if build is None:
@@ -157,25 +170,30 @@ class _Composer:
         root: YNode | None = None
         documents = 0
         for ev in yaml.parse(text, Loader=_Loader):
-            if isinstance(ev, (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)):
+            cls = type(ev)
+            if cls is yaml.ScalarEvent:  # by far the most frequent: first
+                src = self.src(ev.start_mark)
+                node = self.scalar(ev, src)
+                if ev.anchor:
+                    self.anchors[ev.anchor] = node
+                if not stack:
+                    root = node
+                    continue
+                frame = stack[-1]
+                if frame.node.kind == "map" and frame.key is None:
+                    # a key; "<<" is a merge key only when written plain
+                    plain_merge = ev.value == "<<" and ev.implicit[0]
+                    frame.key, frame.key_src = (_MERGE if plain_merge else ev.value), src
+                else:
+                    self.attach(frame, node, src)
                 continue
-            if isinstance(ev, yaml.DocumentStartEvent):
-                documents += 1
-                if documents > 1:
-                    raise _fail(self.file, ev.start_mark.line + 1, ev.start_mark.column + 1,
-                                "only one YAML document per file is allowed (found a second "
-                                "'---').")
-                continue
-            if isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            if cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
                 frame = stack.pop()
                 node = frame.node
                 self.open.discard(id(node))
                 if frame.merges:
                     self.apply_merges(node, frame.merges)
-                self.sizes[id(node)] = size = 1 + sum(
-                    self.sizes.get(id(c), 1) for c in
-                    (node.value.values() if node.kind == "map" else node.value))
-                if size > MAX_EXPANDED_NODES:
+                if node.size > MAX_EXPANDED_NODES:
                     raise _fail(self.file, node.src.line, node.src.column,
                                 f"the anchors and aliases here expand to more than "
                                 f"{MAX_EXPANDED_NODES:,} values; refusing the file as an alias "
@@ -185,8 +203,8 @@ class _Composer:
                 else:
                     self.attach(stack[-1], node, node.src)
                 continue
-            src = self.src(ev.start_mark)
-            if isinstance(ev, yaml.AliasEvent):
+            if cls is yaml.AliasEvent:
+                src = self.src(ev.start_mark)
                 target = self.anchors.get(ev.anchor)
                 if target is None:
                     raise _fail(self.file, src.line, src.column,
@@ -201,31 +219,23 @@ class _Composer:
                 else:
                     self.attach(stack[-1], target, src)
                 continue
-            if isinstance(ev, yaml.ScalarEvent):
-                node = self.scalar(ev, src)
-                if ev.anchor:
-                    self.anchors[ev.anchor] = node
-                if not stack:
-                    root = node
-                else:
-                    frame = stack[-1]
-                    if frame.node.kind == "map" and frame.key is None:
-                        # a key; "<<" is a merge key only when written plain
-                        plain_merge = ev.value == "<<" and ev.implicit[0]
-                        frame.key, frame.key_src = (_MERGE if plain_merge else ev.value), src
-                    else:
-                        self.attach(frame, node, src)
+            if cls is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise _fail(self.file, ev.start_mark.line + 1, ev.start_mark.column + 1,
+                                "only one YAML document per file is allowed (found a second "
+                                "'---').")
                 continue
+            if cls is not yaml.MappingStartEvent and cls is not yaml.SequenceStartEvent:
+                continue  # stream start/end, document end
             # a collection starts
+            src = self.src(ev.start_mark)
             if len(stack) >= MAX_DEPTH:
                 raise _fail(self.file, src.line, src.column,
                             f"the values are nested more than {MAX_DEPTH} levels deep.")
             if ev.tag not in (None, "!", _MAP_TAG, _SEQ_TAG):
                 self.error(src, f"the tag {ev.tag} is not supported here; write plain values.")
-            if isinstance(ev, yaml.MappingStartEvent):
-                node = YNode("map", src, {})
-            else:
-                node = YNode("seq", src, [])
+            node = YNode("map", src, {}) if cls is yaml.MappingStartEvent else YNode("seq", src, [])
             if stack and stack[-1].node.kind == "map" and stack[-1].key is None:
                 self.error(src, "a key must be a plain name, not a list or mapping.")
                 stack[-1].key, stack[-1].key_src = "\0invalid", src
@@ -237,6 +247,7 @@ class _Composer:
 
     def attach(self, frame: _Frame, node: YNode, src: Source) -> None:
         parent = frame.node
+        parent.size += node.size  # an alias counts everything it stands for
         if parent.kind == "seq":
             parent.value.append(node)
             return

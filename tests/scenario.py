@@ -21,6 +21,7 @@ from daemon.records import AgentInterval, CallRecord, EngineOutput, LiveChange, 
 from daemon.segments import SegmentEngine
 
 CAPTURES = Path(__file__).resolve().parent / "data" / "captures"
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"  # its demo tenant is the capture switch
 
 # The capture switch's agents (README "The switch and the tenant").
 WRAPUP_S = {f"100{n}@hotline.test": s for n, s in ((1, 3), (2, 4), (3, 5), (4, 4), (5, 3), (6, 3))}
@@ -167,7 +168,8 @@ def compare_call(rep: Replay, c: dict) -> list[tuple[str, object, object]]:
         rows.append(("conference", c["conference"]["name"], conf[0].target if conf else None))
         rows.append(("in_conference_s", c["conference"]["in_conference_s"], _dur(conf)))
     for v in c.get("queue_visits") or []:
-        rows.extend((f"{v['queue'].split('@')[0]} {k}", a, b) for k, a, b in compare_visit(rep, call_id, v))
+        name = v["queue"].split("@")[0]
+        rows.extend((f"{name} {k}", a, b) for k, a, b in compare_visit(rep, call_id, v))
     rows.append(("visits", len(c.get("queue_visits") or []), len(rep.segs(call_id, "queue"))))
     return rows
 
@@ -177,7 +179,8 @@ def matches(want: object, got: object) -> bool:
         return abs(want - got) <= TOLERANCE_S + 1e-9
     if isinstance(want, list) and isinstance(got, list):
         return len(want) == len(got) and all(
-            len(a) == len(b) and all(matches(x, y) for x, y in zip(a, b)) for a, b in zip(want, got))
+            len(a) == len(b) and all(matches(x, y) for x, y in zip(a, b))
+            for a, b in zip(want, got))
     return want == got
 
 

@@ -133,3 +133,26 @@ def test_replaying_a_file_that_is_not_esl_skips_it_with_a_warning(tmp_path):
                                           f"sqlite:///{tmp_path / 'j.db'}"])
     assert result.exit_code == 0
     assert "0 calls" in result.output
+
+
+def test_an_unreachable_or_unknown_database_is_a_user_error_without_the_password(tmp_path):
+    result = run("calls", "--db", "postgresql+psycopg2://postgres:s3cret@127.0.0.1:1/none")
+    assert result.exit_code == 1
+    assert "cannot use the database" in result.output and "s3cret" not in result.output
+    junk = tmp_path / "x.esl"
+    junk.write_bytes(b"")
+    result = run("replay", "--quiet", str(junk), "--db", "nosuchdb://x")
+    assert result.exit_code == 1 and "not a database URL" in result.output
+
+
+def test_the_example_in_docs_calls_json_is_what_replaying_answered_ivr_gives(tmp_path):
+    from daemon.replay import replay
+    from daemon.segments import SegmentEngine
+    from tests.conftest import REPO
+
+    doc = (REPO / "docs" / "CALLS_JSON.md").read_text()
+    example = json.loads(doc.split("## Example", 1)[1].split("```json", 1)[1].split("```", 1)[0])
+    url = f"sqlite:///{tmp_path / 'doc.db'}"
+    replay([CAPTURES / "answered_ivr.esl"], url, None, engine_factory=lambda _center, node:
+           SegmentEngine(node=node, agent_wrapup_s={"1001@hotline.test": 3}))
+    assert call_log(url) == example

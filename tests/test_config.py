@@ -508,7 +508,7 @@ def test_mutated_examples_only_ever_raise_config_errors(tmp_path):
     junk = ["", "[", "]", "{", "}", ":", "- ", "null", "true", "-1", "9:30", "2026-02-30", "&a",
             "*a", "<<: *a", "'", "\t", "?", "!!python/object:os.system", "1e999", "~", "|", "#"]
     outcomes = {"ok": 0, "errors": 0}
-    for i in range(150):
+    for i in range(80):
         victim = rng.choice(files)
         lines = texts[victim].split("\n")
         for _ in range(rng.randint(1, 3)):
@@ -532,4 +532,31 @@ def test_mutated_examples_only_ever_raise_config_errors(tmp_path):
             for e in exc.errors:
                 assert e.message[-1] in ".?" and "Traceback" not in e.message
                 assert e.line >= 1 and e.column >= 1 and Path(e.file).is_relative_to(root)
-    assert outcomes["errors"] > 50
+    assert outcomes["errors"] > 30
+
+
+def test_rules_with_the_same_conditions_or_after_open_and_closed_contradict(example):
+    f = example / "cityutil" / "tenant.yaml"
+    edit(f, "          - name: after hours        # nights, lunch break, Sundays and holidays\n"
+            "            action: {ivr: after_hours}\n",
+         "          - name: closed\n            schedule: business\n            when: closed\n"
+         "            action: {ivr: after_hours}\n"
+         "          - name: never\n            action: hangup\n")
+    edit(f, "          - name: vip                #",
+         "          - {name: vip again, callers: ['^12345$', '^02163\\d{6}$'], action: hangup}\n"
+         "          - name: vip                #")
+    # the rules are shared by both hotline numbers (a YAML alias): one error per number
+    assert errors_of(example) == [
+        at(f, "name: vip                #", f"rule 'vip' of number {did} can never match, "
+                                            f"because rule 'vip again' before it has the same "
+                                            f"conditions.")
+        for did in ("4006196116", "96116")
+    ]
+    edit(f, "callers: ['^12345$', '^02163\\d{6}$'], action: hangup}", "callers: ['^1$'], "
+                                                                  "action: hangup}")
+    assert errors_of(example) == [
+        at(f, "name: never", f"rule 'never' of number {did} can never match, because rules "
+                             f"'office hours' and 'closed' before it cover both open and closed "
+                             f"hours of schedule 'business'.")
+        for did in ("4006196116", "96116")
+    ]

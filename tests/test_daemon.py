@@ -105,6 +105,7 @@ class Recorder:
         self.log.append(("live", [c.key for c in changes]))
 
     def rebuild(self, agents=(), members=(), at_ms=None) -> None:
+        self.log.append(("rebuild", None))
         self.rebuilds.append({"agents": [a.name for a in agents], "members": [m.session_uuid for m in members]})
 
 
@@ -246,7 +247,7 @@ def test_each_frame_is_journaled_before_the_engine_sees_it_then_written_and_publ
 
     expected = [f for f in capture_event_frames(CAPTURES / "ivr_only.esl") if subscribed(f)]
     assert b"".join(rec.journaled) == b"".join(expected) and sent == len(expected) < 72
-    steps = [kind for kind, _ in rec.log if kind not in ("engine-made", "journal")]
+    steps = [kind for kind, _ in rec.log if kind not in ("engine-made", "journal", "rebuild")]
     assert steps == ["engine", "store", "live"] * sent  # (journal-before-engine: Recorder.Engine)
     assert rec.closed == ["closed"] * 3  # store, live state and journal closed (flushed) on stop
 
@@ -318,3 +319,26 @@ def test_switch_restart_rebuilds_live_state_from_what_the_switch_reports(peer):
         runner.join(5)
     assert rec.rebuilds[-1] == {"agents": ["1001@hotline.test"], "members": ["call-1"]}
     assert service.supervisors[0].sessions == 2
+
+
+def test_events_arriving_while_the_switch_state_is_read_are_applied_after_the_rebuild(peer):
+    def agent_list(line: str) -> str:
+        # the switch emits an event before it answers: it is older than nothing in the
+        # snapshot, but must not be overwritten by it
+        peer.send_event({"Event-Name": "CUSTOM", "Event-Subclass": "callcenter::info",
+                         "CC-Action": "agent-status-change", "CC-Agent": "1001@hotline.test",
+                         "CC-Agent-Status": "On Break"})
+        gevent.sleep(0.05)
+        return AGENT_LIST
+
+    peer.script("api callcenter_config agent list", agent_list)
+    rec = Recorder()
+    service = make_service([node_of(peer)], rec)
+    runner = run_service(service)
+    try:
+        wait_for(lambda: rec.fed and rec.rebuilds, what="event and rebuild")
+    finally:
+        service.stop()
+        runner.join(5)
+    order = [kind for kind, _ in rec.log if kind in ("rebuild", "journal", "engine")]
+    assert order == ["rebuild", "journal", "engine"]

@@ -94,9 +94,11 @@ def test_daemon_turns_a_switch_stream_into_rows_and_exits_0_on_sigterm(tmp_path,
     # live state went to Redis
     import redis
 
+    from daemon.live import PREFIX
+
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        assert "1005@hotline.test" in client.smembers("hotline:agents")
+        assert "1005@hotline.test" in client.smembers(f"{PREFIX}:agents")
     finally:
         client.close()
 

@@ -107,11 +107,15 @@ def test_encode_frame_of_a_frame_without_raw_bytes_rebuilds_the_wire_format():
     assert EslParser().feed(rebuilt)[0].body == frame.body
 
 
-def test_bad_journal_settings_are_refused(tmp_path):
+def test_a_bad_fsync_policy_is_refused_and_a_node_name_becomes_a_safe_file_name(tmp_path):
     with pytest.raises(ValueError):
         Journal(tmp_path, fsync="sometimes")
-    with pytest.raises(ValueError):
-        Journal(tmp_path, prefix="../escape")
+    with Journal(tmp_path / "j", prefix="../fs 1/x") as journal:
+        journal.append(event_frames("ivr_only.esl")[0].raw)
+        written = journal.path
+    assert written.parent == tmp_path / "j"
+    assert JOURNAL_NAME.match(written.name)["prefix"] == "_fs_1_x"
+    assert Journal(tmp_path / "k", prefix="").prefix == "journal"
 
 
 def test_a_gzip_file_cut_short_yields_every_frame_before_the_cut(tmp_path):

@@ -501,17 +501,22 @@ def boundary_db(empty_db_url):
     return url
 
 
-@pytest.mark.parametrize("size,start,end,expected", [
+SIZES = [
     ("15m", "2026-03-02T09:00", "2026-03-02T10:15", [1, 1, 1, 1, 1]),
     ("30m", "2026-03-02T09:00", "2026-03-02T10:30", [2, 2, 1]),
     ("1h", "2026-03-02T09:00", "2026-03-02T11:00", [4, 1]),
     ("day", "2026-03-02", "2026-03-04", [6, 1, 0]),
     ("week", "2026-03-02", "2026-03-15", [7, 1]),
     ("month", "2026-03-01", "2026-04-30", [9, 1]),
-])
-def test_every_interval_size(boundary_db, size, start, end, expected):
-    rows = run(boundary_db, interval=size, start=start, end=end, kpis=("offered",))
-    assert [r["offered"] for r in rows] == expected
+]
+
+
+def test_every_interval_size(boundary_db):
+    # 09:44:59.999 and 09:45:00 fall on either side of a quarter-hour edge; 31 March
+    # 23:59:59 and 1 April 00:00 on either side of a month edge
+    for size, start, end, expected in SIZES:
+        rows = run(boundary_db, interval=size, start=start, end=end, kpis=("offered",))
+        assert [r["offered"] for r in rows] == expected, size
 
 
 def test_call_at_235959_local_lands_in_that_local_day(boundary_db):

@@ -176,9 +176,10 @@ def test_queue_entry_sets_cc_and_hotline_variables_for_announce_survey_callback(
     acts = actions(extension(ctx, "queue_billing"))
     assert ("set", f"hotline_queue=billing@{CITY}") in acts
     assert ("set", f"hotline_tenant={CITY}") in acts
+    assert ("set", "hotline_announce_agent=true") in acts
     assert ("set", "execute_on_answer=python hotline_announce \\${cc_agent}") in acts
     assert ("set", "cc_export_vars=domain_name,hotline_tenant,hotline_queue,"
-                   "execute_on_answer") in acts
+                   "hotline_announce_agent,execute_on_answer") in acts
     assert ("set", "hangup_after_bridge=false") in acts  # survey: the caller stays
     assert ("set", f"transfer_after_bridge=hotline-qexit-billing:XML:{CITY}") in acts
     assert ("set", "hotline_callback_task=${sched_api(+90 ${uuid} uuid_setvar ${uuid} "
@@ -189,13 +190,18 @@ def test_queue_entry_sets_cc_and_hotline_variables_for_announce_survey_callback(
     assert ("python", f"hotline_survey billing@{CITY}") in actions(answered)
     callback = extension(ctx, "queue_billing_callback")
     assert callback.findall("condition")[1].get("field") == "${cc_exit_key}"
-    assert ("python", f"hotline_callback billing@{CITY}") in actions(callback)
+    assert actions(callback)[0] == ("python", f"hotline_callback billing@{CITY}")
+    # no number confirmed: the script returns and the caller gets the queue's fallback
+    assert ("voicemail", f"default {CITY} 8000") in actions(callback)
     fallback = actions(extension(ctx, "queue_billing_fallback"))
     assert ("voicemail", f"default {CITY} 8000") in fallback
     # a queue without the extras keeps the plain capture idiom
     plain = actions(extension(ctx, "queue_new_connection"))
     assert ("set", "hangup_after_bridge=true") in plain
-    assert not any(a == "set" and d.startswith("execute_on_answer") for a, d in plain)
+    # hotline_announce still runs (it remembers the call for *28) but stays silent
+    assert ("set", "hotline_announce_agent=false") in plain
+    assert not any(d and d.startswith("transfer_after_bridge") for _, d in plain)
+    assert not any(d and "cc_exit_keys" in d for _, d in plain)
 
 
 def test_holiday_closure_and_lunch_break_become_time_conditions(out: Path) -> None:
@@ -314,7 +320,9 @@ def test_scripts_data_has_pins_break_reasons_and_dispositions(out: Path) -> None
     assert city["agents"]["1002"] == {"id": "1002", "pin": None}
     assert city["break_reasons"] == {"1": "lunch", "2": "training", "3": "meeting"}
     assert city["dispositions"]["1"] == "resolved"
+    assert city["supervisors"] == ["1001", "1005", "1009"]  # the teams' supervisors
     assert data[DEMO]["break_reasons"] == {}
+    assert "supervisors" not in data[DEMO]  # no teams: anyone may supervise
 
 
 def test_render_is_deterministic_byte_for_byte(tmp_path: Path) -> None:
@@ -367,3 +375,12 @@ def test_render_files_is_pure_and_matches_disk(out: Path) -> None:
     files = render_files(city_center())
     for rel, content in files.items():
         assert (out / rel).read_text("utf-8") == content
+
+
+def test_queue_with_a_dialable_extension_is_reachable_by_number(tmp_path: Path) -> None:
+    base = demo_tenant()
+    q = base.queues[0].__class__(**{**base.queues[0].__dict__, "extension": "7001"})
+    center = CallCenter((base.__class__(**{**base.__dict__, "queues": (q,) + base.queues[1:]}),))
+    render(center, tmp_path)
+    entry = extension(context(tmp_path, DEMO), "queue_billing")
+    assert entry.find("condition").get("expression") == "^(hotline-queue-billing|7001)$"

@@ -24,7 +24,8 @@ def test_caller_presses_1_and_1001_answers_after_2s_ring_talks_6s_then_wraps_up_
     rep = replay("answered_ivr")
     call_id = "30082806-037b-4dba-8e24-9e170e1bf74c"
     call = rep.calls[call_id]
-    assert (call.caller, call.caller_name, call.dialed) == ("13800138001", "Wang Fang", "4008001234")
+    assert (call.caller, call.caller_name, call.dialed) == (
+        "13800138001", "Wang Fang", "4008001234")
     assert (call.tenant, call.node, call.outcome) == ("hotline.test", "vm", "answered")
     assert (call.ivr_path, call.first_queue) == ("1", "billing@hotline.test")
     segs = rep.segs(call_id)
@@ -111,7 +112,8 @@ def test_blind_transfer_from_billing_to_outage_gives_two_stays_and_a_transfer():
     (transfer,) = rep.segs(call_id, "transfer")
     assert (transfer.transfer_type, transfer.target, transfer.agent) == (
         "blind", "7002", "1001@hotline.test")
-    assert dict(transfer.attrs) == {"method": "uuid_transfer", "target_queue": "outage@hotline.test"}
+    assert dict(transfer.attrs) == {"method": "uuid_transfer",
+                                    "target_queue": "outage@hotline.test"}
     assert transfer.duration_ms == 0 and transfer.started_ms == talk1.ended_ms
     (wrap1,) = rep.visit(call_id, billing, "wrapup")
     assert (wrap1.agent, seconds(wrap1.duration_ms)) == ("1001@hotline.test", approx(3.0))

@@ -76,9 +76,10 @@ def test_garbage_and_truncated_events_do_not_crash_and_change_nothing():
     rng = random.Random(7)
     junk = [Event(b""), Event(b"\x00\xff\xfe garbage"), Event(b"Event-Name: CUSTOM\n"),
             Event(b"Event-Name: CHANNEL_HANGUP\nUnique-ID: nope\nEvent-Date-Timestamp: x\n"),
-            Event(b"Event-Name: CUSTOM\nEvent-Subclass: callcenter::info\nCC-Action: bridge-agent-end\n"),
-            Event(b"Event-Name: CUSTOM\nEvent-Subclass: callcenter::info\nCC-Action: agent-offering\n"
-                  b"CC-Member-Session-UUID: zzz\n"),
+            Event(b"Event-Name: CUSTOM\nEvent-Subclass: callcenter::info\n"
+                  b"CC-Action: bridge-agent-end\n"),
+            Event(b"Event-Name: CUSTOM\nEvent-Subclass: callcenter::info\n"
+                  b"CC-Action: agent-offering\nCC-Member-Session-UUID: zzz\n"),
             Event(b"Event-Name: API\nAPI-Command: uuid_transfer\nAPI-Command-Argument: \n")]
     for ev in evs[::10]:  # truncated copies of real events, cut at random points
         raw = ev.raw
@@ -102,8 +103,9 @@ def test_survey_callback_and_disposition_events_from_fs_scripts():
     for ev in (
         custom("hotline::disposition", T0, Hotline_Call_ID=CALL, Hotline_Agent="1001@hotline.test",
                Hotline_Code="12"),
-        custom("hotline::survey", T0 + 100, Hotline_Call_ID=CALL, Hotline_Queue="billing@hotline.test",
-               Hotline_Agent="1001@hotline.test", Hotline_Score="4"),
+        custom("hotline::survey", T0 + 100, Hotline_Call_ID=CALL,
+               Hotline_Queue="billing@hotline.test", Hotline_Agent="1001@hotline.test",
+               Hotline_Score="4"),
     ):
         rep.add(eng.feed(ev))
     (talk,) = rep.segs(CALL, "talk")
@@ -163,10 +165,12 @@ def test_live_changes_follow_the_caller_through_the_queue_and_the_agent_through_
         ("billing@hotline.test", {"action": "leave", "call_id": CALL, "joined_ms": joined,
                                   "outcome": "answered"}),
     ]
-    agent = [dict(lc.data) for lc in rep.live if lc.kind == "agent" and lc.key == "1001@hotline.test"]
-    assert {"state": "In a queue call"}.items() <= next(d for d in agent if "state" in d
-                                                         and d["state"] == "In a queue call").items()
-    assert agent[-2:] == [{"call_id": None}, agent[-1]] and agent[-1]["state"] == "Waiting"
+    agent = [dict(lc.data) for lc in rep.live
+             if lc.kind == "agent" and lc.key == "1001@hotline.test"]
+    states = [d["state"] for d in agent if "state" in d]
+    assert states == ["Waiting", "Receiving", "In a queue call", "Waiting"]
+    calls = [d["call_id"] for d in agent if "call_id" in d]
+    assert calls[0] == CALL and calls[-1] is None  # offered / bridged, then free again
 
 
 def test_engine_for_builds_wrapup_and_short_abandon_maps_from_the_model():
@@ -197,7 +201,8 @@ def channel(name: str, uuid: str, ms: int, **headers: str) -> Event:
 
 
 def caller_leg(name: str, ms: int, **headers: str) -> Event:
-    return channel(name, "call-1", ms, Call_Direction="inbound", Channel_Name="sofia/external/caller",
+    return channel(name, "call-1", ms, Call_Direction="inbound",
+                   Channel_Name="sofia/external/caller",
                    Caller_Caller_ID_Number="13900000001", Caller_Destination_Number="7001",
                    Caller_RDNIS="4008001234", **headers)
 
@@ -320,7 +325,8 @@ def test_max_no_answer_puts_the_agent_on_break_with_that_reason():
                CC_Agent_Status="On Break"),
     ])
     (interval,) = rep.intervals.values()
-    assert (interval.value, interval.reason, interval.ended_ms) == ("On Break", "max-no-answer", None)
+    assert (interval.value, interval.reason, interval.ended_ms) == (
+        "On Break", "max-no-answer", None)
 
 
 def test_caller_bridge_reported_before_bridge_agent_start_is_still_the_queue_talk():
@@ -405,3 +411,13 @@ def test_sip_caller_hanging_up_with_bye_or_being_hung_up_by_the_switch():
 
     assert ended("recv_bye") == "caller"
     assert ended("send_bye") == "system"
+
+
+def test_engine_built_from_the_demo_config_reproduces_the_capture_truth():
+    from daemon.config import load_center
+    from tests.scenario import REPO_CONFIG, mismatches, truth
+
+    center = load_center(REPO_CONFIG)
+    for name in ("answered_ivr", "blind_transfer", "noanswer_rollover"):
+        checked, bad = mismatches(replay(name, engine_for(center, "")), truth(name)["calls"])
+        assert checked > 10 and bad == [], name

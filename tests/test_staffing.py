@@ -438,3 +438,43 @@ def test_command_bad_arguments_exit_1_with_a_sentence(config_dir, tmp_path, args
     assert result.exit_code == 1
     assert words in result.output
     assert "Traceback" not in result.output
+
+
+def test_history_across_clock_changes_matches_local_times(empty_db_url):
+    h = History()
+    # Sunday 2026-11-01 clocks go back at 02:00: 01:00-01:30 local happens twice
+    first = int(dt.datetime(2026, 11, 1, 1, 10, tzinfo=ZoneInfo(TZ)).timestamp() * 1000)
+    second = int(dt.datetime(2026, 11, 1, 1, 10, fold=1, tzinfo=ZoneInfo(TZ)).timestamp() * 1000)
+    assert second - first == 3600 * 1000
+    for _ in range(2):
+        h.call(first)
+    for _ in range(4):
+        h.call(second)
+    # an ordinary Sunday with 5 calls at 01:10
+    for _ in range(5):
+        h.call(_ms(dt.date(2026, 10, 25), 1, 10))
+    h.write(empty_db_url)
+    # planning a normal Sunday: the repeated hour counts once, as the mean of its two
+    # occurrences: ((2 + 4) / 2 + 5) / 2 = 4
+    fc = from_history(empty_db_url, BILLING, dt.date(2026, 11, 8), TZ, minutes=30, weeks=2)
+    assert _row(fc, "01:00") == pytest.approx(4.0)
+    assert [iv.label for iv in fc.intervals].count("01:00") == 1
+    # planning the fall-back day itself: both 01:00 intervals get the ordinary history
+    fall = from_history(empty_db_url, BILLING, dt.date(2026, 11, 1), TZ, minutes=30, weeks=2)
+    assert fall.weeks_used == (dt.date(2026, 10, 25),)
+    assert [c for iv, c in zip(fall.intervals, fall.calls) if iv.label == "01:00"] == [5.0, 5.0]
+
+
+def test_queue_in_two_tenants_needs_tenant_or_domain(tmp_path):
+    center = _center()
+    other = Tenant(id="beta", domain="beta.test", timezone="UTC",
+                   queues=(Queue(id="billing", name="Billing"),))
+    both = CallCenter(center.tenants + (other,))
+    volume = tmp_path / "v.csv"
+    volume.write_text("09:00,10\n", encoding="utf-8")
+    with pytest.raises(StaffingError, match="several tenants"):
+        build_plan(both, "billing", DAY, aht_s=180, volume=volume)
+    assert build_plan(both, "billing", DAY, aht_s=180, volume=volume, tenant_id="beta").tenant == "beta"
+    assert build_plan(both, "billing@beta.test", DAY, aht_s=180, volume=volume).timezone == "UTC"
+    with pytest.raises(StaffingError, match="unknown tenant 'bta': did you mean 'beta'"):
+        build_plan(both, "billing", DAY, aht_s=180, volume=volume, tenant_id="bta")

@@ -245,3 +245,18 @@ def test_cli_render_example_writes_and_lists_files(tmp_path: Path) -> None:
     assert res.output.startswith(f"wrote 12 files to {tmp_path}:")
     assert "  dialplan/hotline.test.xml" in res.output.splitlines()
     assert (tmp_path / "autoload_configs/callcenter.conf.xml").is_file()
+
+
+def test_trace_a_queue_extension_number() -> None:
+    from daemon.model import CallCenter
+
+    from factories import demo_tenant
+
+    base = demo_tenant()
+    q = base.queues[2].__class__(**{**base.queues[2].__dict__, "extension": "7003"})
+    center = CallCenter((base.__class__(**{**base.__dict__, "queues": base.queues[:2] + (q,)}),))
+    t = trace_call(center, "7003", "2026-11-23 09:05")
+    assert step(t, "queue").data["queue"] == "sales@hotline.test"
+    fallback = step(t, "fallback")
+    assert "after 8 s" in fallback.text
+    assert t.steps[-1].data["action"] == "playback"

@@ -1,0 +1,104 @@
+"""Per-call state of the segment engine: what it remembers about a call between events.
+
+Mutable on purpose (the engine's private working memory); everything that leaves
+the engine is a frozen record from ``daemon.records``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def peek(raw: bytes, key: bytes) -> bytes | None:
+    """Raw value of header ``key`` (given as b"\\nName: ") without decoding the event."""
+    if raw.startswith(key[1:]):
+        start = len(key) - 1
+    else:
+        i = raw.find(key)
+        if i < 0:
+            return None
+        start = i + len(key)
+    end = raw.find(b"\n", start)
+    return raw[start:] if end < 0 else raw[start:end]
+
+
+def domain_of(name: str | None) -> str:
+    return name.partition("@")[2] if name else ""
+
+
+def with_attrs(attrs: tuple[tuple[str, str], ...], **more: str) -> tuple[tuple[str, str], ...]:
+    """Attributes as a sorted tuple, so the order they were learnt in does not matter."""
+    merged = dict(attrs)
+    merged.update(more)
+    return tuple(sorted(merged.items()))
+
+
+def to_int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class Visit:
+    """One queue stay (CC-Member-UUID) of a call."""
+
+    member_uuid: str
+    queue: str
+    joined_ms: int
+    extension: str | None = None  # the caller's destination (queue extension) during the stay
+    answered_ms: int | None = None
+    agent: str | None = None
+    agent_leg: str | None = None
+    talk_seq: int = 0
+    talk_id: str | None = None  # open talk piece
+    hold_id: str | None = None  # open hold
+    hold_seq: int = 0
+    talk_ids: list[str] = field(default_factory=list)
+    talk_ended_ms: int | None = None
+    first_hangup: str | None = None  # caller | agent | system, whoever left the talk first
+    first_hangup_own_leg: bool = False  # decided by the caller leg's own hangup (no loopback twin)
+    caller_up_after_talk: bool = False
+    transfer_id: str | None = None
+    refer: tuple[str, str] | None = None  # (blind|attended, destination) from the agent's REFER
+    rings: dict[str, str] = field(default_factory=dict)  # agent -> open ring segment id
+    last_ring: dict[str, str] = field(default_factory=dict)  # agent -> latest ring segment id
+    ended: bool = False
+    left: bool = False  # live "leave" sent
+
+    @property
+    def in_talk(self) -> bool:
+        """Bridged to the agent (talking or on hold) and the caller has not left yet."""
+        return self.answered_ms is not None and self.talk_ended_ms is None
+
+
+@dataclass
+class CallState:
+    call_id: str
+    tenant: str
+    node: str
+    tenant_known: bool = False  # from a DID or queue, not just a dialplan context
+    caller: str = ""
+    caller_name: str = ""
+    dialed: str = ""
+    started_ms: int = 0
+    answered_ms: int | None = None
+    ended_ms: int | None = None
+    known: bool = False  # a channel event of the caller's leg was seen
+    a_leg: str | None = None
+    caller_side_hungup: bool = False
+    hungup: bool = False
+    seg_ids: list[str] = field(default_factory=list)
+    ivr_seq: int = 0
+    ivr_id: str | None = None
+    digits: list[str] = field(default_factory=list)
+    visits: dict[str, Visit] = field(default_factory=dict)
+    first_queue: str | None = None
+    conference_ids: dict[str, str] = field(default_factory=dict)  # member id -> segment id
+    voicemail_id: str | None = None
+    callback_id: str | None = None
+    survey_seq: int = 0
+    extra_seq: int = 0
+    extra_talk_id: str | None = None
+    pending_transfer: tuple[str, str] | None = None  # (destination, method) from an API command
+    last_ms: int = 0
