@@ -160,7 +160,7 @@ class TimedEngine:
         return out
 
 
-def bench_daemon(port: int, n: int, db_url: str, timeout: float) -> dict:
+def bench_daemon(port: int, n: int, db_url: str, timeout: float, batch_mode: bool = False) -> dict:
     from daemon.live import MemoryLiveState
     from daemon.model import EslNode, Settings
     from daemon.segments import engine_for
@@ -173,6 +173,13 @@ def bench_daemon(port: int, n: int, db_url: str, timeout: float) -> dict:
     clock = [0.0, 0.0]
     latencies_ms: list[float] = []
     store = Store(db_url, batch_size=2000, max_buffer=500_000)
+    if batch_mode:
+        # what a one-line change in daemon/store.make_engine would give: psycopg2 sends an
+        # executemany as pages of statements instead of one round trip per row
+        from sqlalchemy import create_engine
+
+        store.engine.dispose()
+        store.engine = create_engine(db_url, pool_pre_ping=True, executemany_mode="values_plus_batch")
     committed = [0]
     real_flush = store.flush
 
@@ -241,6 +248,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--paced-rate", type=float, default=2000.0)
     parser.add_argument("--paced-events", type=int, default=20000)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--store-batch-mode", action="store_true",
+                        help="also run end to end with psycopg2 executemany_mode=values_plus_batch")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
@@ -260,6 +269,13 @@ def main(argv: list[str]) -> None:
                 full = bench_daemon(port, n, db_url, args.timeout)
             finally:
                 drop()
+            batched = None
+            if args.store_batch_mode:
+                db_url, drop = fresh_database(args.pg)
+                try:
+                    batched = bench_daemon(port, n, db_url, args.timeout, batch_mode=True)
+                finally:
+                    drop()
         finally:
             peer.kill()
 
@@ -287,6 +303,9 @@ def main(argv: list[str]) -> None:
     print(f"{'hotline daemon end to end, incl. final DB commit':58} {full['rate_stored']:10,.0f} events/s"
           f"   ({full['rows']:,} rows upserted, {full['errors']} engine errors)")
     print(f"{'ratio end-to-end (incl. commit) / greenswitch bare':58} {full['rate_stored'] / gs_rate:10.2f} x")
+    if batched:
+        print(f"{'  same, store with executemany_mode=values_plus_batch':58} {batched['rate_stored']:10,.0f} events/s"
+              f"   (processed {batched['rate']:,.0f}/s; {batched['rate_stored'] / gs_rate:.2f} x)")
     print(f"{f'event -> DB latency at {args.paced_rate:,.0f} events/s: p50':58} {percentile(lat, 50):10.1f} ms")
     print(f"{'                                        p99':58} {percentile(lat, 99):10.1f} ms"
           f"   ({len(lat):,} events, max {max(lat) if lat else float('nan'):.1f} ms)")

@@ -72,7 +72,7 @@ def generate(conn, calls: int) -> None:
           2000 + (i * 11) % 10000 AS ring, 30000 + (i * 101) % 400000 AS talk,
           CASE WHEN (i * 3) % 7 = 0 THEN 10000 + (i * 5) % 60000 ELSE 0 END AS hold,
           10000 + (i * 23) % 50000 AS wrap
-        FROM generate_series(1, :n) AS i),
+        FROM generate_series(1::bigint, :n) AS i),
       v AS (
         SELECT *, st + 20000 AS qe,
           CASE WHEN kind_r < 3 THEN 'ivr-only' WHEN kind_r = 3 THEN 'blocked'

@@ -160,9 +160,9 @@ def format_table(calls: Sequence[dict[str, Any]]) -> str:
         return "No calls."
     lines: list[str] = []
     for call in calls:
+        length = "open" if call["duration_ms"] is None else f"{_secs(call['duration_ms'])} s"
         lines.append(f"{call['started_at']}  {call['call_id']}  {call['caller'] or '-'} -> "
-                     f"{call['dialed'] or '-'}  {call['tenant']}  {call['outcome']}  "
-                     f"{_secs(call['duration_ms']) or 'open'}{' s' if call['duration_ms'] is not None else ''}")
+                     f"{call['dialed'] or '-'}  {call['tenant']}  {call['outcome']}  {length}")
         rows = [("kind", "start", "secs", "queue", "agent", "outcome", "detail")]
         for seg in call["segments"]:
             detail = []

@@ -291,6 +291,9 @@ class _Reader:
         return _BAD
 
 
+_SHIFTS: dict[tuple[int, dt.time, dt.time], m.Shift] = {}
+
+
 @functools.cache
 def _known_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())  # a directory walk: once per process
@@ -826,7 +829,13 @@ class _TenantBuilder:
         if "shifts" in body:
             weekly = self._weekly(body["shifts"], f"'shifts' of {what}")
             for day, ranges in enumerate(weekly or ()):
-                shifts.extend(m.Shift(day, rg.start, rg.end) for rg in ranges)
+                for rg in ranges:
+                    # rosters repeat the same few shifts thousands of times: share them
+                    key = (day, rg.start, rg.end)
+                    shift = _SHIFTS.get(key)
+                    if shift is None:
+                        shift = _SHIFTS[key] = m.Shift(day, rg.start, rg.end)
+                    shifts.append(shift)
         start, end = got.get("start_date"), got.get("end_date")
         if start and end and end < start:
             r.error(body["end_date"].src, f"'end_date' of {what} ({end}) is before its "

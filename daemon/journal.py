@@ -43,7 +43,8 @@ from .frames import EslParser, Frame
 
 logger = logging.getLogger(__name__)
 
-JOURNAL_NAME = re.compile(r"^(?P<prefix>.+)-(?P<stamp>\d{8}T\d{12}Z)-(?P<seq>\d{6,})\.esl(?:\.gz)?$")
+JOURNAL_NAME = re.compile(
+    r"^(?P<prefix>.+)-(?P<stamp>\d{8}T\d{12}Z)-(?P<seq>\d{6,})\.esl(?:\.gz)?$")
 FSYNC_POLICIES = ("rotate", "always", "never")
 READ_CHUNK = 1 << 20
 
@@ -277,7 +278,8 @@ def iter_frame_batches(path: str | Path, *, errors: list[str] | None = None
         errors.append(f"{path}: {parser.buffered} bytes of an incomplete frame at the end")
 
 
-def _feed(parser: EslParser, data: bytes, path: str | Path, errors: list[str] | None) -> list[Frame]:
+def _feed(parser: EslParser, data: bytes, path: str | Path,
+          errors: list[str] | None) -> list[Frame]:
     frames, skipped = parser.feed_resync(data)
     for exc in skipped:
         logger.warning("%s: skipping garbage: %s", path, exc)

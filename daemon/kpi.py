@@ -39,6 +39,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    column,
     distinct,
     exists,
     false,
@@ -47,6 +48,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    text,
     union_all,
 )
 from sqlalchemy.engine import Connection
@@ -64,9 +66,11 @@ DEFAULT_SHORT_ABANDON_S = 20
 DEFAULT_RING_CYCLE_S = 6
 DEFAULT_FCR_WINDOW_H = 72
 SATISFIED_MIN_SCORE = 4  # a survey score of 4 or 5 (of 1-5) is "satisfied"
-# An agent status interval or a talk segment that started this long before the report
-# range is not looked for: it keeps the range scans on the indexes.
-SPAN_LOOKBACK_MS = 7 * 24 * 3600_000
+# An agent status/state interval, or a talk/hold/wrap-up segment, that started more than
+# this before the report range is not looked for: it keeps the range scans on the indexes
+# (a stretch longer than a day that began before the range is only counted from when it is
+# within a day of the range's start).
+SPAN_LOOKBACK_MS = 24 * 3600_000
 
 ANSWERED = ("answered", "transferred-out")
 ABANDONED = ("abandoned", "short-abandon")
@@ -198,15 +202,35 @@ def _cost_of(tenant: Any, iv: Interval) -> float | None:
 # --- literal row sets (the portable "VALUES") ---------------------------------------------
 
 
+def _sql_literal(v: Any) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v)
+    # standard SQL string; a colon is escaped because text() reads ":name" as a parameter
+    return "'" + str(v).replace("'", "''").replace(":", "\\:") + "'"
+
+
 def rows_cte(name: str, columns: Sequence[tuple[str, Any]], rows: Iterable[Sequence[Any]]):
-    """A CTE of literal rows as ``SELECT ... UNION ALL SELECT ...`` (SQLite has no VALUES aliases)."""
-    selects = [select(*[cast(literal(v), typ).label(col) if v is not None
-                        else cast(None, typ).label(col) for (col, typ), v in zip(columns, row)])
-               for row in rows]
-    if not selects:
-        selects = [select(*[cast(None, typ).label(col) for col, typ in columns]).where(false())]
-    body = selects[0] if len(selects) == 1 else union_all(*selects)
-    return body.cte(name)
+    """A CTE of literal rows: ``WITH raw AS (VALUES ...), name AS (SELECT CAST(...) FROM raw)``.
+
+    The VALUES list is written as literal SQL (numbers, and quoted strings from the model):
+    compiling one bound SELECT per row took longer than running the KPI queries. A VALUES
+    list names its columns column1, column2, ... in both SQLite and PostgreSQL; the CAST
+    layer gives every column its type even when all its values are NULL.
+    """
+    data = [tuple(r) for r in rows]
+    if not data:
+        return select(*[cast(None, typ).label(col) for col, typ in columns]).where(false()).cte(name)
+    body = "VALUES " + ", ".join("(" + ", ".join(_sql_literal(v) for v in r) + ")" for r in data)
+    raw = (text(body).columns(*[column(f"column{n + 1}") for n in range(len(columns))])
+           .cte(f"{name}_raw"))
+    return select(*[cast(raw.c[f"column{n + 1}"], typ).label(col)
+                    for n, (col, typ) in enumerate(columns)]).cte(name)
 
 
 def _intervals_cte(sc: Scope):

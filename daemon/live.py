@@ -144,7 +144,8 @@ def parse_member_list(text: str) -> list[MemberRow]:
 
 
 def change_message(change: LiveChange) -> dict[str, Any]:
-    return {"kind": change.kind, "key": change.key, "data": dict(change.data), "at_ms": change.at_ms}
+    return {"kind": change.kind, "key": change.key, "data": dict(change.data),
+            "at_ms": change.at_ms}
 
 
 class _State:
@@ -177,8 +178,8 @@ class _State:
                 waiting.pop(call_id, None)
             else:
                 joined = data.get("joined_ms")
-                waiting[call_id] = {"caller": data.get("caller") or "",
-                                    "joined_ms": int(joined) if joined is not None else change.at_ms}
+                joined_ms = int(joined) if joined is not None else change.at_ms
+                waiting[call_id] = {"caller": data.get("caller") or "", "joined_ms": joined_ms}
         else:
             logger.debug("ignoring live change of kind %r", change.kind)
 
@@ -432,7 +433,8 @@ class RedisLiveState(LiveState):
         return True
 
 
-def snapshot_from_redis(url: str, now_ms: int | None = None, *, prefix: str = PREFIX) -> dict[str, Any]:
+def snapshot_from_redis(url: str, now_ms: int | None = None, *,
+                        prefix: str = PREFIX) -> dict[str, Any]:
     """Read the live state another process keeps in Redis (for ``hotline queue status``)."""
     import redis
 
@@ -465,3 +467,22 @@ def changes_from_mapping(items: Iterable[Mapping[str, Any]]) -> list[LiveChange]
     """LiveChange objects from plain dicts (tests, HTTP API)."""
     return [LiveChange(kind=i["kind"], key=i["key"], data=tuple(dict(i.get("data", {})).items()),
                        at_ms=int(i.get("at_ms", 0))) for i in items]
+
+
+def format_snapshot(snap: Mapping[str, Any]) -> str:
+    """A snapshot for humans (``hotline queue status``): queues with waits, then agents."""
+    lines = []
+    for queue, q in snap.get("queues", {}).items():
+        longest = q.get("longest_wait_ms")
+        lines.append(f"{queue}: {q['count']} waiting"
+                     + (f", longest {longest / 1000:.0f} s" if longest is not None else ""))
+        for w in q["waiting"]:
+            lines.append(f"    {w['call_id']}  {w['caller'] or '-'}  "
+                         f"waiting {w['wait_ms'] / 1000:.0f} s")
+    if lines:
+        lines.append("")
+    for name, a in snap.get("agents", {}).items():
+        status = a.get("status", "?") + (f" ({a['reason']})" if a.get("reason") else "")
+        extra = f"  call {a['call_id']}" if a.get("call_id") else ""
+        lines.append(f"{name}  {status}  {a.get('state', '?')}{extra}")
+    return "\n".join(lines) if lines else "No live state."

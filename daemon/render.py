@@ -12,7 +12,8 @@
     scripts/hotline_data.json           PINs, break reasons, dispositions for fs_scripts
 
 All decisions are made here, in Python, into plain view dicts; the Jinja2 templates in
-``dialplan_templates/`` only loop and print (StrictUndefined, XML autoescape). Output is
+``dialplan_templates/`` only loop and print (StrictUndefined, XML autoescape; the three
+big templates print views pre-escaped by ``xml_text``, see there). Output is
 deterministic: the same model gives byte-identical files. Each file is written atomically
 (temporary file + rename), so FreeSWITCH never reads half a file on ``reloadxml``.
 
@@ -68,7 +69,8 @@ Step = tuple[str, "str | None", bool]
 def _comment(text: object) -> Markup:
     """Text safe inside <!-- -->: no '--', and markup escaped (a name must never be able to
     smuggle an <X-PRE-PROCESS> line into FreeSWITCH's preprocessor)."""
-    s = str(escape(str(text))).replace("--", "- -").replace("\n", " ")
+    s = (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+         .replace("--", "- -").replace("\n", " "))
     if s.endswith("-"):
         s += " "
     return Markup(s)
@@ -281,7 +283,9 @@ class _TenantRender:
             out.append(("transfer", f"{target} XML default", False))
         elif k == ActionKind.CALLBACK:
             q = self.qualified(target)
+            # not a queue's exit key (no cc_exit_key): tell hotline_callback it was asked for
             out += [("answer", None, False), ("set", f"hotline_queue={q}", False),
+                    ("set", "hotline_callback_request=true", False),
                     ("python", f"hotline_callback {q}", False),
                     ("hangup", "NORMAL_CLEARING", False)]
         elif k == ActionKind.SURVEY:
@@ -381,7 +385,7 @@ class _TenantRender:
             why.append(f"caller matches {', '.join(rule.callers)}")
         acts = [("set", f"hotline_rule={rule.name}", False)]
         acts += self.steps(rule.action, inline_ivr=True)
-        conds[-1]["actions"] = acts
+        conds[-1]["actions"] = one_answer(acts)
         comment = (f"number {did} rule {index} '{rule.name}'"
                    f" ({'; '.join(why) or 'always'}): {describe_action(self.t, rule.action)}")
         return ext(f"did_{slug(did)}_{index}_{slug(rule.name)}", conds, comment=comment)
@@ -429,8 +433,9 @@ class _TenantRender:
             else:
                 # mod_callcenter re-reads cc_exit_keys while the caller waits: arm the key
                 # after_s seconds in (the task dies with the channel: group = its uuid)
-                acts.append(("set", "hotline_callback_task=${sched_api(+%d ${uuid} uuid_setvar "
-                             "${uuid} cc_exit_keys %s)}" % (q.callback.after_s, key), False))
+                arm = (f"${{sched_api(+{q.callback.after_s} ${{uuid}} uuid_setvar ${{uuid}} "
+                       f"cc_exit_keys {key})}}")
+                acts.append(("set", f"hotline_callback_task={arm}", False))
         acts += [("callcenter", qn, False), self.transfer(exit_dest)]
         desc = [f"strategy {q.strategy}"]
         if q.max_wait_s:
@@ -492,9 +497,9 @@ class _TenantRender:
         if c.moderator_pin:
             acts.append(("set", f"conference_moderator_pin={c.moderator_pin}", False))
         if c.record:
-            acts.append(("set", "conference_auto_record=$${recordings_dir}/hotline/"
-                                f"{self.ctx}/conference-{c.room}-"
-                                "${strftime(%Y%m%d-%H%M%S)}.wav", False))
+            path = (f"$${{recordings_dir}}/hotline/{self.ctx}/conference-{c.room}-"
+                    "${strftime(%Y%m%d-%H%M%S)}.wav")
+            acts.append(("set", f"conference_auto_record={path}", False))
         data = f"{c.room}@{self.ctx}@{conference_profile(c)}"
         if c.pin:
             data += f"+{c.pin}"
@@ -598,8 +603,8 @@ def _ext_row(e: dict[str, Any]) -> tuple[Any, ...]:
             _comment(e["comment"]) if e["comment"] else None)
 
 
-def cond_field(field: str, expression: str, actions: list[Step]) -> dict[str, Any]:
-    # a second "answer" (prompt, then an action that answers too) is a harmless no-op: drop it
+def one_answer(actions: list[Step]) -> list[Step]:
+    """Drop repeated ``answer`` steps (a prompt, then an action that answers too)."""
     seen_answer = False
     kept: list[Step] = []
     for step in actions:
@@ -608,7 +613,12 @@ def cond_field(field: str, expression: str, actions: list[Step]) -> dict[str, An
                 continue
             seen_answer = True
         kept.append(step)
-    return {"attrs": [("field", field), ("expression", expression)], "actions": kept}
+    return kept
+
+
+def cond_field(field: str, expression: str, actions: list[Step]) -> dict[str, Any]:
+    return {"attrs": [("field", field), ("expression", expression)],
+            "actions": one_answer(actions)}
 
 
 def conference_profile(c: Conference) -> str:

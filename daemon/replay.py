@@ -111,7 +111,8 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
                             continue
                         event = Event.from_frame(frame)
                         if engine is None:
-                            node = event.get("FreeSWITCH-Switchname") or event.get("FreeSWITCH-Hostname") or ""
+                            node = (event.get("FreeSWITCH-Switchname")
+                                    or event.get("FreeSWITCH-Hostname") or "")
                             engine = factory(center, node)
                         event.node = node
                         events += 1

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from daemon.model import Agent, Closure, DateException, Schedule, Shift, TimeRange, WEEKDAYS
+from daemon.model import WEEKDAYS, Agent, Closure, DateException, Schedule, Shift, TimeRange
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,16 @@ collaborator comes in through the constructor, so tests hand in recording
 objects and ``run_daemon`` hands in the real ones.
 
 Ordering: all nodes' supervisors put ``(node, frames)`` (one socket read) on
-one queue and a single loop consumes it, so the journal is written before the engine sees the
-event and each node's events reach its engine in the order the switch sent
-them. A switch snapshot (after a reconnect) travels through the same queue,
-so the live-state rebuild lands between the events it is consistent with.
+one queue and a single loop consumes it, so the journal is written before the
+engine sees an event and each node's events reach its engine in the order the
+switch sent them. A switch snapshot (after a (re)connect) travels through the
+same queue, ahead of the events received since subscribing (the supervisor
+holds those back while it asks), so the live-state rebuild is never applied
+on top of newer events.
+
+Failures stay local: an engine, store or live-state exception is logged and
+the next event goes on; a journal write error is logged loudly and counted
+(statistics keep flowing; only replay loses those frames).
 """
 from __future__ import annotations
 
@@ -74,6 +80,7 @@ class Service:
         self.snapshots: dict[str, SwitchSnapshot] = {}
         self.events = 0
         self.errors = 0
+        self.journal_errors = 0
         self._queue: gevent.queue.Queue = gevent.queue.Queue()
         self._stopped = gevent.event.Event()
         self._running = False
@@ -112,12 +119,26 @@ class Service:
     def _handle(self, node: str, item: list[Frame] | SwitchSnapshot) -> None:
         if isinstance(item, SwitchSnapshot):
             return self._rebuild(item)
-        self.journal(node).append(b"".join(f.raw for f in item))  # before processing: none lost
+        self._journal_append(node, b"".join(f.raw for f in item))  # before processing
         engine = self.engine(node)
         for frame in item:
-            out = self._feed(engine, Event(frame.body, node))
+            self._output(self._feed(engine, Event(frame.body, node)))
+
+    def _output(self, out: EngineOutput) -> None:
+        try:
             self.store.write(out)
             self.live.apply(out.live)
+        except Exception:  # both are built not to raise; if one does, the journal still has it
+            self.errors += 1
+            logger.exception("writing engine output failed")
+
+    def _journal_append(self, node: str, raw: bytes) -> None:
+        try:
+            self.journal(node).append(raw)
+        except OSError as exc:
+            # keep counting calls; the frames are lost for replay only, and we say so loudly
+            self.journal_errors += 1
+            logger.error("journal write failed node=%s bytes=%d error=%s", node, len(raw), exc)
 
     def _feed(self, engine: EngineLike, event: Event) -> EngineOutput:
         self.events += 1
@@ -171,6 +192,13 @@ class Service:
         rebuild = getattr(self.live, "rebuild", None)
         if rebuild is not None:
             rebuild(agents=list(agents.values()), members=members, at_ms=snapshot.taken_ms)
+        # an engine that can reconcile calls in flight with the switch's channel list gets it
+        reconcile = getattr(self.engine(snapshot.node), "reconcile", None)
+        if reconcile is not None:
+            try:
+                self._output(reconcile(snapshot))
+            except Exception:
+                logger.exception("engine reconcile failed node=%s", snapshot.node)
         logger.info("live state rebuilt node=%s agents=%d members=%d channels=%d", snapshot.node,
                     len(agents), len(members), len(snapshot.channels.get("rows", []) or []))
 
@@ -199,7 +227,8 @@ class Service:
             close = getattr(journal, "close", None)
             if close is not None:
                 close()
-        logger.info("daemon stopped events=%d engine_errors=%d", self.events, self.errors)
+        logger.info("daemon stopped events=%d errors=%d journal_errors=%d", self.events, self.errors,
+                    self.journal_errors)
 
 
 # --- the `hotline daemon` entry ----------------------------------------------------------

@@ -142,8 +142,12 @@ _INT_COLS = [c.name for c in schema.agent_intervals.columns if c.name != "durati
 
 
 def _fit(table: str, row: dict[str, Any]) -> dict[str, Any]:
-    # PostgreSQL refuses over-long VARCHARs (SQLite does not): a caller name is caller-controlled,
-    # so cut rather than let one row poison a batch.
+    # PostgreSQL refuses over-long VARCHARs and NUL characters (SQLite does not): a caller
+    # name is caller-controlled ("%00" decodes to NUL), so clean rather than let one row
+    # poison a batch.
+    for name, value in row.items():
+        if isinstance(value, str) and "\x00" in value:
+            row[name] = value.replace("\x00", "")
     for name, length in _LENGTHS[table].items():
         value = row.get(name)
         if isinstance(value, str) and len(value) > length:
@@ -214,7 +218,8 @@ def _upsert_statement(table: Table, dialect: str):
 
 
 def _is_connectivity(exc: BaseException) -> bool:
-    if isinstance(exc, (OperationalError, InterfaceError)):
+    """Worth retrying (the database is away or busy) - as opposed to refusing these rows."""
+    if isinstance(exc, (OperationalError, InterfaceError, OSError)):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
@@ -325,7 +330,8 @@ class Store:
             _make_psycopg2_cooperative()
             self._writer = gevent.spawn(self._run)
         else:
-            self._writer = threading.Thread(target=self._run, name="hotline-store-writer", daemon=True)
+            self._writer = threading.Thread(target=self._run, name="hotline-store-writer",
+                                            daemon=True)
             self._writer.start()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
@@ -421,7 +427,7 @@ class Store:
                 logger.info("spill file %s written to the database", path.name)
             with self._lock:
                 if self._spill_files():
-                    continue  # spilled meanwhile: those rows are older than memory, write them first
+                    continue  # spilled meanwhile: older than memory, so written first
                 batch, self._pending = self._pending, {}
                 gen = self._spill_gen
                 number = self._next_spill  # reserved: sorts before any spill made while we write
@@ -460,7 +466,7 @@ class Store:
                     if chunk:
                         conn.execute(self._statements[table], chunk)
         except Exception as exc:
-            if _is_connectivity(exc) or not isinstance(exc, DBAPIError):
+            if _is_connectivity(exc):
                 self.stats.failures += 1
                 raise StoreUnavailable(_short(exc)) from exc
             self._write_one_by_one(by_table, exc)
@@ -468,7 +474,8 @@ class Store:
         self.stats.batches += 1
         self.stats.rows_written += len(rows)
 
-    def _write_one_by_one(self, by_table: dict[str, list[dict[str, Any]]], first: Exception) -> None:
+    def _write_one_by_one(self, by_table: dict[str, list[dict[str, Any]]],
+                          first: Exception) -> None:
         logger.warning("batch refused (%s); writing row by row", _short(first))
         rejected: list[tuple[str, dict[str, Any]]] = []
         for table in TABLE_ORDER:
@@ -478,7 +485,7 @@ class Store:
                         conn.execute(self._statements[table], [row])
                     self.stats.rows_written += 1
                 except Exception as exc:
-                    if _is_connectivity(exc) or not isinstance(exc, DBAPIError):
+                    if _is_connectivity(exc):
                         self.stats.failures += 1
                         raise StoreUnavailable(_short(exc)) from exc
                     logger.error("row refused by the database, kept in rejected file: %s %s: %s",
@@ -529,7 +536,7 @@ def _dump_rows(path: Path, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         for table, row in rows:
-            fh.write(json.dumps([table, row], separators=(",", ":")))
+            fh.write(json.dumps([table, row], separators=(",", ":"), default=str))
             fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())

@@ -326,7 +326,7 @@ class _Walker:
                                 f"{menu.invalid_sound}", depth, menu=menu.name, digits=entry,
                      failures=failures)
             if failures >= menu.max_failures:
-                self.add("menu-exit", f"max_failures reached -> the menu gives up", depth,
+                self.add("menu-exit", "max_failures reached -> the menu gives up", depth,
                          menu=menu.name)
                 break
         self.add("menu-exit", f"menu {menu.name} plays {menu.exit_sound}; on_failure: "

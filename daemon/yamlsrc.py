@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,26 @@ class YamlFileError(Exception):
         self.error = error
 
 
-@dataclass(eq=False)
+class _KeySources(Mapping[str, Source]):
+    """Where each key of a mapping was written; Sources are made only when asked for."""
+
+    __slots__ = ("file", "pos")
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.pos: dict[str, tuple[int, int]] = {}
+
+    def __getitem__(self, key: str) -> Source:
+        line, column = self.pos[key]
+        return Source(self.file, line, column)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.pos)
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+
 class YNode:
     """A YAML value with its location.
 
@@ -60,12 +80,37 @@ class YNode:
     ``raw`` because YAML 1.1 turns ``9:30`` into the integer 570).
     """
 
-    kind: str
-    src: Source
-    value: Any
-    raw: str = ""
-    keys: dict[str, Source] = field(default_factory=dict)
-    size: int = 1  # values inside, once every alias is expanded (alias-bomb guard)
+    # slots and a lazily made Source: a big config has hundreds of thousands of nodes
+    __slots__ = ("kind", "value", "raw", "size", "_file", "_line", "_column", "_src", "_keys")
+
+    def __init__(self, kind: str, src: Source | None, value: Any, raw: str = "") -> None:
+        self.kind = kind
+        self.value = value
+        self.raw = raw
+        self.size = 1  # values inside, once every alias is expanded (alias-bomb guard)
+        self._src = src
+        self._keys: _KeySources | None = None
+        if src is not None:
+            self._file, self._line, self._column = src.file, src.line, src.column
+
+    @classmethod
+    def at(cls, kind: str, file: str, line: int, column: int, value: Any,
+           raw: str = "") -> YNode:
+        node = cls(kind, None, value, raw)
+        node._file, node._line, node._column = file, line, column
+        return node
+
+    @property
+    def src(self) -> Source:
+        if self._src is None:
+            self._src = Source(self._file, self._line, self._column)
+        return self._src
+
+    @property
+    def keys(self) -> _KeySources:
+        if self._keys is None:
+            self._keys = _KeySources(self._file)
+        return self._keys
 
     @property
     def is_null(self) -> bool:
@@ -81,9 +126,7 @@ class YNode:
             return "nothing (null)"
         if isinstance(v, bool):
             return f"the boolean {self.raw}"
-        if isinstance(v, int):
-            return f"the number {self.raw}"
-        if isinstance(v, float):
+        if isinstance(v, (int, float)):
             return f"the number {self.raw}"
         return f"'{self.raw}'"
 

@@ -342,3 +342,57 @@ def test_events_arriving_while_the_switch_state_is_read_are_applied_after_the_re
         runner.join(5)
     order = [kind for kind, _ in rec.log if kind in ("rebuild", "journal", "engine")]
     assert order == ["rebuild", "journal", "engine"]
+
+
+def test_store_failure_and_full_disk_journal_do_not_stop_the_daemon(peer, caplog):
+    class BrokenStore(Recorder):
+        def write(self, out):
+            raise RuntimeError("store bug")
+
+    class FullDisk(Recorder):
+        def append(self, raw):
+            raise OSError(28, "No space left on device")
+
+    rec = BrokenStore()
+    disk = FullDisk()
+    settings = Settings(esl_nodes=(node_of(peer),))
+    class PlainEngine:
+        def feed(self, event):
+            return EngineOutput()
+
+    service = Service(settings, None, disk, lambda center, node: PlainEngine(), rec, rec, sync_interval_s=0,
+                      supervisor_factory=lambda n, f, s: Supervisor(n, f, s, timeout=2.0))
+    runner = run_service(service)
+    try:
+        peer.wait_subscribed()
+        for seq in range(3):
+            peer.send_event({"Event-Name": "HEARTBEAT", "Event-Sequence": seq})
+            wait_for(lambda: service.events == seq + 1)
+    finally:
+        service.stop()
+        runner.join(5)
+    assert runner.successful()
+    assert service.events == 3 and service.errors == 3 and service.journal_errors >= 1
+    assert "journal write failed" in caplog.text and "No space left" in caplog.text
+
+
+class Reconciling(Recorder):
+    class Engine(Recorder.Engine):
+        def reconcile(self, snapshot):
+            self.rec.log.append(("reconcile", snapshot.node))
+            return EngineOutput()
+
+    def engine_factory(self, center, node):
+        return Reconciling.Engine(self, node)
+
+
+def test_an_engine_that_can_reconcile_gets_the_switch_snapshot(peer):
+    rec = Reconciling()
+    service = make_service([node_of(peer)], rec)
+    runner = run_service(service)
+    try:
+        wait_for(lambda: ("reconcile", "n1") in rec.log, what="reconcile")
+    finally:
+        service.stop()
+        runner.join(5)
+    assert [k for k, _ in rec.log].index("rebuild") < [k for k, _ in rec.log].index("reconcile")

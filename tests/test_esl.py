@@ -99,6 +99,27 @@ def test_peer_records_commands_and_only_sends_subscribed_events(peer):
     assert peer.commands == ["auth s3cret-pw", "event plain HEARTBEAT CUSTOM hotline::agent", "exit"]
 
 
+def test_filters_and_nixevent_narrow_what_the_peer_sends(peer):
+    got = []
+    conn = connect(peer, on_event=got.append)
+    conn.subscribe(["ALL"])
+    conn.filter("Event-Name", "API")
+    peer.send_event(heartbeat(1))
+    peer.send_event({"Event-Name": "API", "API-Command": "status"})
+    wait_for(lambda: len(got) == 1)
+    assert got[0].name == "API"
+    conn.noevents()
+    peer.send_event({"Event-Name": "API", "API-Command": "version"})
+    conn.subscribe(["HEARTBEAT", "API"])
+    conn.command("nixevent API")
+    peer.send_event({"Event-Name": "API", "API-Command": "ignored"})
+    conn.command("filter delete Event-Name")
+    peer.send_event(heartbeat(2))
+    wait_for(lambda: len(got) == 2)
+    assert got[1].name == "HEARTBEAT"
+    conn.close()
+
+
 def test_scripted_api_replies_and_concurrent_bgapi_jobs_get_their_own_results(peer):
     peer.script("api callcenter_config agent list", "name|status\n1001@hotline.test|Available\n+OK\n")
     peer.script("bgapi echo", lambda line: line.split("\n")[0].split(" ", 2)[2])

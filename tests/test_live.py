@@ -261,3 +261,15 @@ def test_redis_unreachable_from_the_start_keeps_state_in_memory_until_resync(own
     assert live.resync()
     check_a_day(snapshot_from_redis(url, now_ms=T0 + 10_000))
     live.close()
+
+
+def test_a_snapshot_prints_for_humans_with_waits_and_agents():
+    from daemon.live import format_snapshot
+
+    live = MemoryLiveState()
+    live.apply(A_DAY)
+    text = format_snapshot(live.snapshot(now_ms=T0 + 10_000))
+    assert "billing@hotline.test: 1 waiting, longest 7 s" in text
+    assert "1002@hotline.test  On Break (lunch)  ?" in text
+    assert "1001@hotline.test  Available  In a queue call  call c1" in text
+    assert format_snapshot(MemoryLiveState().snapshot(now_ms=0)) == "No live state."

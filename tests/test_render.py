@@ -6,11 +6,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from factories import city_center, city_tenant, demo_tenant
 
 from daemon.model import (
     Action,
     ActionKind,
     CallCenter,
+    IvrOption,
     Number,
     Queue,
     Rule,
@@ -19,7 +21,6 @@ from daemon.model import (
 )
 from daemon.render import render, render_files
 from daemon.tiers import effective_tiers
-from factories import city_center, city_tenant, demo_tenant
 
 CITY = "cityutil.hotline.local"
 DEMO = "hotline.test"
@@ -178,12 +179,12 @@ def test_queue_entry_sets_cc_and_hotline_variables_for_announce_survey_callback(
     assert ("set", f"hotline_tenant={CITY}") in acts
     assert ("set", "hotline_announce_agent=true") in acts
     assert ("set", "execute_on_answer=python hotline_announce \\${cc_agent}") in acts
-    assert ("set", "cc_export_vars=domain_name,hotline_tenant,hotline_queue,"
-                   "hotline_announce_agent,execute_on_answer") in acts
+    export = "domain_name,hotline_tenant,hotline_queue,hotline_announce_agent,execute_on_answer"
+    assert ("set", f"cc_export_vars={export}") in acts
     assert ("set", "hangup_after_bridge=false") in acts  # survey: the caller stays
     assert ("set", f"transfer_after_bridge=hotline-qexit-billing:XML:{CITY}") in acts
-    assert ("set", "hotline_callback_task=${sched_api(+90 ${uuid} uuid_setvar ${uuid} "
-                   "cc_exit_keys *)}") in acts
+    arm = "${sched_api(+90 ${uuid} uuid_setvar ${uuid} cc_exit_keys *)}"
+    assert ("set", f"hotline_callback_task={arm}") in acts
     answered = extension(ctx, "queue_billing_answered")
     conds = answered.findall("condition")
     assert conds[1].get("field") == "${cc_cause}" and conds[1].get("expression") == "^answered$"
@@ -384,3 +385,45 @@ def test_queue_with_a_dialable_extension_is_reachable_by_number(tmp_path: Path) 
     render(center, tmp_path)
     entry = extension(context(tmp_path, DEMO), "queue_billing")
     assert entry.find("condition").get("expression") == "^(hotline-queue-billing|7001)$"
+
+
+def test_direct_extension_dialing_and_ivr_callback_request(tmp_path: Path) -> None:
+    base = city_tenant()
+    menu = base.ivr_menus[2]  # after_hours
+    menu = menu.__class__(**{**menu.__dict__, "direct_extension_dialing": True, "digit_len": 4,
+                             "options": menu.options + (
+                                 IvrOption("3", Action(ActionKind.CALLBACK, "billing")),)})
+    tenant = base.__class__(**{**base.__dict__, "ivr_menus": base.ivr_menus[:2] + (menu,)})
+    render(CallCenter((tenant,)), tmp_path)
+    m = parse(tmp_path, f"ivr_menus/{CITY}.xml").find(f"menu[@name='after_hours@{CITY}']")
+    entries = {e.get("digits"): e.get("param") for e in m.findall("entry")}
+    agents = "|".join(sorted(a.extension for a in base.agents))
+    assert entries[f"/^({agents})$/"] == f"transfer $1 XML {CITY}"
+    dest = entries["3"].split()[1]
+    ext = next(e for e in context(tmp_path, CITY).findall("extension")
+               if e.find("condition").get("expression") == f"^{dest}$")
+    assert actions(ext)[-3:] == [("set", "hotline_callback_request=true"),
+                                 ("python", f"hotline_callback billing@{CITY}"),
+                                 ("hangup", "NORMAL_CLEARING")]
+
+
+def test_example_config_renders_the_capture_switch_for_demo(tmp_path: Path) -> None:
+    from daemon.config import load_center
+
+    render(load_center(Path(__file__).resolve().parent.parent / "config"), tmp_path)
+    for path in tmp_path.rglob("*.xml"):
+        ET.parse(path)
+    cc = parse(tmp_path, "autoload_configs/callcenter.conf.xml")
+    tiers = [(t.get("agent"), t.get("level"), t.get("position"))
+             for t in cc.findall(f"tiers/tier[@queue='billing@{DEMO}']")]
+    assert tiers == [(f"100{n}@{DEMO}", lvl, pos) for n, lvl, pos in
+                     ((1, "1", "1"), (2, "1", "2"), (3, "1", "3"), (5, "1", "4"), (6, "1", "5"),
+                      (4, "2", "1"))]
+    contacts = {a.get("name"): (a.get("contact"), a.get("wrap-up-time"))
+                for a in cc.findall("agents/agent") if a.get("name").endswith(DEMO)}
+    assert contacts[f"1003@{DEMO}"] == (f"[leg_timeout=5]user/1003@{DEMO}", "5")
+    assert contacts[f"1005@{DEMO}"] == (f"[leg_timeout=10]user/1005@{DEMO}", "3")
+    menu = parse(tmp_path, f"ivr_menus/{DEMO}.xml").find(f"menu[@name='hotline_main@{DEMO}']")
+    assert [e.get("digits") for e in menu.findall("entry")] == ["1", "2", "3", "9"]
+    did = actions(extension(context(tmp_path, DEMO), "did_4008001234_1_always"))
+    assert [a for a, _ in did] == ["set", "answer", "sleep", "set", "ivr", "playback", "hangup"]

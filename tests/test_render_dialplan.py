@@ -15,11 +15,11 @@ import zoneinfo
 from pathlib import Path
 
 import pytest
+from factories import city_center
 
 from daemon.config import load_center
 from daemon.render import render
 from daemon.trace import trace_call
-from factories import city_center
 
 CITY = "cityutil.hotline.local"
 REPO = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ def city_ctx(tmp_path_factory: pytest.TempPathFactory) -> ET.Element:
 
 def at(local: str) -> dt.datetime:
     return dt.datetime.fromisoformat(local).replace(
-        tzinfo=zoneinfo.ZoneInfo("Asia/Shanghai")).astimezone(dt.timezone.utc)
+        tzinfo=zoneinfo.ZoneInfo("Asia/Shanghai")).astimezone(dt.UTC)
 
 
 def rule_of(actions: list[tuple[str, str]]) -> str | None:
@@ -164,7 +164,7 @@ def test_example_config_dialplan_agrees_with_trace_over_a_week(tmp_path: Path) -
     start = dt.datetime(2026, 9, 28, 0, 0)  # a week that runs into the National Day holiday
     for step in range(0, 14 * 24 * 60, 37):  # every 37 minutes for two weeks
         local = start + dt.timedelta(minutes=step)
-        utc = local.replace(tzinfo=zoneinfo.ZoneInfo(tenant.timezone)).astimezone(dt.timezone.utc)
+        utc = local.replace(tzinfo=zoneinfo.ZoneInfo(tenant.timezone)).astimezone(dt.UTC)
         run = hunt(ctx, did, "13900000000", utc)
         traced = trace_call(center, did, local, caller="13900000000")
         matched = next(s for s in traced.steps if s.kind == "rule")

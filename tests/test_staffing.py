@@ -474,7 +474,8 @@ def test_queue_in_two_tenants_needs_tenant_or_domain(tmp_path):
     volume.write_text("09:00,10\n", encoding="utf-8")
     with pytest.raises(StaffingError, match="several tenants"):
         build_plan(both, "billing", DAY, aht_s=180, volume=volume)
-    assert build_plan(both, "billing", DAY, aht_s=180, volume=volume, tenant_id="beta").tenant == "beta"
+    plan = build_plan(both, "billing", DAY, aht_s=180, volume=volume, tenant_id="beta")
+    assert plan.tenant == "beta"
     assert build_plan(both, "billing@beta.test", DAY, aht_s=180, volume=volume).timezone == "UTC"
     with pytest.raises(StaffingError, match="unknown tenant 'bta': did you mean 'beta'"):
         build_plan(both, "billing", DAY, aht_s=180, volume=volume, tenant_id="bta")

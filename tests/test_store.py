@@ -6,6 +6,7 @@ a crashed or unreachable server looks like to the driver.
 """
 from __future__ import annotations
 
+import json
 import socket
 import threading
 
@@ -404,3 +405,24 @@ def test_the_daemon_starts_while_postgres_is_down_and_migrates_once_it_is_back(p
     store.flush()
     store.close()
     assert counts(direct)["calls"] == 3
+
+
+def test_a_nul_in_a_caller_name_is_dropped_not_refused(empty_db_url, tmp_path):
+    store = Store(empty_db_url, spill_dir=tmp_path / "spill")
+    store.write(EngineOutput(calls=[call("c1", caller_name="Eve\x00\nCC-Action: x")]))
+    store.close()
+    assert table_rows(empty_db_url, schema.calls)[0][5] == "Eve\nCC-Action: x"
+
+
+def test_a_row_postgres_refuses_is_set_aside_and_the_rest_of_the_batch_is_written(pg_via_proxy, tmp_path):
+    direct, _proxied, _proxy = pg_via_proxy
+    spill = tmp_path / "spill"
+    bad = seg("c1", "survey", 1, ended=5, score=2 ** 40)  # out of INTEGER range
+    store = Store(direct, spill_dir=spill)
+    store.write(EngineOutput(calls=[call("c1"), call("c2")], segments=[bad, seg("c2", "ivr", 0)]))
+    store.flush()
+    store.close()
+    assert counts(direct)["calls"] == 2 and counts(direct)["segments"] == 1
+    assert store.stats.rejected_rows == 1
+    [rejected] = spill.glob("rejected-*.jsonl")
+    assert json.loads(rejected.read_text())[1]["segment_id"] == "c1:survey:1"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from factories import BUSINESS, city_center, city_tenant
 
 from cli import hotline
 from daemon.schedule import agent_availability, schedule_state, time_conditions
 from daemon.trace import TraceError, trace_call
-from factories import BUSINESS, city_center, city_tenant
 
 REPO = Path(__file__).resolve().parent.parent
 CITY = "cityutil.hotline.local"
@@ -155,7 +155,7 @@ def test_extension_in_two_tenants_needs_tenant() -> None:
 
 
 def test_aware_time_is_converted_to_the_tenant_zone() -> None:
-    utc = dt.datetime(2026, 11, 23, 1, 5, tzinfo=dt.timezone.utc)
+    utc = dt.datetime(2026, 11, 23, 1, 5, tzinfo=dt.UTC)
     t = trace_call(city_center(), DID, utc)
     assert t.at.strftime("%H:%M") == "09:05" and step(t, "rule").data["rule"] == "open"
 
@@ -248,9 +248,9 @@ def test_cli_render_example_writes_and_lists_files(tmp_path: Path) -> None:
 
 
 def test_trace_a_queue_extension_number() -> None:
-    from daemon.model import CallCenter
-
     from factories import demo_tenant
+
+    from daemon.model import CallCenter
 
     base = demo_tenant()
     q = base.queues[2].__class__(**{**base.queues[2].__dict__, "extension": "7003"})
