@@ -241,7 +241,7 @@ def fresh_database(admin_url: str) -> tuple[str, callable]:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--copies", type=int, default=12, help="copies of the busy hour (default 12)")
+    parser.add_argument("--copies", type=int, default=24, help="copies of the busy hour (default 24)")
     parser.add_argument("--pg", default=os.environ.get(
         "HOTLINE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"),
         help="PostgreSQL admin URL; a scratch database is created and dropped")

@@ -1073,7 +1073,7 @@ def _check_tenant(r: _Reader, t: m.Tenant, b: _TenantBuilder) -> None:
             ref(a.src, what, "conference room", a.target or "", rooms, "conferences")
 
     for n in t.numbers:
-        for i, rule in enumerate(n.rules, 1):
+        for rule in n.rules:
             what = f"rule '{rule.name}' of number {n.did}"
             if rule.schedule is not None:
                 ref(rule.src, what, "schedule", rule.schedule, schedules, "schedules")
@@ -1090,6 +1090,10 @@ def _check_tenant(r: _Reader, t: m.Tenant, b: _TenantBuilder) -> None:
             ref(a.src, f"agent '{a.id}'", "team", a.team, teams, "teams")
         for skill, _ in a.skills:
             ref(a.src, f"agent '{a.id}'", "skill", skill, skills, "skills")
+    best_level: dict[str, int] = {}
+    for a in t.agents:
+        for skill, level in a.skills:
+            best_level[skill] = max(level, best_level.get(skill, 0))
     for q in t.queues:
         qw = f"queue '{q.id}'"
         check_action(q.on_timeout, f"'on_timeout' of {qw}")
@@ -1099,8 +1103,7 @@ def _check_tenant(r: _Reader, t: m.Tenant, b: _TenantBuilder) -> None:
             if req.skill not in skills:
                 ref(req.src, qw, "skill", req.skill, skills, "skills")
                 continue
-            if not b.partial and not any(s == req.skill and lvl >= req.min_level
-                       for a in t.agents for s, lvl in a.skills):
+            if not b.partial and best_level.get(req.skill, 0) < req.min_level:
                 r.error(req.src, f"{qw} requires skill '{req.skill}' at level {req.min_level} "
                                  f"or more, but no agent of {tw} has it.")
         if q.callback.enabled and q.max_wait_s and q.callback.after_s >= q.max_wait_s:

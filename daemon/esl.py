@@ -133,7 +133,8 @@ class _HardenedInbound(InboundESL):
             self._dead.set()
             raise EslDisconnected(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         # the reader wakes at least once a second to notice stop() and idle links
-        self.sock.settimeout(1.0)
+        self._tick = min(1.0, self.idle_timeout) if self.idle_timeout else 1.0
+        self.sock.settimeout(self._tick)
         self.connected = True
         self._receive_events_greenlet = gevent.spawn(self.receive_events)
         self._process_events_greenlet = gevent.spawn(self.process_events)
@@ -162,9 +163,9 @@ class _HardenedInbound(InboundESL):
                 try:
                     data = sock.recv(READ_CHUNK)
                 except gsocket.timeout:
-                    idle += 1.0
+                    idle += self._tick
                     if self.idle_timeout and idle >= self.idle_timeout:
-                        reason = f"nothing received for {self.idle_timeout:.0f} s"
+                        reason = f"nothing received for {self.idle_timeout:g} s"
                         break
                     continue
                 except OSError as exc:
@@ -415,6 +416,13 @@ class EslConnection:
     def command(self, text: str, timeout: float | None = None) -> Reply:
         return self._esl.command(text, timeout)
 
+    @staticmethod
+    def _line(arg: str) -> str:
+        # a line break would end the command early and smuggle in another one
+        if "\n" in arg or "\r" in arg:
+            raise ValueError("an ESL command argument cannot contain a line break")
+        return arg
+
     def _checked(self, text: str, timeout: float | None) -> str:
         reply = self._esl.command(text, timeout)
         if not reply.ok:
@@ -423,21 +431,21 @@ class EslConnection:
 
     def api(self, cmd: str, timeout: float | None = None) -> str:
         """``api CMD``: the command's output text (``-ERR ...`` is returned as is)."""
-        return self._esl.command(f"api {cmd}", timeout).data
+        return self._esl.command(f"api {self._line(cmd)}", timeout).data
 
     def bgapi(self, cmd: str, timeout: float | None = None) -> str:
         """``bgapi CMD``: the job's output, matched by Job-UUID on BACKGROUND_JOB.
 
         The connection must be subscribed to BACKGROUND_JOB.
         """
-        return self._esl.bgapi(cmd, timeout)
+        return self._esl.bgapi(self._line(cmd), timeout)
 
     def subscribe(self, events: Iterable[str], timeout: float | None = None) -> str:
         """``event plain NAME ...`` (custom subclasses after ``CUSTOM``)."""
-        return self._checked("event plain " + " ".join(events), timeout)
+        return self._checked(self._line("event plain " + " ".join(events)), timeout)
 
     def filter(self, header: str, value: str, timeout: float | None = None) -> str:
-        return self._checked(f"filter {header} {value}", timeout)
+        return self._checked(self._line(f"filter {header} {value}"), timeout)
 
     def noevents(self, timeout: float | None = None) -> str:
         return self._checked("noevents", timeout)

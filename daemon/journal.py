@@ -14,8 +14,9 @@ leaves the plain file, which replays just the same). The UTC time is the daemon'
 the file was opened: it only orders and names files, no statistic reads it.
 
 Files of one journal (same directory and prefix) form ONE event stream:
-``hotline replay`` chains them in (time, seq) order through one engine, so a
-call that spans a rotation is rebuilt whole. Any other file is its own stream.
+``hotline replay`` chains them in sequence order (seq counts on across restarts,
+so a wall clock set back does not reorder them) through one engine, so a call
+that spans a rotation is rebuilt whole. Any other file is its own stream.
 
 fsync policy (``fsync=``):
 * ``"rotate"`` (default): every append is written to the OS at once (``write``
@@ -85,6 +86,7 @@ class Journal:
         self._size = 0
         self.frames = 0
         self.bytes = 0
+        self.errors = 0  # appends that failed (disk full, ...)
         self._compressing: list = []
 
     @property
@@ -96,24 +98,42 @@ class Journal:
         """This journal's files, oldest first."""
         return journal_files(self.directory, self.prefix)
 
-    def append(self, raw: bytes) -> None:
-        """Append one frame's bytes exactly as received (envelope + body)."""
-        if self._file is None or (self._size and self._size + len(raw) > self.max_bytes):
-            self._rotate()
-        assert self._file is not None
-        self._file.write(raw)
-        self._size += len(raw)
+    def append(self, raw: bytes) -> bool:
+        """Append one frame's bytes exactly as received (envelope + body).
+
+        A failing disk (full, read-only) must not stop the daemon from counting calls:
+        the error is logged and counted in ``errors``, False is returned, and the next
+        append starts a new file.
+        """
+        try:
+            if self._file is None or (self._size and self._size + len(raw) > self.max_bytes):
+                self._rotate()
+            assert self._file is not None
+            view = memoryview(raw)
+            while view:  # an unbuffered write may be short
+                view = view[self._file.write(view) or 0:]
+            self._size += len(raw)
+            if self.fsync == "always":
+                os.fsync(self._file.fileno())
+        except OSError as exc:
+            self.errors += 1
+            if self.errors == 1 or self.errors % 1000 == 0:
+                logger.error("journal write failed (%d so far): %s", self.errors, exc)
+            self._abandon_current()
+            return False
         self.frames += 1
         self.bytes += len(raw)
-        if self.fsync == "always":
-            os.fsync(self._file.fileno())
+        return True
 
     def append_frame(self, frame: Frame) -> None:
         self.append(encode_frame(frame))
 
     def sync(self) -> None:
         if self._file is not None and self.fsync != "never":
-            os.fsync(self._file.fileno())
+            try:
+                os.fsync(self._file.fileno())
+            except OSError as exc:
+                logger.error("journal fsync failed: %s", exc)
 
     def close(self) -> None:
         self._close_current(final=True)
@@ -141,6 +161,14 @@ class Journal:
         self._path = path
         self._size = 0
         logger.info("journal file %s opened", path)
+
+    def _abandon_current(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
 
     def _close_current(self, final: bool) -> None:
         if self._file is None:
@@ -202,7 +230,7 @@ def journal_files(directory: str | Path, prefix: str) -> list[Path]:
     for p in Path(directory).iterdir():
         m = JOURNAL_NAME.match(p.name)
         if m and m["prefix"] == prefix:
-            files.append((m["stamp"], int(m["seq"]), p))
+            files.append((int(m["seq"]), m["stamp"], p))
     return [p for _, _, p in sorted(files)]
 
 

@@ -852,6 +852,12 @@ def turnover(src: Sources) -> Measure:
 # --- running ------------------------------------------------------------------------------
 
 
+def applicable(kpi_id: str, by: str, agent_filter: bool = False) -> bool:
+    """Whether a KPI is defined for a grouping; with an agent filter, only per-agent KPIs are."""
+    bys = KPIS[kpi_id].bys
+    return by in bys and (not agent_filter or "agent" in bys)
+
+
 def _group_col(rows: Rows, by: str) -> ColumnElement | None:
     return None if by == "tenant" else rows.c[by]
 
@@ -867,7 +873,7 @@ def compute(conn: Connection, scope: Scope, kpi_ids: Sequence[str]
     if not scope.intervals:
         return {}
     src = Sources(scope)
-    wanted = [KPIS[k] for k in kpi_ids if scope.by in KPIS[k].bys]
+    wanted = [KPIS[k] for k in kpi_ids if applicable(k, scope.by, scope.agent is not None)]
     measures = {k.id: k.fn(src) for k in wanted}
     by_source: dict[str, list[tuple[str, Agg]]] = {}
     for kid, m in measures.items():

@@ -797,13 +797,41 @@ def _render_files(center: CallCenter) -> dict[str, str]:
     return files
 
 
+RENDERED_MARK = "<!-- Rendered by Hotline"
+PER_TENANT_DIRS = ("dialplan", "dialplan/public", "ivr_menus", "directory")
+
+
+def stale_files(out_dir: str | Path, keep: Iterable[Path]) -> list[Path]:
+    """Per-tenant files an earlier render wrote that the model no longer has (a removed
+    tenant): FreeSWITCH would otherwise keep loading them. Only files carrying Hotline's
+    header are considered, so hand-written files next to them are never touched."""
+    out = Path(out_dir)
+    kept = {Path(p) for p in keep}
+    stale = []
+    for sub in PER_TENANT_DIRS:
+        for path in sorted((out / sub).glob("*.xml")):
+            if path in kept:
+                continue
+            with path.open(encoding="utf-8", errors="replace") as fh:
+                if fh.read(len(RENDERED_MARK)) == RENDERED_MARK:
+                    stale.append(path)
+    return stale
+
+
 def render(center: CallCenter, out_dir: str | Path) -> list[Path]:
-    """Render ``center`` under ``out_dir``; returns the written paths, sorted."""
+    """Render ``center`` under ``out_dir``; returns the written paths, sorted.
+
+    Per-tenant files of tenants no longer in the model (left by an earlier render into the
+    same directory) are removed, see ``stale_files``.
+    """
     out = Path(out_dir)
     written = []
     for rel, content in sorted(render_files(center).items()):
         path = out / rel
         write_atomic(path, content)
         written.append(path)
+    for path in stale_files(out, written):
+        logger.info("removing %s: its tenant is no longer in the model", path)
+        path.unlink()
     logger.info("rendered %d files into %s", len(written), out)
     return written

@@ -8,7 +8,7 @@ again rewrites the same rows: the database does not change.
 Streams: a capture stands alone (it starts with a fresh switch), so each file
 gets a fresh engine - except the files of one daemon journal, named
 ``<prefix>-<UTC>Z-<seq>.esl[.gz]`` (see ``daemon.journal``): the files given
-that share a directory and prefix are chained in (time, seq) order through one
+that share a directory and prefix are chained in sequence order through one
 engine, because a call may span a rotation. At the end of each stream
 ``engine.finish()`` closes what the stream closed implicitly (pending
 wrap-ups); calls still up stay in progress.
@@ -56,7 +56,7 @@ def plan_streams(paths: Iterable[str | Path]) -> list[list[Path]]:
             if key not in journals:
                 journals[key] = []
                 order.append(("journal", key))
-            entry = (m["stamp"], int(m["seq"]), path)
+            entry = (int(m["seq"]), m["stamp"], path)
             if entry not in journals[key]:
                 journals[key].append(entry)
         else:

@@ -103,6 +103,14 @@ def load_environment(db: str | None, config: str | None) -> tuple[str, CallCente
     return db_url, center
 
 
+def _check_schema(conn: Connection) -> None:
+    from sqlalchemy import inspect
+
+    if not inspect(conn).has_table("segments"):
+        raise ReportError("the database has no statistics yet: run the daemon or "
+                          "`hotline replay` first (or give --db)")
+
+
 def tenants_of(conn: Connection, center: CallCenter | None) -> list[Tenant]:
     """The model's tenants; without a model, one UTC tenant per domain found in the data."""
     if center is not None and center.tenants:
@@ -220,6 +228,7 @@ def build_report(conn: Connection, center: CallCenter | None, req: ReportRequest
         now_ms = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
     kpi_ids = tuple(req.kpis) or tuple(K.KPIS)
     _check_request(None, req, False)
+    _check_schema(conn)
     tenants = tenants_of(conn, center)
     if req.tenant is not None:
         tenants = [t for t in tenants if req.tenant in (t.id, t.domain)]
@@ -270,7 +279,7 @@ def _rows(tenant: Tenant, req: ReportRequest, ivs: Sequence[Interval], kpi_ids: 
                 row[req.by] = NO_GROUP if not g else _local(tenant, g)
             got = values.get((n, g), {})
             for k in kpi_ids:
-                if req.by not in K.KPIS[k].bys:
+                if not K.applicable(k, req.by, req.agent is not None):
                     row[k] = None
                 elif k in got:
                     row[k] = _round(got[k])
@@ -300,12 +309,15 @@ def drill_calls(conn: Connection, center: CallCenter | None, req: ReportRequest,
         raise ReportError(f"unknown KPI {kpi_id!r}: see docs/KPIS.md for the ids")
     if now_ms is None:
         now_ms = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+    _check_schema(conn)
     tenants = tenants_of(conn, center)
     if req.tenant is not None:
         tenants = [t for t in tenants if req.tenant in (t.id, t.domain)]
         if not tenants:
             raise ReportError(f"no tenant {req.tenant!r}")
     k = K.KPIS[kpi_id]
+    if req.agent is not None and not K.applicable(kpi_id, "agent", True):
+        raise ReportError(f"{kpi_id} is a queue measure, not defined per agent")
     out: list[dict[str, Any]] = []
     for tenant in tenants:
         _check_request(tenant, req, center is not None)

@@ -292,6 +292,13 @@ class _Walker:
 
     # ---- IVR -------------------------------------------------------------------------------
     def ivr(self, menu: IvrMenu, depth: int, seen: set[str]) -> None:
+        # the same menu again with no new digits would play forever: say so and stop
+        key = f"ivr:{menu.name}:{len(self.digits)}"
+        if key in seen:
+            self.finish(f"back to IVR menu {menu.name} with no new digits: the caller hears it "
+                        f"again until hanging up (a loop)", depth, action="ivr", menu=menu.name)
+            return
+        seen = seen | {key}
         self.add("ivr", f"IVR menu {menu.name}: plays {menu.greet_long}", depth, menu=menu.name)
         options = {o.digits: o for o in menu.options}
         exts = {a.extension: a for a in self.t.agents} if menu.direct_extension_dialing else {}
@@ -361,15 +368,21 @@ class _Walker:
             av = agent_availability(agent, self.at)
             if av.rostered and av.on_shift is not False:
                 on_shift += 1
-            offered = "offered at once"
-            if q.tier_rules_apply and levels and tier.level != levels[0]:
-                after = (q.tier_rule_wait_second * tier.level if q.tier_rule_wait_multiply_level
-                         else q.tier_rule_wait_second)
-                offered = f"offered after {after} s (tier rules)"
+            after = offered_after_s(q, tier.level, levels)
+            offered = "offered at once" if after == 0 else f"offered after {after} s (tier rules)"
+            if after and q.tier_rule_no_agent_no_wait:
+                offered += ", at once when no agent of a lower level is logged in"
             self.add("tier", f"level {tier.level} pos {tier.position}: agent {agent.id} "
                              f"({agent.name}) - {av.reason}; {offered}", depth,
                      agent=self.t.qualified(agent.id), level=tier.level,
-                     position=tier.position, rostered=av.rostered, on_shift=av.on_shift)
+                     position=tier.position, rostered=av.rostered, on_shift=av.on_shift,
+                     offered_after_s=after)
+        first_wait = offered_after_s(q, levels[0], levels) if tiers else 0
+        if first_wait:
+            self.add("queue-warning", f"tier rules hold back the first level too: nobody is "
+                                      f"offered a caller before {first_wait} s (set "
+                                      f"tier_rule_no_agent_no_wait: true to offer the first "
+                                      f"level at once)", depth, queue=qn)
         if not tiers:
             self.add("queue-warning", "the queue has no agents at all", depth, queue=qn)
         elif on_shift == 0:
@@ -397,6 +410,23 @@ class _Walker:
             self.add("fallback", f"if nobody answers ({cond}): "
                                  f"{describe_action(self.t, q.on_timeout)}", depth, queue=qn)
             self.action(q.on_timeout, depth + 1, seen)
+
+
+def offered_after_s(q: Queue, level: int, levels: Sequence[int]) -> int:
+    """Seconds a caller waits before agents of ``level`` are offered the call.
+
+    mod_callcenter (agents_callback, 1.10) starts every member at tier 0, so with
+    tier-rules-apply even the lowest level is held back unless tier-rule-no-agent-no-wait
+    (which lets a level through at once when no agent of the levels before it is logged in;
+    for the lowest level there are none). Each higher level needs level x wait with
+    tier-rule-wait-multiply-level, else the plain wait.
+    """
+    if not q.tier_rules_apply:
+        return 0
+    if q.tier_rule_no_agent_no_wait and levels and level == levels[0]:
+        return 0
+    return q.tier_rule_wait_second * level if q.tier_rule_wait_multiply_level \
+        else q.tier_rule_wait_second
 
 
 def trace_call(center: CallCenter, number: str, at: str | dt.datetime | None = None, *,

@@ -142,16 +142,22 @@ _PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9_]*)")
 _BOOLS = {"yes": True, "true": True, "on": True, "no": False, "false": False, "off": False}
 
 
+_Pos = tuple[int, int]  # 1-based line, column
+
+
 class _Frame:
     """An open mapping or sequence while composing."""
 
-    __slots__ = ("node", "key", "key_src", "merges")
+    __slots__ = ("node", "key", "key_pos", "merges")
 
     def __init__(self, node: YNode) -> None:
         self.node = node
         self.key: str | None = None
-        self.key_src: Source | None = None
-        self.merges: list[tuple[YNode, Source]] = []
+        self.key_pos: _Pos | None = None
+        self.merges: list[tuple[YNode, _Pos]] = []
+
+
+_INVALID = "\0invalid"  # frame key after a key that was a list or mapping
 
 
 class _Composer:
@@ -172,159 +178,166 @@ class _Composer:
         self.open: set[int] = set()
         self.errors: list[ConfigError] = []
 
-    def src(self, mark: Any) -> Source:
-        return Source(self.file, mark.line + 1, mark.column + 1)
+    def error(self, pos: _Pos, message: str) -> None:
+        self.errors.append(ConfigError(self.file, pos[0], pos[1], message))
 
-    def error(self, src: Source, message: str) -> None:
-        self.errors.append(ConfigError(src.file, src.line, src.column, message))
+    def fail(self, pos: _Pos, message: str) -> YamlFileError:
+        return _fail(self.file, pos[0], pos[1], message)
 
-    def scalar(self, ev: yaml.ScalarEvent, src: Source) -> YNode:
+    def scalar(self, ev: yaml.ScalarEvent, pos: _Pos) -> YNode:
+        value = ev.value
         tag = ev.tag
         if tag is None or tag == "!":
-            cache_key = (ev.value, ev.implicit)
+            cache_key = (value, ev.implicit)
             tag = self.tags.get(cache_key)
             if tag is None:  # resolving is regex work; configs repeat the same values a lot
-                tag = self.tags[cache_key] = self.resolver.resolve(yaml.ScalarNode, ev.value,
+                tag = self.tags[cache_key] = self.resolver.resolve(yaml.ScalarNode, value,
                                                                    ev.implicit)
-        if tag in (_STR_TAG, MERGE_TAG):  # "<<" is only special as a key (see compose)
-            return YNode("scalar", src, ev.value, raw=ev.value)
+        file, line, column = self.file, pos[0], pos[1]
+        if tag == _STR_TAG or tag == MERGE_TAG:  # "<<" is only special as a key (see compose)
+            return YNode.at("scalar", file, line, column, value, value)
         # the common plain forms without the constructor's generic machinery
-        if tag == _INT_TAG and _PLAIN_INT.fullmatch(ev.value):
-            return YNode("scalar", src, int(ev.value.replace("_", "")), raw=ev.value)
-        if tag == _BOOL_TAG and ev.value.lower() in _BOOLS:
-            return YNode("scalar", src, _BOOLS[ev.value.lower()], raw=ev.value)
+        if tag == _INT_TAG and _PLAIN_INT.fullmatch(value):
+            return YNode.at("scalar", file, line, column, int(value.replace("_", "")), value)
+        if tag == _BOOL_TAG and value.lower() in _BOOLS:
+            return YNode.at("scalar", file, line, column, _BOOLS[value.lower()], value)
         if tag == _NULL_TAG:
-            return YNode("scalar", src, None, raw=ev.value)
-        node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
+            return YNode.at("scalar", file, line, column, None, value)
         build = self.constructor.yaml_constructors.get(tag)
         if build is None:
-            self.error(src, f"the tag {tag} is not supported here; write plain values.")
-            return YNode("scalar", src, ev.value, raw=ev.value)
+            self.error(pos, f"the tag {tag} is not supported here; write plain values.")
+            return YNode.at("scalar", file, line, column, value, value)
+        node = yaml.ScalarNode(tag, value, ev.start_mark, ev.end_mark, ev.style)
         try:
-            value = build(self.constructor, node)
+            built = build(self.constructor, node)
         except (yaml.YAMLError, ValueError) as exc:
             problem = getattr(exc, "problem", None) or str(exc)
-            self.error(src, f"cannot read the value '{ev.value}': {problem}.")
-            value = ev.value
-        return YNode("scalar", src, value, raw=ev.value)
+            self.error(pos, f"cannot read the value '{value}': {problem}.")
+            built = value
+        return YNode.at("scalar", file, line, column, built, value)
 
     def compose(self, text: str) -> YNode | None:
         stack: list[_Frame] = []
         root: YNode | None = None
         documents = 0
+        scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
+        map_start, seq_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
+        map_end, seq_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
         for ev in yaml.parse(text, Loader=_Loader):
             cls = type(ev)
-            if cls is yaml.ScalarEvent:  # by far the most frequent: first
-                src = self.src(ev.start_mark)
-                node = self.scalar(ev, src)
+            if cls is scalar_event:  # by far the most frequent: first
+                mark = ev.start_mark
+                pos = (mark.line + 1, mark.column + 1)
+                node = self.scalar(ev, pos)
                 if ev.anchor:
                     self.anchors[ev.anchor] = node
                 if not stack:
                     root = node
                     continue
                 frame = stack[-1]
-                if frame.node.kind == "map" and frame.key is None:
+                if frame.key is None and frame.node.kind == "map":
                     # a key; "<<" is a merge key only when written plain
                     plain_merge = ev.value == "<<" and ev.implicit[0]
-                    frame.key, frame.key_src = (_MERGE if plain_merge else ev.value), src
+                    frame.key, frame.key_pos = (_MERGE if plain_merge else ev.value), pos
                 else:
-                    self.attach(frame, node, src)
+                    self.attach(frame, node, pos)
                 continue
-            if cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
+            if cls is map_end or cls is seq_end:
                 frame = stack.pop()
                 node = frame.node
                 self.open.discard(id(node))
                 if frame.merges:
                     self.apply_merges(node, frame.merges)
+                pos = (node._line, node._column)
                 if node.size > MAX_EXPANDED_NODES:
-                    raise _fail(self.file, node.src.line, node.src.column,
-                                f"the anchors and aliases here expand to more than "
-                                f"{MAX_EXPANDED_NODES:,} values; refusing the file as an alias "
-                                f"bomb.")
+                    raise self.fail(pos, f"the anchors and aliases here expand to more than "
+                                         f"{MAX_EXPANDED_NODES:,} values; refusing the file as "
+                                         f"an alias bomb.")
                 if not stack:
                     root = node
                 else:
-                    self.attach(stack[-1], node, node.src)
+                    self.attach(stack[-1], node, pos)
                 continue
-            if cls is yaml.AliasEvent:
-                src = self.src(ev.start_mark)
+            mark = ev.start_mark
+            pos = (mark.line + 1, mark.column + 1)
+            if cls is alias_event:
                 target = self.anchors.get(ev.anchor)
                 if target is None:
-                    raise _fail(self.file, src.line, src.column,
-                                f"the alias *{ev.anchor} refers to no anchor &{ev.anchor} "
-                                f"defined before it.")
+                    raise self.fail(pos, f"the alias *{ev.anchor} refers to no anchor "
+                                         f"&{ev.anchor} defined before it.")
                 if id(target) in self.open:
-                    raise _fail(self.file, src.line, src.column,
-                                f"the alias *{ev.anchor} refers to its own enclosing anchor (a "
-                                f"recursive structure), which a configuration cannot be.")
+                    raise self.fail(pos, f"the alias *{ev.anchor} refers to its own enclosing "
+                                         f"anchor (a recursive structure), which a "
+                                         f"configuration cannot be.")
                 if not stack:
                     root = target
                 else:
-                    self.attach(stack[-1], target, src)
+                    self.attach(stack[-1], target, pos)
                 continue
             if cls is yaml.DocumentStartEvent:
                 documents += 1
                 if documents > 1:
-                    raise _fail(self.file, ev.start_mark.line + 1, ev.start_mark.column + 1,
-                                "only one YAML document per file is allowed (found a second "
-                                "'---').")
+                    raise self.fail(pos, "only one YAML document per file is allowed (found a "
+                                         "second '---').")
                 continue
-            if cls is not yaml.MappingStartEvent and cls is not yaml.SequenceStartEvent:
+            if cls is not map_start and cls is not seq_start:
                 continue  # stream start/end, document end
             # a collection starts
-            src = self.src(ev.start_mark)
             if len(stack) >= MAX_DEPTH:
-                raise _fail(self.file, src.line, src.column,
-                            f"the values are nested more than {MAX_DEPTH} levels deep.")
+                raise self.fail(pos, f"the values are nested more than {MAX_DEPTH} levels deep.")
             if ev.tag not in (None, "!", _MAP_TAG, _SEQ_TAG):
-                self.error(src, f"the tag {ev.tag} is not supported here; write plain values.")
-            node = YNode("map", src, {}) if cls is yaml.MappingStartEvent else YNode("seq", src, [])
-            if stack and stack[-1].node.kind == "map" and stack[-1].key is None:
-                self.error(src, "a key must be a plain name, not a list or mapping.")
-                stack[-1].key, stack[-1].key_src = "\0invalid", src
+                self.error(pos, f"the tag {ev.tag} is not supported here; write plain values.")
+            if cls is map_start:
+                node = YNode.at("map", self.file, pos[0], pos[1], {})
+            else:
+                node = YNode.at("seq", self.file, pos[0], pos[1], [])
+            if stack and stack[-1].key is None and stack[-1].node.kind == "map":
+                self.error(pos, "a key must be a plain name, not a list or mapping.")
+                stack[-1].key, stack[-1].key_pos = _INVALID, pos
             if ev.anchor:
                 self.anchors[ev.anchor] = node
             self.open.add(id(node))
             stack.append(_Frame(node))
         return root
 
-    def attach(self, frame: _Frame, node: YNode, src: Source) -> None:
+    def attach(self, frame: _Frame, node: YNode, pos: _Pos) -> None:
         parent = frame.node
         parent.size += node.size  # an alias counts everything it stands for
         if parent.kind == "seq":
             parent.value.append(node)
             return
-        key, key_src = frame.key, frame.key_src
-        frame.key = frame.key_src = None
-        if key is None or key_src is None:  # a mapping (or alias) written as a key
-            self.error(src, "a key must be a plain name, not a list or mapping.")
-            frame.key, frame.key_src = "\0invalid", src
+        key, key_pos = frame.key, frame.key_pos
+        frame.key = frame.key_pos = None
+        if key is None or key_pos is None:  # an alias written as a key
+            self.error(pos, "a key must be a plain name, not a list or mapping.")
+            frame.key, frame.key_pos = _INVALID, pos
             return
-        if key == "\0invalid":
+        if key == _INVALID:
             return
         if key == _MERGE:
-            frame.merges.append((node, key_src))
+            frame.merges.append((node, key_pos))
             return
-        if key in parent.value:
-            first = parent.keys[key]
-            self.error(key_src, f"the key '{key}' is given twice in this mapping (first at "
-                                f"line {first.line}).")
+        keys = parent.keys.pos
+        if key in keys:
+            self.error(key_pos, f"the key '{key}' is given twice in this mapping (first at "
+                                f"line {keys[key][0]}).")
             return
         parent.value[key] = node
-        parent.keys[key] = key_src
+        keys[key] = key_pos
 
-    def apply_merges(self, node: YNode, merges: list[tuple[YNode, Source]]) -> None:
+    def apply_merges(self, node: YNode, merges: list[tuple[YNode, _Pos]]) -> None:
         """``<<: *defaults``: explicit keys win; of several merged maps the first wins."""
-        for merged, src in merges:
+        keys = node.keys.pos
+        for merged, pos in merges:
             parts = merged.value if merged.kind == "seq" else [merged]
             for part in parts:
                 if part.kind != "map":
-                    self.error(src, "'<<' must merge a mapping (or a list of mappings).")
+                    self.error(pos, "'<<' must merge a mapping (or a list of mappings).")
                     continue
                 for k, v in part.value.items():
                     if k not in node.value:
                         node.value[k] = v
-                        node.keys[k] = part.keys[k]
+                        keys[k] = part.keys.pos[k]
 
 
 def _fail(file: str, line: int, column: int, message: str) -> YamlFileError:

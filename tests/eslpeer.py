@@ -410,18 +410,20 @@ def _serve(path: str, port: int, password: str, pace: float, repeat: int) -> Non
     consumer can measure event -> database latency against it.
     """
     frames = capture_event_frames(path) * repeat
-    blob = b"".join(frames)
+    count, total = len(frames), sum(len(f) for f in frames)
     chunks: list[bytes] = []  # ~1 MB of whole frames each: replies may go between chunks
-    pending: list[bytes] = []
-    size = 0
-    for frame in frames:
-        pending.append(frame)
-        size += len(frame)
-        if size >= 1 << 20:
+    if not pace:
+        pending: list[bytes] = []
+        size = 0
+        for frame in frames:
+            pending.append(frame)
+            size += len(frame)
+            if size >= 1 << 20:
+                chunks.append(b"".join(pending))
+                pending, size = [], 0
+        if pending:
             chunks.append(b"".join(pending))
-            pending, size = [], 0
-    if pending:
-        chunks.append(b"".join(pending))
+        frames = []  # the chunks hold the bytes now
     done = gevent.event.Event()
 
     class BenchPeer(EslPeer):
@@ -446,7 +448,7 @@ def _serve(path: str, port: int, password: str, pace: float, repeat: int) -> Non
                     if delay > 0:
                         gevent.sleep(delay)
                     conn.write(_stamp(frame, time.time()))
-            sys.stdout.write(f"sent {len(frames)} {len(blob)} {time.perf_counter() - start:.3f}\n")
+            sys.stdout.write(f"sent {count} {total} {time.perf_counter() - start:.3f}\n")
             sys.stdout.flush()
 
     peer = BenchPeer(password=password, port=port).start()

@@ -100,7 +100,8 @@ def city_tenant() -> Tenant:
     queues = (
         Queue(id="billing", name="Billing & payments", strategy="longest-idle-agent",
               tier_rules_apply=True, tier_rule_wait_second=60,
-              tier_rule_wait_multiply_level=False, max_wait_s=600,
+              tier_rule_wait_multiply_level=False, tier_rule_no_agent_no_wait=True,
+              max_wait_s=600,
               skills=(SkillRequirement("billing", 3),), announce_agent_id=True, survey=True,
               callback=CallbackOffer(True, 90, "*"),
               on_timeout=act("voicemail", "8000", "sounds/city/leave-message.wav")),

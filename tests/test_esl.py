@@ -323,3 +323,21 @@ def test_stop_returns_while_the_peer_keeps_the_socket_open(peer):
     assert not conn.connected
     assert peer.live  # the peer never closed its side
     assert peer.commands[-1] == "exit"
+
+
+def test_a_silent_link_is_declared_dead_after_the_idle_timeout(peer):
+    conn = connect(peer, idle_timeout=0.05)  # the real daemon waits 65 s (3 missed HEARTBEATs)
+    assert conn.wait_closed(5)
+    with pytest.raises(EslDisconnected):
+        conn.api("status")
+
+
+def test_a_line_break_in_an_argument_cannot_smuggle_a_second_command(peer):
+    conn = connect(peer)
+    with pytest.raises(ValueError):
+        conn.api("status\n\napi uuid_kill all")
+    with pytest.raises(ValueError):
+        conn.bgapi("originate x\nJob-UUID: y")
+    assert "UP" in conn.api("status")
+    conn.close()
+    assert not any("uuid_kill" in c for c in peer.commands)

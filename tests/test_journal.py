@@ -137,3 +137,34 @@ def test_concatenated_gzip_members_read_as_one_stream(tmp_path):
     path.write_bytes(gzip.compress(b"".join(f.raw for f in frames[:half]))
                      + gzip.compress(b"".join(f.raw for f in frames[half:])))
     assert [f.raw for f in read_frames(path)] == [f.raw for f in frames]
+
+
+DISK_FULL = r"""
+import resource, signal, sys
+from daemon.journal import Journal, read_frames
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+frames = [f for f in read_frames(sys.argv[1]) if f.is_event]
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+journal = Journal(sys.argv[2], max_bytes=1 << 30)
+resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, hard))  # the disk "fills up"
+results = [journal.append(f.raw) for f in frames[:40]]
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space again
+after = journal.append(frames[40].raw)
+journal.close()
+print(results.count(True), results.count(False), journal.errors, after, len(journal.files()))
+"""
+
+
+def test_a_full_disk_costs_journal_frames_but_never_the_daemon_and_it_recovers(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run([sys.executable, "-c", DISK_FULL, str(CAPTURES / "hold.esl"),
+                           str(tmp_path / "j")], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    ok, failed, errors, after, files = done.stdout.split()
+    assert int(ok) > 0 and int(failed) > 0 and int(errors) == int(failed)
+    assert after == "True" and int(files) >= 2  # writing resumed in a new file

@@ -427,3 +427,15 @@ def test_example_config_renders_the_capture_switch_for_demo(tmp_path: Path) -> N
     assert [e.get("digits") for e in menu.findall("entry")] == ["1", "2", "3", "9"]
     did = actions(extension(context(tmp_path, DEMO), "did_4008001234_1_always"))
     assert [a for a, _ in did] == ["set", "answer", "sleep", "set", "ivr", "playback", "hangup"]
+
+
+def test_rerender_removes_files_of_a_removed_tenant_but_not_hand_written_ones(
+        tmp_path: Path) -> None:
+    render(city_center(), tmp_path)
+    mine = tmp_path / "dialplan" / "local_extras.xml"
+    mine.write_text("<include/>\n", "utf-8")
+    render(CallCenter((demo_tenant(),)), tmp_path)
+    assert not (tmp_path / f"dialplan/{CITY}.xml").exists()
+    assert not (tmp_path / f"directory/{CITY}.xml").exists()
+    assert (tmp_path / f"dialplan/{DEMO}.xml").exists()
+    assert mine.exists()

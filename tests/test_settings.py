@@ -1,6 +1,7 @@
 """Settings: defaults, the config directory's block, a settings file, the environment."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,27 @@ def test_bad_environment_values_and_missing_settings_file(tmp_path, monkeypatch)
         "$HOTLINE_ESL: $HOTLINE_ESL has 'host:port:pw', whose port 'port' is not a number.",
         f"{tmp_path / 'missing.yaml'}: the settings file does not exist.",
     ])
+
+
+def test_a_broken_config_file_does_not_stop_the_settings(tmp_path, monkeypatch):
+    """load_center reports the broken file; the daemon still learns where its database is."""
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "config"
+    cfg.mkdir()
+    (cfg / "a.yaml").write_text("tenants: [\n")
+    (cfg / "b.yaml").write_text("settings:\n  database_url: sqlite:///b.db\n")
+    assert load_settings(env={}).database_url == "sqlite:///b.db"
+
+
+def test_settings_block_errors_are_reported_by_validate(tmp_path):
+    from daemon.config import load_center
+
+    shutil.copytree(REPO / "config", tmp_path / "c")
+    f = tmp_path / "c" / "settings.yaml"
+    f.write_text(f.read_text().replace("journal_dir: journal", "journal_dri: journal"))
+    with pytest.raises(ConfigErrors) as info:
+        load_center(tmp_path / "c", env={})
+    line = next(i for i, t in enumerate(f.read_text().splitlines(), 1) if "journal_dri" in t)
+    assert [str(e) for e in info.value.errors] == [
+        f"{f}:{line}:3: unknown key 'journal_dri' in the settings in the config directory; did "
+        f"you mean 'journal_dir'?"]

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from factories import BUSINESS, city_center, city_tenant
 
 from cli import hotline
+from daemon.model import Action, ActionKind, CallCenter
 from daemon.schedule import agent_availability, schedule_state, time_conditions
 from daemon.trace import TraceError, trace_call
 
@@ -82,6 +83,8 @@ def test_digits_path_through_sub_menu_to_skills_queue_with_part_timers_after_60s
     assert tiers["1001"].data["level"] == 1 and "offered at once" in tiers["1001"].text
     assert tiers["1011"].data["level"] == 5
     assert "offered after 60 s (tier rules)" in tiers["1011"].text
+    assert tiers["1011"].data["offered_after_s"] == 60
+    assert "queue-warning" not in kinds(t)
     assert tiers["1011"].data["on_shift"] is True  # Monday 13:00-17:00 part-time shift
     assert tiers["1012"].data["rostered"] is False  # left in June
     offer = step(t, "callback-offer")
@@ -260,3 +263,39 @@ def test_trace_a_queue_extension_number() -> None:
     fallback = step(t, "fallback")
     assert "after 8 s" in fallback.text
     assert t.steps[-1].data["action"] == "playback"
+
+
+def test_menu_that_fails_back_to_itself_is_reported_as_a_loop() -> None:
+    from factories import act, demo_tenant
+
+    from daemon.model import CallCenter
+
+    base = demo_tenant()
+    menu = base.ivr_menus[0].__class__(**{**base.ivr_menus[0].__dict__,
+                                          "on_failure": act("ivr", "hotline_main")})
+    center = CallCenter((base.__class__(**{**base.__dict__, "ivr_menus": (menu,)}),))
+    t = trace_call(center, "4008001234", "2026-11-23 09:05", digits=["7"])
+    assert [s.kind for s in t.steps].count("ivr") == 2  # once with the digit, once without
+    assert t.end.startswith("back to IVR menu hotline_main with no new digits")
+    assert len(t.steps) < 20
+
+
+def test_tier_rules_without_no_agent_no_wait_hold_back_the_first_level_too() -> None:
+    """mod_callcenter starts each caller at tier 0: level 1 waits too unless no-agent-no-wait."""
+    from daemon.model import Queue, Tier
+    from daemon.trace import offered_after_s
+
+    q = Queue(id="q", name="q", tier_rules_apply=True, tier_rule_wait_second=30,
+              tier_rule_wait_multiply_level=True, tiers=(Tier("1001", 1, 1), Tier("1002", 2, 1)))
+    assert offered_after_s(q, 1, [1, 2]) == 30 and offered_after_s(q, 2, [1, 2]) == 60
+    fixed = q.__class__(**{**q.__dict__, "tier_rule_no_agent_no_wait": True})
+    assert offered_after_s(fixed, 1, [1, 2]) == 0 and offered_after_s(fixed, 2, [1, 2]) == 60
+    off = q.__class__(**{**q.__dict__, "tier_rules_apply": False})
+    assert offered_after_s(off, 2, [1, 2]) == 0
+    tenant = city_tenant()
+    tenant = tenant.__class__(**{**tenant.__dict__, "queues": (q,), "numbers": (
+        tenant.numbers[1].__class__("4009110000", "x", (
+            tenant.numbers[1].rules[0].__class__("always", Action(ActionKind.QUEUE, "q")),)),)})
+    t = trace_call(CallCenter((tenant,)), "4009110000", "2026-11-23 09:05")
+    warning = step(t, "queue-warning")
+    assert "nobody is offered a caller before 30 s" in warning.text
