@@ -70,7 +70,7 @@ FEATURE_WITH_SUFFIX = ("break", "disposition", "eavesdrop", "whisper", "barge")
 
 
 def suggest(word: str, candidates: Iterable[str]) -> str:
-    """'; did you mean 'x'?' for the nearest candidate, or '' when nothing is close."""
+    """``; did you mean 'x'?`` for the nearest candidate, or ``.`` when nothing is close."""
     close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else "."
 
@@ -448,7 +448,7 @@ class _TenantBuilder:
             return _BAD
         try:
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a directory
             known = _known_zones()
             self.r.error(node.src, f"{what} is '{value}', which is not a known time zone"
                                    f"{suggest(value, known)}")
@@ -1242,9 +1242,12 @@ def load_center(path: str | Path, env: Mapping[str, str] | None = None) -> m.Cal
         from daemon.settings import check_settings_nodes
 
         r.errors.extend(check_settings_nodes(settings_nodes, r.env, in_config_dir=True))
-    if trees and not parts and not r.errors:
-        first = trees[0][1].src
-        r.error(first, "no tenant is defined: add a top-level 'tenants:' mapping.")
+    if not parts and not r.errors:
+        if trees:
+            r.error(trees[0][1].src, "no tenant is defined: add a top-level 'tenants:' mapping.")
+        else:  # only empty files
+            r.errors.append(ConfigError(str(path), 0, 0, "no tenant is defined: the YAML files "
+                                                         "are empty."))
     unreadable = parsed.unreadable > 0
     tenants: list[m.Tenant] = []
     for tid, tparts in parts.items():

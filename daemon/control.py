@@ -88,7 +88,7 @@ def break_reason(tenant: Tenant, reason: str | None) -> str | None:
 
 def fire_event(conn: Switch, subclass: str, headers: dict[str, str], timeout: float = 5.0) -> None:
     """``sendevent CUSTOM`` with ``Event-Subclass``; the switch stamps and broadcasts it."""
-    lines = [f"sendevent CUSTOM", f"Event-Subclass: {subclass}"]
+    lines = ["sendevent CUSTOM", f"Event-Subclass: {subclass}"]
     for k, v in headers.items():
         if "\n" in v or "\r" in v:  # a header line break would inject headers
             raise ControlError(f"header {k} holds a line break")
@@ -182,7 +182,8 @@ def queue_status(center: CallCenter, queue: str | None = None, *, redis_url: str
         snap = snapshot_from_redis(redis_url, now)
         members_of = {q: [(w["call_id"], w["caller"], w["joined_ms"]) for w in v["waiting"]]
                       for q, v in snap["queues"].items()}
-        agent_rows = {n: (a.get("status", ""), a.get("state", "")) for n, a in snap["agents"].items()}
+        agent_rows = {n: (a.get("status", ""), a.get("state", ""))
+                      for n, a in snap["agents"].items()}
         tiers = _model_tiers(center)
     else:
         if conn is None:
@@ -192,8 +193,9 @@ def queue_status(center: CallCenter, queue: str | None = None, *, redis_url: str
             for q in names:
                 rows = parse_member_list(checked(conn, f"callcenter_config queue list members {q}",
                                                  timeout))
-                members_of[q] = [(m.session_uuid, m.cid_number, (m.rejoined_epoch or m.joined_epoch)
-                                  * 1000) for m in rows if m.state in ("Waiting", "Trying")]
+                members_of[q] = [(m.session_uuid, m.cid_number,
+                                  (m.rejoined_epoch or m.joined_epoch) * 1000)
+                                 for m in rows if m.state in ("Waiting", "Trying")]
                 agents = parse_agents(checked(conn, f"callcenter_config queue list agents {q}",
                                               timeout))
                 tiers[q] = sorted(agents)
@@ -210,8 +212,8 @@ def queue_status(center: CallCenter, queue: str | None = None, *, redis_url: str
             by_state.setdefault(label, []).append(a)
         longest = max((now - j for _, _, j in waiting), default=None)
         out["queues"][q] = {
-            "waiting": [{"call_id": c, "caller": n, "joined_ms": j, "wait_s": max(0, now - j) // 1000}
-                        for c, n, j in waiting],
+            "waiting": [{"call_id": c, "caller": n, "joined_ms": j,
+                         "wait_s": max(0, now - j) // 1000} for c, n, j in waiting],
             "count": len(waiting),
             "longest_wait_s": None if longest is None else max(0, longest) // 1000,
             "agents": {k: sorted(v) for k, v in sorted(by_state.items())},
@@ -267,7 +269,8 @@ def supervise(conn: Switch, center: CallCenter, mode: str, agent: str, extension
     cmd = f"originate {{{variables}}}user/{extension}@{ref.tenant.domain} &eavesdrop({leg})"
     reply = conn.api(cmd, ring_s + timeout).strip()
     if not reply.startswith("+OK"):
-        raise ControlError(f"the supervisor's phone {extension} did not join: {reply or 'no reply'}")
+        raise ControlError(
+            f"the supervisor's phone {extension} did not join: {reply or 'no reply'}")
     return {"agent": name, "mode": mode, "extension": extension, "agent_leg": leg,
             "supervisor_leg": reply[3:].strip(), "command": cmd}
 

@@ -223,8 +223,8 @@ class CallbackStore:
         return [CallbackRequest.from_fields(f) for f in pipe.execute() if f.get("queue")]
 
     def claim(self, req: CallbackRequest, owner: str, now_ms: int) -> bool:
-        return bool(self._claim(keys=[self.key(req.call_id)],
-                                args=[str(req.attempts), str(req.agent_misses), owner, str(now_ms)]))
+        args = [str(req.attempts), str(req.agent_misses), owner, str(now_ms)]
+        return bool(self._claim(keys=[self.key(req.call_id)], args=args))
 
     def claimed_ms(self, call_id: str) -> int:
         return int(self.client.hget(self.key(call_id), "claimed_ms") or 0)
@@ -252,6 +252,17 @@ class CallbackStore:
 
 
 # --- the dialer -------------------------------------------------------------------------------
+
+
+def build_dialer(settings: Any, center: CallCenter | None, connect: Callable[[str], Any],
+                 snapshot: Callable[[], Mapping[str, Any]]) -> "CallbackDialer | None":
+    """The daemon's dialer, or None when it cannot run (no Redis, no call-center model)."""
+    if not getattr(settings, "redis_url", None) or center is None:
+        logger.info("callback dialer off: it needs redis_url and the call-center configuration")
+        return None
+    nodes = getattr(settings, "esl_nodes", ())
+    return CallbackDialer(settings.redis_url, center, connect, snapshot,
+                          default_node=nodes[0].name if nodes else "")
 
 
 def _first(text: str) -> str:
@@ -371,8 +382,8 @@ class CallbackDialer:
             "hangup_after_bridge=true",
             f"api_hangup_hook='{restore}'",
         ])
-        reply = _first(conn.api(f"originate {{{agent_vars}}}user/{ext}@{tenant.domain} &park()",
-                                timeout))
+        dial_agent = f"originate {{{agent_vars}}}user/{ext}@{tenant.domain} &park()"
+        reply = _first(conn.api(dial_agent, timeout))
         if not reply.startswith("+OK"):
             conn.api(restore, 5)
             return self._agent_missed(req, agent, now, reply)
@@ -445,6 +456,20 @@ class CallbackDialer:
             "Hotline-Number": req.number, "Hotline-Agent": agent,
             "Hotline-Joined-MS": str(req.joined_ms), "Hotline-Attempts": str(req.attempts)})
         logger.info("callback call=%s outcome=%s attempts=%d", req.call_id, outcome, req.attempts)
+
+    def run(self, stop: Any, interval_s: float = 2.0) -> None:
+        """The daemon's dialer greenlet: a round every ``interval_s`` until ``stop`` is set.
+
+        ``stop`` is a gevent.event.Event; its ``wait(interval)`` is the sleep, so a stop is
+        noticed at once. A failing round is logged and the next one goes on.
+        """
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("callback dialer round failed")
+            stop.wait(interval_s)
+        self.close()
 
     def close(self) -> None:
         self.release()

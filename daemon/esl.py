@@ -104,7 +104,7 @@ class _HardenedInbound(InboundESL):
     def __init__(self, host: str, port: int, password: str, timeout: float,
                  on_frame: FrameCallback | None, on_event: EventCallback | None,
                  on_disconnect: Callable[[], None] | None, idle_timeout: float | None,
-                 on_frames: FramesCallback | None = None) -> None:
+                 on_frames: FramesCallback | None = None, max_backlog: int = 64) -> None:
         super().__init__(host, port, password, timeout=timeout)
         self.on_frames = on_frames
         self.on_frame = on_frame
@@ -117,7 +117,9 @@ class _HardenedInbound(InboundESL):
         self._pending: deque[gevent.event.AsyncResult] = deque()
         self._jobs: dict[str, gevent.event.AsyncResult] = {}
         self._send_lock = gevent.lock.Semaphore()
-        self._batches: gevent.queue.Queue = gevent.queue.Queue()
+        # bounded: when the consumer falls behind, the reader stops reading and TCP pushes
+        # back on the switch, instead of the daemon buffering a whole busy hour in memory
+        self._batches: gevent.queue.Queue = gevent.queue.Queue(maxsize=max_backlog)
         self._dead = gevent.event.Event()
         self._rejected = False
         self.frames_received = 0
@@ -234,7 +236,12 @@ class _HardenedInbound(InboundESL):
     # --- dispatch -----------------------------------------------------------------------
     def process_events(self) -> None:
         while True:
-            batch = self._batches.get()
+            try:
+                batch = self._batches.get(timeout=0.5)
+            except gevent.queue.Empty:
+                if self._dead.is_set():
+                    return  # everything received before the link died was handed on
+                continue
             if batch is None:
                 return
             if self.on_frames is not None:
@@ -333,7 +340,10 @@ class _HardenedInbound(InboundESL):
             result.set_exception(error)
         self._jobs.clear()
         self._auth_request_event.set()
-        self._batches.put(None)
+        try:
+            self._batches.put_nowait(None)
+        except gevent.queue.Full:
+            pass  # the dispatcher drains the backlog, then sees the link is dead
         if was_connected:
             logger.info("esl disconnected host=%s port=%s reason=%s", self.host, self.port, reason)
         if self.on_disconnect is not None:
@@ -381,12 +391,12 @@ class EslConnection:
                  on_frame: FrameCallback | None = None, on_event: EventCallback | None = None,
                  on_disconnect: Callable[[], None] | None = None,
                  idle_timeout: float | None = None,
-                 on_frames: FramesCallback | None = None) -> None:
+                 on_frames: FramesCallback | None = None, max_backlog: int = 64) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
         self._esl = _HardenedInbound(host, port, password, timeout, on_frame, on_event,
-                                     on_disconnect, idle_timeout, on_frames)
+                                     on_disconnect, idle_timeout, on_frames, max_backlog)
 
     def __repr__(self) -> str:  # never shows the password
         return f"EslConnection({self.host}:{self.port})"

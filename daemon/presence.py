@@ -100,7 +100,8 @@ class PresencePublisher:
                 self.failed += 1
                 logger.warning("presence for %s on node %s failed: %s", agent, node, exc)
 
-    def publish_all(self, agents: Mapping[str, Mapping[str, Any]] | Iterable[tuple[str, str]]) -> None:
+    def publish_all(self,
+                    agents: Mapping[str, Mapping[str, Any]] | Iterable[tuple[str, str]]) -> None:
         """Every lamp from a live snapshot's ``agents`` (name -> {status...}) or pairs."""
         items = ((n, str(a.get("status") or "Logged Out")) for n, a in agents.items()) \
             if isinstance(agents, Mapping) else agents

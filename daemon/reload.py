@@ -31,12 +31,15 @@ tier never points at an agent or queue that does not exist yet or any more.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from .model import CallCenter, EslNode, Settings
 from .render import render_files, write_atomic
@@ -58,6 +61,7 @@ logger = logging.getLogger(__name__)
 CC_CONF = "autoload_configs/callcenter.conf.xml"
 PREVIOUS_DIR = ".hotline-previous"
 MANIFEST = ".hotline-manifest.json"
+LOCK_FILE = ".hotline-reload.lock"
 CC = "callcenter_config"
 
 
@@ -102,7 +106,8 @@ def _norm(key: str, value: str) -> str:
     return value.lower() if key == "type" else value
 
 
-def _queue_changed(want: dict[str, str], old: dict[str, str] | None, running: dict[str, str]) -> bool:
+def _queue_changed(want: dict[str, str], old: dict[str, str] | None,
+                   running: dict[str, str]) -> bool:
     """Does the loaded queue differ from the wanted params?
 
     Params the list shows are compared with the switch; the others (announce-sound) and
@@ -285,6 +290,15 @@ def write_files(rendered: dict[str, str], changes: Sequence[FileChange], conf_di
         else:
             write_atomic(conf_dir / ch.path, rendered[ch.path])
     write_atomic(conf_dir / MANIFEST, json.dumps(sorted(rendered), indent=1) + "\n")
+    data_file = conf_dir / "scripts/hotline_data.json"
+    if data_file.exists():
+        # it holds the agents' login PINs (docs/DESK_PHONES.md): owner and group only, the
+        # group of its directory (the FreeSWITCH group in a stock install) so the switch reads it
+        try:
+            os.chown(data_file, -1, data_file.parent.stat().st_gid)
+        except OSError:
+            logger.warning("cannot set the group of %s; check FreeSWITCH can read it", data_file)
+        data_file.chmod(0o640)
     return prev
 
 
@@ -386,7 +400,8 @@ def reload_center(center: CallCenter, settings: Settings, *, dry_run: bool = Fal
     changes = file_changes(rendered, conf_dir)
     desired = parse_callcenter_conf(rendered.get(CC_CONF))
     old_path = conf_dir / CC_CONF
-    old = parse_callcenter_conf(old_path.read_text(encoding="utf-8") if old_path.exists() else None)
+    old = parse_callcenter_conf(
+        old_path.read_text(encoding="utf-8") if old_path.exists() else None)
     domains = {t.domain for t in center.tenants}
     report = ReloadReport(dry_run, str(conf_dir), changes, [])
 
@@ -396,32 +411,57 @@ def reload_center(center: CallCenter, settings: Settings, *, dry_run: bool = Fal
             try:
                 conn = connect(n)
             except Exception as exc:
-                raise ReloadError(f"node {n.name}: cannot connect to {n.host}:{n.port}: {exc}") from exc
+                raise ReloadError(
+                    f"node {n.name}: cannot connect to {n.host}:{n.port}: {exc}") from exc
             conns.append((n, conn))
             try:
                 state = read_switch_state(conn, timeout)
             except Exception as exc:
-                raise ReloadError(f"node {n.name}: cannot read mod_callcenter's state: {exc}") from exc
-            report.nodes.append(NodeResult(n.name, plan_node(n.name, desired, old, state, domains)))
+                raise ReloadError(
+                    f"node {n.name}: cannot read mod_callcenter's state: {exc}") from exc
+            plan = plan_node(n.name, desired, old, state, domains)
+            report.nodes.append(NodeResult(n.name, plan))
         if dry_run:
             return report
-        _apply(report, rendered, changes, conf_dir, desired, domains, [c for _, c in conns], timeout)
+        with _reload_lock(conf_dir):
+            _apply(report, rendered, changes, conf_dir, desired, old, domains,
+                   [c for _, c in conns], timeout)
         return report
     finally:
         for _, conn in conns:
             _close(conn)
 
 
+@contextlib.contextmanager
+def _reload_lock(conf_dir: Path) -> Iterator[None]:
+    """One reload at a time per conf dir (two admins reloading would undo each other)."""
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    with open(conf_dir / LOCK_FILE, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ReloadError(f"another hotline reload is running on {conf_dir}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _apply(report: ReloadReport, rendered: dict[str, str], changes: list[FileChange],
-           conf_dir: Path, desired: CcConfig, domains: set[str],
+           conf_dir: Path, desired: CcConfig, old: CcConfig, domains: set[str],
            conns: list[ApiConnection], timeout: float) -> None:
     prev = write_files(rendered, changes, conf_dir) if changes else None
     report.previous_dir = str(prev) if prev else None
     touched: list[tuple[NodeResult, ApiConnection, list[Step]]] = []
     try:
-        for result, conn in zip(report.nodes, conns):
+        for i, (result, conn) in enumerate(zip(report.nodes, conns)):
             applied: list[Step] = []
             touched.append((result, conn, applied))
+            if i:
+                # nodes sharing mod_callcenter's agents and tiers (odbc-dsn) already got
+                # them from the nodes before: plan again from what this node runs now
+                result.plan = plan_node(result.node, desired, old,
+                                        read_switch_state(conn, timeout), domains)
             reply = checked(conn, "reloadxml", timeout)
             result.applied.append("reloadxml")
             logger.info("reload node=%s reloadxml: %s", result.node, reply.strip())
@@ -480,12 +520,14 @@ def format_report(data: dict) -> str:
         if not n["commands"]:
             lines.append("  mod_callcenter: nothing to change")
         lines += [f"  {c}" for c in n["commands"]]
-        lines += [f"  deferred {d['kind']} {d['target']}: {d['reason']}" for d in n["deferred"]]
+        lines += [f"  deferred {d['kind']} {d['target']}: {d['reason']}"
+                  for d in n["deferred"]]
         if n["error"]:
             lines.append(f"  error: {n['error']}")
         if n["rolled_back"]:
-            lines.append("  rolled back" + (f" ({len(n['undo_errors'])} undo command(s) failed)"
-                                             if n["undo_errors"] else ""))
+            failed = len(n["undo_errors"])
+            note = f" ({failed} undo command(s) failed)" if failed else ""
+            lines.append("  rolled back" + note)
     if data.get("previous_dir") and data["ok"]:
         lines.append(f"previous files kept in {data['previous_dir']}")
     return "\n".join(lines)

@@ -290,7 +290,9 @@ class _TenantRender:
                     ("hangup", "NORMAL_CLEARING", False)]
         elif k == ActionKind.SURVEY:
             q = self.qualified(target) if target else "${hotline_queue}"
-            out += [("answer", None, False), ("python", f"hotline_survey {q}", False),
+            # not after an answered queue call (no cc_cause=answered): tell hotline_survey it was asked for
+            out += [("answer", None, False), ("set", "hotline_survey_request=true", False),
+                    ("python", f"hotline_survey {q}", False),
                     ("hangup", "NORMAL_CLEARING", False)]
         elif k == ActionKind.HANGUP:
             out.append(("hangup", target or "NORMAL_CLEARING", False))
@@ -436,7 +438,10 @@ class _TenantRender:
                 arm = (f"${{sched_api(+{q.callback.after_s} ${{uuid}} uuid_setvar ${{uuid}} "
                        f"cc_exit_keys {key})}}")
                 acts.append(("set", f"hotline_callback_task={arm}", False))
-        acts += [("callcenter", qn, False), self.transfer(exit_dest)]
+        # mod_callcenter sets cc_exit_key but never clears it: a key pressed in an earlier
+        # queue must not read as a callback request when this queue ends
+        acts += [("unset", "cc_exit_key", False), ("callcenter", qn, False),
+                 self.transfer(exit_dest)]
         desc = [f"strategy {q.strategy}"]
         if q.max_wait_s:
             desc.append(f"max wait {q.max_wait_s} s")

@@ -65,7 +65,7 @@ class Service:
                  engine_factory: Callable[[Any, str], EngineLike],
                  store: StoreLike, live: LiveLike, *,
                  supervisor_factory: Callable[..., Supervisor] = Supervisor,
-                 sync_interval_s: float = 1.0) -> None:
+                 sync_interval_s: float = 1.0, max_backlog: int = 256) -> None:
         self.settings = settings
         self.center = center
         self._journal = journal
@@ -81,7 +81,9 @@ class Service:
         self.events = 0
         self.errors = 0
         self.journal_errors = 0
-        self._queue: gevent.queue.Queue = gevent.queue.Queue()
+        # bounded (socket reads, ~64 events each): a slow database or engine pushes back on
+        # the links instead of growing the heap (a full heap makes every GC pass slower)
+        self._queue: gevent.queue.Queue = gevent.queue.Queue(maxsize=max_backlog)
         self._stopped = gevent.event.Event()
         self._running = False
 
@@ -151,14 +153,20 @@ class Service:
             return EngineOutput()
 
     def stop(self) -> None:
-        """Ask the loop to finish: links closed first, then everything received is processed."""
+        """Ask the loop to finish: links closed first, then everything received is processed.
+
+        Never blocks (it may run as a signal handler in the hub): the work is a greenlet.
+        """
         if self._stopped.is_set():
             return
         self._stopped.set()
         logger.info("daemon stopping")
+        gevent.spawn(self._stop_sequence)
+
+    def _stop_sequence(self) -> None:
         for sup in self.supervisors:
             sup.stop()
-        self._queue.put(_STOP)
+        self._queue.put(_STOP)  # after what the links delivered: all of it is processed
 
     # --- collaborators per node ------------------------------------------------------------
     def journal(self, node: str) -> JournalLike:

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import ChainMap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from daemon.config import _BAD, ConfigError, ConfigErrors, _Reader, read_tree
+from daemon.config import _BAD, ConfigError, ConfigErrors, _Reader, config_files
 from daemon.model import EslNode, Settings
-from daemon.yamlsrc import YamlFileError, YNode, load_yaml
+from daemon.yamlsrc import MAX_FILE_BYTES, YamlFileError, YNode, load_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -182,12 +183,26 @@ def _settings_file_layer(r: _Reader, path: Path) -> dict[str, Any]:
     return _merge_blocks(r, [tree], in_config_dir=False)
 
 
+# a top-level "settings:" key starts a line (or the file is one flow mapping)
+_MAY_HAVE_SETTINGS = re.compile(rb"""^(?:["']?settings["']?\s*:|\s*\{)""", re.MULTILINE)
+
+
 def _config_dir_layer(r: _Reader, config_dir: str) -> dict[str, Any]:
     if not Path(config_dir).is_dir():
         return {}
-    # file-level problems of the config directory are load_center's to report
-    trees = read_tree(config_dir).files
-    blocks = [t.value["settings"] for _, t in trees if t.kind == "map" and "settings" in t.value]
+    blocks: list[YNode] = []
+    for file in config_files(config_dir):
+        # only files that can hold a settings block are parsed: a large center would
+        # otherwise be read twice by every command
+        try:
+            if file.stat().st_size > MAX_FILE_BYTES or \
+                    not _MAY_HAVE_SETTINGS.search(file.read_bytes()):
+                continue
+            tree, _ = load_yaml(file, str(file))
+        except (OSError, YamlFileError):
+            continue  # file-level problems are load_center's to report
+        if tree is not None and tree.kind == "map" and "settings" in tree.value:
+            blocks.append(tree.value["settings"])
     return _merge_blocks(r, blocks, in_config_dir=True)
 
 

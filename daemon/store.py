@@ -35,6 +35,7 @@ still refused are logged and kept in ``rejected-<n>.jsonl`` in ``spill_dir``.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -58,7 +59,6 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # a reader (hotline report) may hold the file briefly
 PG_CONNECT_TIMEOUT_S = 5
-PG_MAX_PARAMS = 30_000  # bind parameters per statement (the protocol allows 65535)
 
 TABLES: dict[str, Table] = {
     "calls": schema.calls,
@@ -131,9 +131,9 @@ def migrate(url: str) -> None:
 # --- rows ----------------------------------------------------------------------------------------
 
 
-def _lengths(table: Table) -> dict[str, int]:
-    return {c.name: c.type.length for c in table.columns
-            if isinstance(c.type, String) and c.type.length}
+def _lengths(table: Table) -> dict[str, int | None]:
+    # every text column (String and Text), with its length limit if it has one
+    return {c.name: c.type.length for c in table.columns if isinstance(c.type, String)}
 
 
 _LENGTHS = {name: _lengths(t) for name, t in TABLES.items()}
@@ -146,13 +146,13 @@ def _fit(table: str, row: dict[str, Any]) -> dict[str, Any]:
     # PostgreSQL refuses over-long VARCHARs and NUL characters (SQLite does not): a caller
     # name is caller-controlled ("%00" decodes to NUL), so clean rather than let one row
     # poison a batch.
-    for name, value in row.items():
-        if isinstance(value, str) and "\x00" in value:
-            row[name] = value.replace("\x00", "")
     for name, length in _LENGTHS[table].items():
         value = row.get(name)
-        if isinstance(value, str) and len(value) > length:
-            row[name] = value[:length]
+        if value.__class__ is str:
+            if "\x00" in value:
+                value = row[name] = value.replace("\x00", "")
+            if length and len(value) > length:
+                row[name] = value[:length]
     return row
 
 
@@ -201,14 +201,14 @@ def rows_of(out: EngineOutput) -> list[tuple[str, str, dict[str, Any]]]:
     return rows
 
 
-def _upsert_statement(table: Table, dialect: str, rows: list[dict[str, Any]] | None = None):
+def _upsert_statement(table: Table, dialect: str):
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     else:  # pragma: no cover - the two supported databases
         raise ValueError(f"unsupported database dialect {dialect!r} (use sqlite or postgresql)")
-    stmt = insert(table) if rows is None else insert(table).values(rows)
+    stmt = insert(table)
     keys = [c.name for c in table.primary_key.columns]
     update = {c.name: stmt.excluded[c.name] for c in table.columns if not c.primary_key}
     where = None
@@ -218,10 +218,34 @@ def _upsert_statement(table: Table, dialect: str, rows: list[dict[str, Any]] | N
     return stmt.on_conflict_do_update(index_elements=keys, set_=update, where=where)
 
 
+@functools.lru_cache(maxsize=None)
+def _pg_upsert_sql(table: Table) -> tuple[str, str]:
+    """``INSERT ... VALUES %s ON CONFLICT DO UPDATE`` for psycopg2's execute_values (same
+    semantics as ``_upsert_statement``)."""
+    cols = [c.name for c in table.columns]
+    keys = [c.name for c in table.primary_key.columns]
+    quoted = ", ".join(f'"{c}"' for c in cols)
+    conflict = ", ".join(f'"{k}"' for k in keys)
+    update = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in cols if c not in keys)
+    sql = (f'INSERT INTO "{table.name}" ({quoted}) VALUES %s '
+           f'ON CONFLICT ({conflict}) DO UPDATE SET {update}')
+    if table is schema.dispositions:
+        sql += f' WHERE "{table.name}"."source" = \'phone\''
+    template = "(" + ", ".join(f"%({c})s" for c in cols) + ")"
+    return sql, template
+
+
 def _is_connectivity(exc: BaseException) -> bool:
     """Worth retrying (the database is away or busy) - as opposed to refusing these rows."""
     if isinstance(exc, (OperationalError, InterfaceError, OSError)):
         return True
+    try:  # raised by psycopg2 itself (execute_values on the raw cursor)
+        import psycopg2
+
+        if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+            return True
+    except ImportError:  # pragma: no cover - SQLite-only installation
+        pass
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
@@ -266,7 +290,8 @@ class Store:
         self.engine = make_engine(url)
         self._statements = {name: _upsert_statement(t, self.engine.dialect.name)
                             for name, t in TABLES.items()}
-        self._multi_values = self.engine.dialect.name == "postgresql"
+        self._multi_values = (self.engine.dialect.name == "postgresql"
+                              and self.engine.dialect.driver == "psycopg2")
         self._lock = threading.Lock()  # guards _pending, spill numbering, _spill_gen
         self._io = threading.RLock()  # one database writer at a time
         self._pending: dict[Key, dict[str, Any]] = {}
@@ -478,13 +503,18 @@ class Store:
 
     def _upsert(self, conn: Any, table: str, rows: list[dict[str, Any]]) -> None:
         if self._multi_values:
-            # psycopg2's executemany is one round trip per row (5k rows/s here); one
-            # multi-row INSERT ... ON CONFLICT per chunk is an order of magnitude faster.
-            # Keys are unique within a batch (coalesced), as ON CONFLICT requires.
-            per = max(1, PG_MAX_PARAMS // len(TABLES[table].columns))
-            for start in range(0, len(rows), per):
-                part = rows[start:start + per]
-                conn.execute(_upsert_statement(TABLES[table], "postgresql", part))
+            # psycopg2's executemany is one round trip per row (~5k rows/s), and SQLAlchemy
+            # compiling a multi-row VALUES is slower still: psycopg2's execute_values sends
+            # pages of rows in one statement. Keys are unique within a batch (coalesced),
+            # as a multi-row ON CONFLICT DO UPDATE requires.
+            from psycopg2.extras import execute_values
+
+            sql, template = _pg_upsert_sql(TABLES[table])
+            cursor = conn.connection.cursor()
+            try:
+                execute_values(cursor, sql, rows, template=template, page_size=1000)
+            finally:
+                cursor.close()
         else:
             conn.execute(self._statements[table], rows)  # sqlite3's executemany runs in C
 

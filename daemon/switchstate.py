@@ -108,9 +108,13 @@ def parse_agents(text: str) -> dict[str, SwitchAgent]:
 
 
 def parse_tiers(text: str) -> dict[tuple[str, str], SwitchTier]:
-    return {(r["queue"], r["agent"]): SwitchTier(r["queue"], r["agent"], _int(r.get("level", "1"), 1),
-                                                 _int(r.get("position", "1"), 1), r.get("state", ""))
-            for r in parse_pipe_table(text) if r.get("queue") and r.get("agent")}
+    out = {}
+    for r in parse_pipe_table(text):
+        if r.get("queue") and r.get("agent"):
+            out[(r["queue"], r["agent"])] = SwitchTier(
+                r["queue"], r["agent"], _int(r.get("level", "1"), 1),
+                _int(r.get("position", "1"), 1), r.get("state", ""))
+    return out
 
 
 def parse_queues(text: str) -> dict[str, dict[str, str]]:

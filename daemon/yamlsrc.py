@@ -157,7 +157,8 @@ class _Frame:
         self.merges: list[tuple[YNode, _Pos]] = []
 
 
-_INVALID = "\0invalid"  # frame key after a key that was a list or mapping
+_INVALID = "\0invalid"  # frame key after a key that was a list, mapping or alias
+_KEY_COLLECTION = "\0collection"  # a list or mapping is being read as a key
 
 
 class _Composer:
@@ -293,7 +294,7 @@ class _Composer:
                 node = YNode.at("seq", self.file, pos[0], pos[1], [])
             if stack and stack[-1].key is None and stack[-1].node.kind == "map":
                 self.error(pos, "a key must be a plain name, not a list or mapping.")
-                stack[-1].key, stack[-1].key_pos = _INVALID, pos
+                stack[-1].key, stack[-1].key_pos = _KEY_COLLECTION, pos
             if ev.anchor:
                 self.anchors[ev.anchor] = node
             self.open.add(id(node))
@@ -310,6 +311,9 @@ class _Composer:
         frame.key = frame.key_pos = None
         if key is None or key_pos is None:  # an alias written as a key
             self.error(pos, "a key must be a plain name, not a list or mapping.")
+            frame.key, frame.key_pos = _INVALID, pos
+            return
+        if key == _KEY_COLLECTION:  # that collection was the key: drop the value after it
             frame.key, frame.key_pos = _INVALID, pos
             return
         if key == _INVALID:

@@ -1,4 +1,4 @@
-"""mod_python3 entry module: callback request after the queue exit key (cc_exit_key).
+"""mod_python3 entry module: callback request (queue exit key, or a callback action).
 
 Dialplan: <action application="python" data="hotline_callback QUEUE"/>
 Logic: hotline_fs.caller.callback (this module only adapts the switch's session).

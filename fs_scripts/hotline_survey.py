@@ -1,4 +1,4 @@
-"""mod_python3 entry module: post-call satisfaction survey (after callcenter, cc_cause=answered).
+"""mod_python3 entry module: satisfaction survey (after an answered queue call, or an action).
 
 Dialplan: <action application="python" data="hotline_survey QUEUE"/>
 Logic: hotline_fs.caller.survey (this module only adapts the switch's session).

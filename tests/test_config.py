@@ -560,3 +560,142 @@ def test_rules_with_the_same_conditions_or_after_open_and_closed_contradict(exam
                              f"hours of schedule 'business'.")
         for did in ("4006196116", "96116")
     ]
+
+
+# ---- a small tenant, one mistake at a time ------------------------------------------------
+SMALL = """\
+tenants:
+  t:
+    domain: t.test
+    timezone: UTC
+    skills: {s: S}
+    schedules:
+      hours: {weekly: {mon-fri: "09:00-17:00"}}
+    numbers:
+      "100":
+        rules:
+          - {schedule: hours, when: open, action: {queue: q}}
+          - {action: hangup}
+    queues:
+      q: {tiers: ["1"], max_wait_s: 300}
+    agents:
+      "1": {password: x, skills: {s: 3}}
+"""
+
+
+@pytest.mark.parametrize(("old", "new", "needle", "message"), [
+    ('"1": {password: x, skills: {s: 3}}',
+     '"1": {password: x, skills: {s: 3}}\n      alice: {password: x}', "alice",
+     "agent 'alice' needs an 'extension' (its desk phone's number), because its id is not a "
+     "number."),
+    ("tiers: [\"1\"]", "tiers: [\"1\"], skills: {s: 1}", "{s: 1}",
+     "queue 'q' lists both tiers and skills; give explicit tiers or required skills, not both."),
+    ("max_wait_s: 300}", "max_wait_s: 300, callback: {after_s: 300}}", "q:",
+     "queue 'q' offers a callback after 300 s but callers leave after max_wait_s 300 s."),
+    ("{action: hangup}", "{when: closed, action: hangup}", "closed",
+     "rule 2 of number 100 says when: closed but names no schedule."),
+    ("{action: hangup}", "{action: {queue: q, ivr: m}}", "{queue: q, ivr: m}",
+     "the action of rule 2 of number 100 must name exactly one action (ivr, queue, agent, "
+     "extension, voicemail, conference, playback, transfer, callback, survey, hangup), not 2."),
+    ("{action: hangup}", "{action: {queu: q}}", "queu: q}}",
+     "'queu' in the action of rule 2 of number 100 is not an action; did you mean 'queue'?"),
+    ("{action: hangup}", "{action: {transfer: 'abc'}}", "'abc'",
+     "the transfer number of the action of rule 2 of number 100 is 'abc', but it must be "
+     "digits, optionally with a leading '+'."),
+    ("{action: hangup}", "{callers: ['(unclosed'], action: hangup}", "'(unclosed'",
+     "caller pattern '(unclosed' of rule 2 of number 100 is not a valid regular expression: "
+     "missing ), unterminated subpattern."),
+    ("    domain: t.test\n", "", "t:", "tenant 't' needs a 'domain'."),
+    ('hours: {weekly: {mon-fri: "09:00-17:00"}}',
+     'hours: {weekly: {mon-fri: "09:00-17:00"}, holidays: [{name: a, from: 2026-01-01, '
+     'to: 2026-01-05}, {name: b, date: 2026-01-03}]}', "{name: b",
+     "closure 'b' (2026-01-03 to 2026-01-03) overlaps closure 'a' (2026-01-01 to 2026-01-05) in "
+     "schedule 'hours'."),
+    ('hours: {weekly: {mon-fri: "09:00-17:00"}}',
+     'hours: {weekly: {mon-fri: ["09:00-12:00", "11:00-17:00"]}}', '["09:00',
+     "hours of 'mon-fri' in 'weekly' of schedule 'hours' has overlapping ranges (09:00-12:00 "
+     "and 11:00-17:00)."),
+    ('hours: {weekly: {mon-fri: "09:00-17:00"}}', 'hours: {weekly: {mon-fry: "09:00-17:00"}}',
+     "mon-fry", "'mon-fry' in 'weekly' of schedule 'hours' is not a weekday or weekday range; "
+                "did you mean 'mon-fri'?"),
+    ("    skills: {s: S}\n",
+     "    skills: {s: S}\n    costs: [{month: 2026-11, amount: 5}, "
+     "{from: 2026-11-30, to: 2026-12-31, amount: 6}]\n", "{from: 2026-11-30",
+     "cost period 2026-11-30 to 2026-12-31 overlaps the period 2026-11-01 to 2026-11-30 of "
+     "tenant 't'."),
+    ("    skills: {s: S}\n", "    skills: {s: S}\n    conferences: {'100': {name: r}}\n",
+     '"100":', "number 100 uses 100, which is already conference room 100 (FILE:6)."),
+    ("    skills: {s: S}\n", "    skills: {s: S}\n    conferences: {'200': {pin: '12a'}}\n",
+     "'12a'", "'pin' of conference room '200' must be 1 to 12 digits."),
+    ("    skills: {s: S}\n", "    skills: {s: S}\n    dispositions: {'12345': done}\n",
+     "'12345'", "disposition code is '12345', but it must be 1 to 4 keypad digits (0-9, * and "
+                "#)."),
+    ("    skills: {s: S}\n", "    skills: {s: S}\n    break_reasons: {'12': lunch}\n",
+     "'12'", "break reason digit is '12', but it must be 1 to 1 keypad digits (0-9, * and #)."),
+    ("    skills: {s: S}\n", "    skills: {s: S}\n    ivr_menus: {m: {greet_long: a.wav, "
+                             "options: {'12': hangup}}}\n", "'12'",
+     "option 12 of IVR menu 'm' has 2 digits but the menu's digit_len is 1."),
+])
+def test_one_mistake_in_a_small_tenant(tmp_path, old, new, needle, message):
+    f = tmp_path / "t.yaml"
+    assert SMALL.count(old) == 1
+    f.write_text(SMALL.replace(old, new), encoding="utf-8")
+    assert errors_of(tmp_path) == [at(f, needle, message.replace("FILE", str(f)))]
+
+
+def test_the_small_tenant_is_valid(tmp_path):
+    (tmp_path / "t.yaml").write_text(SMALL, encoding="utf-8")
+    tenant = load_center(tmp_path, env={}).tenants[0]
+    assert tenant.name == "t" and tenant.language == "en"
+    assert tenant.queue("q").tiers[0].agent == "1"
+
+
+def test_a_time_zone_that_names_a_directory_is_a_plain_error(tmp_path):
+    f = tmp_path / "t.yaml"
+    f.write_text(SMALL.replace("timezone: UTC", "timezone: Europe"), encoding="utf-8")
+    (error,) = errors_of(tmp_path)
+    assert error.startswith(at(f, "Europe", "'timezone' of tenant 't' is 'Europe', which is not "
+                                            "a known time zone"))
+
+
+def test_demo_tenant_agrees_with_every_capture_truth_file():
+    """The truth files name the switch's queues and agents: the demo tenant must match them."""
+    import json
+
+    demo = load_center(EXAMPLE, env={}).tenant("demo")
+    truths = sorted((REPO / "tests" / "data" / "captures").glob("*.truth.json"))
+    assert len(truths) >= 13
+    for path in truths:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+        assert truth["tenant"] == demo.domain and truth["did"] == demo.numbers[0].did
+        assert truth["short_abandon_threshold_s"] == 20
+        for name, spec in truth["agents"].items():
+            agent_id, domain = name.split("@")
+            assert domain == demo.domain
+            assert demo.agent(agent_id).wrap_up_s == spec["wrap_up_time_s"], (path.name, name)
+        menu = demo.ivr_menus[0]
+        for name, spec in truth["queues"].items():
+            queue = demo.queue(name.split("@")[0])
+            assert queue.strategy == spec["strategy"]
+            assert queue.max_wait_s == spec.get("max_wait_time_s", 0)
+            assert queue.short_abandon_s == truth["short_abandon_threshold_s"]
+            option = next(o for o in menu.options if o.digits == spec["ivr_digit"])
+            assert (option.action.kind, option.action.target) == (m.ActionKind.QUEUE, queue.id)
+
+
+def test_files_without_tenants(tmp_path):
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    assert errors_of(tmp_path) == [f"{tmp_path}: no tenant is defined: the YAML files are empty."]
+    (tmp_path / "s.yaml").write_text("settings:\n  journal_dir: j\n")
+    assert errors_of(tmp_path) == [f"{tmp_path / 's.yaml'}:1:1: no tenant is defined: add a "
+                                   f"top-level 'tenants:' mapping."]
+
+
+def test_a_list_used_as_a_key_is_one_error_and_the_rest_still_loads(tmp_path):
+    f = tmp_path / "a.yaml"
+    f.write_text("tenants:\n  ? [a, b]\n  : c\n  t: {domain: t.test, timezone: UTC, "
+                 "queues: {q: {tiers: ['1']}}, agents: {'1': {password: x}}}\n  u: {}\n")
+    errors = errors_of(tmp_path)
+    assert errors[0] == f"{f}:2:5: a key must be a plain name, not a list or mapping."
+    # tenant t was read normally; only the empty tenant u is reported besides
+    assert all("tenant 'u'" in e for e in errors[1:]) and len(errors) == 3

@@ -109,7 +109,8 @@ def test_agent_break_with_reason_digit_sends_the_reason_name(peer, fake, conn, c
     data = agent_action(conn, center, "2001", "break", "1")
     assert data["reason"] == "lunch"
     assert peer.events_sent()[0]["Hotline-Reason"] == "lunch"
-    assert api_sent(peer)[-1] == "api callcenter_config agent set status 2001@hotline.cityutil.cn 'On Break'"
+    assert api_sent(peer)[-1] == ("api callcenter_config agent set status "
+                                  "2001@hotline.cityutil.cn 'On Break'")
     assert fake.agents["2001@hotline.cityutil.cn"]["status"] == "On Break"
 
 
@@ -134,7 +135,8 @@ def test_agent_ready_keeps_the_state_of_an_agent_on_a_call(peer, fake, conn, cen
 def test_agent_logout_and_unknown_agent(peer, fake, conn, center):
     fake.agents["1001@hotline.test"]["status"] = "Available"
     assert agent_action(conn, center, "1001", "logout")["status"] == "Logged Out"
-    assert api_sent(peer)[-1] == "api callcenter_config agent set status 1001@hotline.test 'Logged Out'"
+    assert api_sent(peer)[-1] == ("api callcenter_config agent set status "
+                                  "1001@hotline.test 'Logged Out'")
     with pytest.raises(ControlError, match="no agent 4242"):
         agent_action(conn, center, "4242", "logout")
 
@@ -172,7 +174,8 @@ def test_queue_status_from_the_switch_shows_waits_and_agents_by_state(peer, fake
 def test_queue_status_from_redis_live_state(redis_url, center):
     live = RedisLiveState(redis_url)
     live.apply([
-        LiveChange("agent", "1003@hotline.test", (("status", "Available"), ("state", "Waiting")), 1),
+        LiveChange("agent", "1003@hotline.test",
+                   (("status", "Available"), ("state", "Waiting")), 1),
         LiveChange("agent", "1004@hotline.test", (("status", "Logged Out"),), 1),
         LiveChange("member", "sales@hotline.test", (("call_id", "c1"), ("caller", "139"),
                                                     ("joined_ms", 1_000), ("action", "join")), 1),
@@ -288,15 +291,3 @@ def test_real_switch_agent_and_queue_status_read(center):
     assert {r["agent"] for r in rows} >= {"1001@hotline.test"}
     assert set(data["queues"]) >= {"billing@hotline.test"}
 
-
-@needs_switch
-def test_real_switch_reload_dry_run(center, tmp_path):
-    from daemon.model import EslNode, Settings
-    from daemon.reload import reload_center
-
-    host, port, password = real_switch()
-    settings = Settings(freeswitch_conf_dir=str(tmp_path / "fs"),
-                        esl_nodes=(EslNode("real", host, port, password),))
-    report = reload_center(center, settings, dry_run=True)
-    assert report.ok and report.nodes[0].node == "real"
-    assert not (tmp_path / "fs").exists()

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import gevent
+import gevent.event
 import pytest
 
 from daemon.esl import EslAuthError, EslConnection, EslDisconnected, EslError, EslTimeout
@@ -341,3 +342,25 @@ def test_a_line_break_in_an_argument_cannot_smuggle_a_second_command(peer):
     assert "UP" in conn.api("status")
     conn.close()
     assert not any("uuid_kill" in c for c in peer.commands)
+
+
+def test_a_slow_consumer_pushes_back_on_the_switch_instead_of_buffering_everything(peer):
+    release = gevent.event.Event()
+    got = []
+
+    def slow(frames):
+        release.wait()
+        got.extend(frames)
+
+    conn = connect(peer, on_frames=slow, max_backlog=2)
+    conn.subscribe(["HEARTBEAT"])
+    frames = [event_frame(heartbeat(i, **{"Event-Info": "x" * 4000})) for i in range(2000)]  # ~8 MB
+    sender = gevent.spawn(peer.replay, frames)
+    gevent.sleep(0.3)
+    assert conn._esl._batches.qsize() <= 2  # bounded backlog in the daemon...
+    assert not sender.ready()  # ...so the switch's writes wait (TCP backpressure)
+    release.set()
+    sender.join(10)
+    wait_for(lambda: len(got) == 2000)
+    assert [f.raw for f in got] == frames
+    conn.close()

@@ -1,6 +1,8 @@
 """Caller-side scripts (survey, callback request, agent-id announcement) through the double."""
 from __future__ import annotations
 
+import pytest
+
 from fs_double import RecordingSession
 from hotline_fs import caller
 from hotline_fs.prompts import BEEP, DEFAULTS
@@ -107,6 +109,17 @@ def test_callback_not_requested_without_exit_key():
     assert s.calls == []
 
 
+@pytest.mark.parametrize("later", [
+    {"cc_cause": "cancel", "cc_cancel_reason": "TIMEOUT"},
+    {"cc_cause": "answered", "cc_cancel_reason": ""},
+])
+def test_callback_ignores_an_exit_key_left_over_from_an_earlier_queue(later):
+    # mod_callcenter never clears cc_exit_key: the caller pressed it in an earlier queue
+    s = RecordingSession({**EXITED, **later})
+    caller.callback(s, "billing@hotline.test")
+    assert s.calls == []
+
+
 def test_callback_no_input_fires_nothing_and_leaves_the_call_to_the_dialplan():
     s = RecordingSession(EXITED)
     caller.callback(s, "billing@hotline.test")
@@ -127,6 +140,160 @@ def test_callback_without_join_epoch_uses_now():
     s = RecordingSession(variables, keys=["1"], now=1_700_000_123.456)
     caller.callback(s, "billing@hotline.test")
     assert s.events[0][1]["Hotline-Joined-MS"] == "1700000123456"
+
+
+# --- callback offered by an action (menu option, number rule, queue on_timeout) ------------
+
+# What the rendered callback action leaves on the channel: no cc_exit_key, the request flag.
+REQUESTED = {"uuid": CALL, "domain_name": "hotline.test", "hotline_tenant": "hotline.test",
+             "hotline_queue": "billing@hotline.test", "hotline_callback_request": "true",
+             "caller_id_number": "13800138001"}
+SWITCH_NOW = {"strmicroepoch": "1700000500123456\n"}  # µs on the switch's clock
+
+
+def test_callback_action_confirms_caller_id_and_keeps_the_moment_of_the_request():
+    s = RecordingSession(REQUESTED, keys=["1"], replies=SWITCH_NOW)
+    caller.callback(s, "billing@hotline.test")
+    assert s.events == [("hotline::callback", {
+        "Hotline-Call-ID": CALL, "Hotline-Queue": "billing@hotline.test",
+        "Hotline-Number": "13800138001",
+        "Hotline-Joined-MS": "1700000500123", "Hotline-Action": "request"})]
+    assert s.commands == ["strmicroepoch"]
+    assert s.played == [BEEP, *DIGITS_13800138001, DEFAULTS["callback_registered"],
+                        DEFAULTS["goodbye"]]
+    assert s.hung_up
+
+
+def test_callback_action_caller_enters_another_number():
+    s = RecordingSession(REQUESTED, keys=["2", "13912345678", "1"], replies=SWITCH_NOW)
+    caller.callback(s, "billing@hotline.test")
+    assert [e[1]["Hotline-Number"] for e in s.events] == ["13912345678"]
+    assert s.prompts == [DEFAULTS["callback_confirm"], DEFAULTS["callback_enter"],
+                         DEFAULTS["callback_confirm"]]
+    assert s.hung_up
+
+
+def test_callback_action_no_input_says_goodbye_and_hangs_up_without_a_request():
+    s = RecordingSession(REQUESTED, replies=SWITCH_NOW)
+    caller.callback(s, "billing@hotline.test")
+    assert s.events == []
+    assert len(s.prompts) == 3
+    assert s.played[-1] == DEFAULTS["goodbye"] and DEFAULTS["callback_registered"] not in s.played
+    assert s.calls[-1] == ("hangup", "NORMAL_CLEARING")
+    assert any("callback request abandoned" in m for m in s.logged("info"))
+
+
+def test_callback_action_caller_hangs_up_while_confirming_fires_nothing():
+    s = RecordingSession(REQUESTED, keys=["1"], hangs_up_after=1, replies=SWITCH_NOW)
+    caller.callback(s, "billing@hotline.test")
+    assert s.events == []
+    assert not s.hung_up and DEFAULTS["goodbye"] not in s.played
+
+
+def test_callback_action_caller_hangs_up_while_entering_another_number_fires_nothing():
+    s = RecordingSession(REQUESTED, keys=["2", "139"], hangs_up_after=2, replies=SWITCH_NOW)
+    caller.callback(s, "billing@hotline.test")
+    assert s.events == [] and not s.hung_up
+    assert len(s.prompts) == 2
+
+
+def test_callback_action_for_the_queue_just_waited_in_keeps_that_queue_place():
+    # the queue's on_timeout offers the callback: cc_queue_joined_epoch is this queue's
+    timed_out = {**REQUESTED, "cc_cause": "timeout", "cc_queue": "billing@hotline.test",
+                 "cc_queue_joined_epoch": "1700000000"}
+    s = RecordingSession(timed_out, keys=["1"], replies=SWITCH_NOW)
+    caller.callback(s, "billing@hotline.test")
+    assert s.events[0][1]["Hotline-Joined-MS"] == "1700000000000"
+    assert "strmicroepoch" not in s.commands
+
+
+def test_callback_action_for_another_queue_than_the_one_left_starts_now():
+    left = {**REQUESTED, "cc_cause": "timeout", "cc_queue": "sales@hotline.test",
+            "cc_queue_joined_epoch": "1700000000"}
+    s = RecordingSession(left, keys=["1"], replies=SWITCH_NOW)
+    caller.callback(s, "billing@hotline.test")
+    assert s.events[0][1]["Hotline-Joined-MS"] == "1700000500123"
+
+
+def test_callback_action_without_switch_time_falls_back_to_the_host_clock():
+    s = RecordingSession(REQUESTED, keys=["1"], now=1_700_000_123.456,
+                         replies={"strmicroepoch": "-ERR strmicroepoch Command not found!\n"})
+    caller.callback(s, "billing@hotline.test")
+    assert s.events[0][1]["Hotline-Joined-MS"] == "1700000123456"
+
+
+def test_callback_action_takes_the_queue_from_hotline_queue_without_argument():
+    s = RecordingSession({**REQUESTED, "hotline_queue": "billing"}, keys=["1"], replies=SWITCH_NOW)
+    caller.callback(s, "${hotline_queue}")
+    assert s.events[0][1]["Hotline-Queue"] == "billing@hotline.test"
+
+
+def test_callback_request_flag_wins_over_an_earlier_exit_key():
+    # exit key pressed, no number confirmed, then the fallback offers a callback again:
+    # this time the script ends the call when the caller gives up
+    s = RecordingSession({**EXITED, **REQUESTED}, replies=SWITCH_NOW)
+    caller.callback(s, "billing@hotline.test")
+    assert s.events == [] and s.hung_up
+
+
+def test_callback_request_flag_false_is_no_request():
+    s = RecordingSession({**REQUESTED, "hotline_callback_request": "false"})
+    caller.callback(s, "billing@hotline.test")
+    assert s.calls == []
+
+
+# --- survey offered by an action (menu option, number rule) ----------------------------------
+
+PLAIN_CALL = {"uuid": CALL, "domain_name": "hotline.test", "hotline_tenant": "hotline.test",
+              "caller_id_number": "13800138001"}
+
+
+def test_survey_action_on_a_call_that_met_no_queue_runs_without_agent():
+    s = RecordingSession(PLAIN_CALL, keys=["5"])
+    caller.survey(s, "billing")
+    assert s.events == [("hotline::survey", {
+        "Hotline-Call-ID": CALL, "Hotline-Queue": "billing@hotline.test", "Hotline-Score": "5"})]
+    assert s.played == [DEFAULTS["survey"], DEFAULTS["thanks"], DEFAULTS["goodbye"]]
+    assert s.hung_up
+
+
+def test_survey_action_without_queue_fires_only_the_call_and_score():
+    s = RecordingSession(PLAIN_CALL, keys=["3"])
+    caller.survey(s, "")
+    assert s.events == [("hotline::survey", {"Hotline-Call-ID": CALL, "Hotline-Score": "3"})]
+
+
+def test_survey_action_takes_queue_and_agent_from_the_channel_when_present():
+    # an agent transferred the caller to a menu whose option is the survey
+    s = RecordingSession({**PLAIN_CALL, "cc_cause": "answered", "cc_agent": "1001@hotline.test",
+                          "cc_queue": "billing@hotline.test"}, keys=["4"])
+    caller.survey(s, "${hotline_queue}")
+    assert s.events[0][1] == {"Hotline-Call-ID": CALL, "Hotline-Queue": "billing@hotline.test",
+                              "Hotline-Agent": "1001@hotline.test", "Hotline-Score": "4"}
+
+
+def test_survey_request_flag_runs_it_after_an_unanswered_queue():
+    s = RecordingSession({**EXITED, "hotline_survey_request": "true"}, keys=["2"])
+    caller.survey(s, "")
+    assert s.events == [("hotline::survey", {
+        "Hotline-Call-ID": CALL, "Hotline-Queue": "billing@hotline.test", "Hotline-Score": "2"})]
+
+
+def test_survey_action_no_input_is_recorded_without_score_and_hangs_up():
+    s = RecordingSession(PLAIN_CALL)
+    caller.survey(s, "billing@hotline.test")
+    assert len(s.prompts) == 3
+    assert s.events == [("hotline::survey", {"Hotline-Call-ID": CALL,
+                                             "Hotline-Queue": "billing@hotline.test"})]
+    assert s.hung_up
+
+
+def test_survey_action_caller_hangs_up_mid_way_is_recorded_without_score():
+    s = RecordingSession(PLAIN_CALL, keys=["9", "4"], hangs_up_after=2)
+    caller.survey(s, "billing@hotline.test")
+    assert s.events == [("hotline::survey", {"Hotline-Call-ID": CALL,
+                                             "Hotline-Queue": "billing@hotline.test"})]
+    assert not s.hung_up and DEFAULTS["thanks"] not in s.played
 
 
 # --- announcement -------------------------------------------------------------------------

@@ -100,6 +100,21 @@ def test_survey_entry_fires_the_score_event(fake_fs):
         ("Hotline-Agent", "1001@hotline.test"), ("Hotline-Score", "5")])]
 
 
+def test_callback_entry_from_a_menu_option_stamps_the_request_with_switch_time(fake_fs):
+    fs = fake_fs({"strmicroepoch": "1700000500123456"})
+    session = FakeCoreSession({"uuid": "call-1", "domain_name": "hotline.test",
+                               "hotline_callback_request": "true",
+                               "hotline_queue": "billing@hotline.test",
+                               "caller_id_number": "13800138001"}, digits=["1"])
+    importlib.import_module("hotline_callback").handler(session, "billing@hotline.test")
+    assert fs.api_commands == ["strmicroepoch"]
+    assert fs.fired == [("CUSTOM", "hotline::callback", [
+        ("Hotline-Call-ID", "call-1"), ("Hotline-Queue", "billing@hotline.test"),
+        ("Hotline-Number", "13800138001"), ("Hotline-Joined-MS", "1700000500123"),
+        ("Hotline-Action", "request")])]
+    assert session.calls[-1] == ("hangup", "NORMAL_CLEARING")
+
+
 def test_supervise_entry_runs_eavesdrop_with_whisper_variables(fake_fs, data_file):
     fake_fs({"callcenter_config agent get uuid 1001@hotline.test": "leg-1",
              "uuid_exists leg-1": "true"})

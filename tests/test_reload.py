@@ -18,7 +18,7 @@ from daemon.config import load_center
 from daemon.model import Agent, CallCenter, EslNode, Queue, Settings, Tenant, Tier
 from daemon.reload import PREVIOUS_DIR, format_report, plan_node, reload_center
 from daemon.switchstate import parse_callcenter_conf, read_switch_state
-from tests.eslpeer import EslPeer
+from tests.eslpeer import EslPeer, real_switch
 from tests.test_reload_switch import FakeCallcenter
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,6 +73,11 @@ def with_tenant(center: CallCenter, tenant_id: str, **changes) -> CallCenter:
 
 def demo(center: CallCenter) -> Tenant:
     return center.tenant("demo")
+
+
+def level_1004_to_1(billing: Queue) -> tuple[Tier, ...]:
+    return tuple(dataclasses.replace(x, level=1) if x.agent == "1004" else x
+                 for x in billing.tiers)
 
 
 def with_queue(center: CallCenter, queue_id: str, **changes) -> CallCenter:
@@ -181,17 +186,19 @@ def test_remove_agent_on_a_call_logs_it_out_and_defers_the_delete(center, peer, 
 def test_change_tier_level_sets_only_that_level(center, peer, synced):
     conf, fake = synced
     billing = demo(center).queue("billing")
-    tiers = tuple(dataclasses.replace(x, level=1) if x.agent == "1004" else x for x in billing.tiers)
+    tiers = level_1004_to_1(billing)
     report = reload_center(with_queue(center, "billing", tiers=tiers), settings_for(conf, peer))
     assert report.ok, report.error
-    assert sent(peer) == ["reloadxml", f"{CC} tier set level billing@hotline.test 1004@hotline.test 1"]
+    assert sent(peer) == ["reloadxml",
+                          f"{CC} tier set level billing@hotline.test 1004@hotline.test 1"]
     assert fake.tiers[("billing@hotline.test", "1004@hotline.test")]["level"] == "1"
 
 
 def test_change_strategy_reloads_that_queue_only(center, peer, synced):
     conf, fake = synced
     fake.add_member("sales@hotline.test", "call-9", 1795345944)  # a reload keeps callers
-    report = reload_center(with_queue(center, "sales", strategy="ring-all"), settings_for(conf, peer))
+    report = reload_center(with_queue(center, "sales", strategy="ring-all"),
+                           settings_for(conf, peer))
     assert report.ok, report.error
     assert sent(peer) == ["reloadxml", f"{CC} queue reload sales@hotline.test"]
     assert fake.queues["sales@hotline.test"]["strategy"] == "ring-all"
@@ -245,7 +252,7 @@ def test_failure_halfway_rolls_back_commands_and_files(center, peer, synced):
     new = Agent(id="1007", name="Agent 1007", extension="1007", password="pw")
     support = Queue(id="support", name="Support", tiers=(Tier("1007"),))
     billing = t.queue("billing")
-    tiers = tuple(dataclasses.replace(x, level=1) if x.agent == "1004" else x for x in billing.tiers)
+    tiers = level_1004_to_1(billing)
     changed = with_queue(with_tenant(center, "demo", agents=t.agents + (new,),
                                      queues=t.queues + (support,)), "billing", tiers=tiers)
     fake.fail["tier add support@hotline.test"] = "-ERR Unknown Error!\n"
@@ -280,7 +287,7 @@ def test_switch_that_does_not_apply_a_command_fails_the_check_and_rolls_back(cen
     conf, fake = synced
     fake.ignore.add("tier set level")
     billing = demo(center).queue("billing")
-    tiers = tuple(dataclasses.replace(x, level=1) if x.agent == "1004" else x for x in billing.tiers)
+    tiers = level_1004_to_1(billing)
     report = reload_center(with_queue(center, "billing", tiers=tiers), settings_for(conf, peer))
     assert not report.ok and report.rolled_back
     assert "does not match" in report.error
@@ -320,6 +327,33 @@ def test_reload_reports_per_node_and_each_node_gets_its_own_plan(center, synced,
         assert ("outage@hotline.test", "1001@hotline.test") in fake2.tiers
         only = reload_center(center, settings_for(conf, peer, peer2), node="n2", dry_run=True)
         assert [n.node for n in only.nodes] == ["n2"]
+
+
+def test_nodes_sharing_agents_and_tiers_plan_again_before_their_turn(center, synced, peer):
+    conf, fake = synced
+    with EslPeer() as peer2:  # a second switch on the same mod_callcenter database
+        peer2.script("api callcenter_config", fake.callcenter)
+        peer2.script("api reloadxml", fake.reloadxml)
+        billing = demo(center).queue("billing")
+        report = reload_center(with_queue(center, "billing", tiers=level_1004_to_1(billing)),
+                               settings_for(conf, peer, peer2))
+        assert report.ok, report.error
+        assert sent(peer) == ["reloadxml",
+                              f"{CC} tier set level billing@hotline.test 1004@hotline.test 1"]
+        assert sent(peer2) == ["reloadxml"]
+
+
+def test_a_second_reload_at_the_same_time_is_refused(center, peer, synced):
+    import fcntl
+
+    from daemon.reload import LOCK_FILE, ReloadError
+
+    conf, fake = synced
+    with open(conf / LOCK_FILE, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        with pytest.raises(ReloadError, match="another hotline reload"):
+            reload_center(center, settings_for(conf, peer))
+    assert sent(peer) == []
 
 
 def test_names_of_other_domains_on_the_switch_are_left_alone(center, peer, synced):
@@ -377,3 +411,40 @@ def test_after_a_reload_the_switch_matches_the_rendered_conf(center, peer, synce
     want = parse_callcenter_conf((conf / "autoload_configs/callcenter.conf.xml").read_text())
     again = plan_node("n1", want, want, state, {t.domain for t in center.tenants})
     assert again.steps == ()
+
+
+def test_cli_reload_failure_prints_the_rollback_and_exits_1(center, peer, synced, tmp_path):
+    from click.testing import CliRunner
+
+    from cli import hotline
+
+    conf, fake = synced
+    fake.fail["queue reload"] = "-ERR Invalid Queue not found!\n"
+    config = tmp_path / "config"
+    config.mkdir()
+    demo_yaml = (REPO / "config/demo.yaml").read_text()
+    (config / "demo.yaml").write_text(demo_yaml.replace(
+        "name: Sales\n        strategy: longest-idle-agent", "name: Sales\n        strategy: ring-all"))
+    assert (config / "demo.yaml").read_text() != demo_yaml
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(f"freeswitch_conf_dir: {conf}\n"
+                        f"esl: {peer.host}:{peer.port}:{peer.password}\n")
+    result = CliRunner().invoke(hotline, ["reload", str(config)],
+                                env={"HOTLINE_SETTINGS": str(settings), "HOTLINE_ESL": None,
+                                     "HOTLINE_CONFIG_DIR": None})
+    assert result.exit_code == 1
+    assert "reload FAILED and was rolled back" in result.output
+    assert "queue reload sales@hotline.test" in result.output
+
+
+# --- a real switch (HOTLINE_TEST_ESL=host:port:password): read-only ---------------------------
+
+@pytest.mark.skipif(real_switch() is None, reason="HOTLINE_TEST_ESL is not set")
+def test_real_switch_reload_dry_run_plans_without_changing_anything(center, tmp_path):
+    host, port, password = real_switch()
+    settings = Settings(freeswitch_conf_dir=str(tmp_path / "fs"),
+                        esl_nodes=(EslNode("real", host, port, password),))
+    report = reload_center(center, settings, dry_run=True)
+    assert report.ok and report.nodes[0].node == "real"
+    assert not (tmp_path / "fs").exists()
+    assert all(f.change == "added" for f in report.files)

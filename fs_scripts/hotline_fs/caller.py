@@ -1,12 +1,18 @@
 """Caller-side features: post-call survey, callback request, agent-id announcement.
 
-Survey and callback run in the caller's dialplan right after ``callcenter``;
-each returns at once (doing nothing) when it does not apply, so the queue
-extension can list them one after the other, then its fallback:
+Survey and callback run in two ways:
 
-    callcenter → hotline_survey (only if cc_cause=answered)
-               → hotline_callback (only if the caller pressed a cc_exit_keys key)
-               → fallback (timeout / no agent)
+* after ``callcenter`` (the queue's exit dispatcher): each returns at once (doing
+  nothing) when it does not apply, so the dialplan goes on to the queue's fallback:
+
+      callcenter → hotline_survey (only if cc_cause=answered)
+                 → hotline_callback (only if the caller pressed a cc_exit_keys key)
+                 → fallback (timeout / no agent)
+
+* as an action of their own (an IVR menu option, a number rule, a queue's
+  ``on_timeout``): the dialplan sets ``hotline_callback_request=true`` (survey:
+  ``hotline_survey_request=true``, or a channel that never met ``callcenter``), and
+  the script runs, then hangs up.
 """
 from __future__ import annotations
 
@@ -16,6 +22,9 @@ from . import callcenter as cc
 from .common import EVENT_CALLBACK, EVENT_SURVEY, LAST_CALL_REALM, fire, qualify, tenant_domain
 from .prompts import digit_files, play, prompt
 from .session import Session
+
+CALLBACK_REQUEST_VAR = "hotline_callback_request"
+SURVEY_REQUEST_VAR = "hotline_survey_request"
 
 SURVEY_TRIES = 3
 SURVEY_TIMEOUT_MS = 6000
@@ -30,17 +39,48 @@ ANNOUNCE_WAIT_STEPS = 15  # x 200 ms: wait up to 3 s for mod_callcenter's uuid_b
 ANNOUNCE_STEP_MS = 200
 
 
-def survey(s: Session, args: str) -> None:
-    """After the agent hung up: ask the caller for 1-5, fire ``hotline::survey``, hang up.
+def _flag(s: Session, name: str) -> bool:
+    return (s.get(name) or "").strip().lower() == "true"
 
+
+def _queue_arg(args: str) -> str:
+    # The dialplan may pass ${hotline_queue}; a variable left unexpanded is no queue name.
+    given = args.strip()
+    return "" if "${" in given else given
+
+
+def survey_applies(s: Session) -> bool:
+    """Whether this run is a survey: after an answered queue call, or one asked for.
+
+    * ``cc_cause=answered``: the agent hung up on a queue call (the exit dispatcher).
+    * ``hotline_survey_request=true``: a survey action (menu option, number rule).
+    * no ``cc_cause`` at all: this channel never went through ``callcenter``, so the
+      script was not chained after a queue - a survey action on a plain call.
+    Any other ``cc_cause`` (timeout, cancel...) without the flag: the caller left a
+    queue unanswered and the script was chained after it; nothing to rate.
+    """
+    if _flag(s, SURVEY_REQUEST_VAR):
+        return True
+    cause = (s.get("cc_cause") or "").strip()
+    return cause in ("", "answered")
+
+
+def survey(s: Session, args: str) -> None:
+    """Ask the caller for 1-5, fire ``hotline::survey``, hang up.
+
+    Runs after an answered queue call, or as a survey action of its own (see
+    ``survey_applies``); the queue is ARGS, else ``cc_queue``, else
+    ``hotline_queue``, the agent ``cc_agent``; a header whose value the channel does
+    not have is left out.
     No valid key after the tries (or the caller hangs up during it) still fires
     the event, without Hotline-Score: the survey was offered, not answered.
     """
-    if not s.ready() or (s.get("cc_cause") or "") != "answered":
+    if not s.ready() or not survey_applies(s):
         return  # not answered by an agent (or caller gone): the dialplan goes on
     call_id = s.get("uuid") or ""
     agent = s.get("cc_agent") or ""
-    queue = qualify(args.strip() or s.get("cc_queue") or "", tenant_domain(s))
+    queue = qualify(_queue_arg(args) or s.get("cc_queue") or s.get("hotline_queue") or "",
+                    tenant_domain(s))
     score: str | None = None
     play(s, "survey")
     for _ in range(SURVEY_TRIES):
@@ -53,7 +93,12 @@ def survey(s: Session, args: str) -> None:
         if not s.ready():
             break
         play(s, "invalid")
-    headers = {"Hotline-Call-ID": call_id, "Hotline-Queue": queue, "Hotline-Agent": agent}
+    headers = {"Hotline-Call-ID": call_id}
+    # a survey action on a call that met no queue/agent: leave those headers out (not "")
+    if queue:
+        headers["Hotline-Queue"] = queue
+    if agent:
+        headers["Hotline-Agent"] = agent
     if score is not None:
         headers["Hotline-Score"] = score
     fire(s, EVENT_SURVEY, headers)
@@ -96,23 +141,74 @@ def confirm_number(s: Session, default: str) -> str | None:
     return None
 
 
-def callback(s: Session, args: str) -> None:
-    """The caller left the queue with the exit key: confirm a number, fire the request.
+def switch_now_ms(s: Session) -> int:
+    """Now in epoch ms on the switch's clock (``strmicroepoch``, the clock of
+    Event-Date-Timestamp); the host clock when the API gives no number."""
+    reply = (s.api("strmicroepoch") or "").strip()
+    if reply.isdigit():
+        return int(reply) // 1000
+    return int(s.now() * 1000)
 
-    Fires ``hotline::callback`` (Hotline-Action=request) with the time the caller
-    joined the queue, so the daemon's dialer keeps the caller's place, then
-    thanks and hangs up. Without a confirmed number nothing is fired and the
-    dialplan goes on to its fallback.
+
+def _joined_ms(s: Session, queue: str, requested: bool) -> int:
+    """The place the callback keeps: when the caller joined the queue.
+
+    Exit key: ``cc_queue_joined_epoch`` of the queue just left. Requested by an
+    action: the moment of the request - unless the caller has just waited in that
+    very queue (its ``on_timeout`` offers the callback), who keeps the queue's place.
     """
-    if not s.ready() or not s.get("cc_exit_key"):
+    joined = (s.get("cc_queue_joined_epoch") or "").strip()
+    same_queue = (s.get("cc_queue") or "") == queue
+    if joined.isdigit() and (not requested or same_queue):
+        return int(joined) * 1000
+    return switch_now_ms(s)
+
+
+def left_with_exit_key(s: Session) -> bool:
+    """Whether ``callcenter`` just gave the caller back because of an exit key.
+
+    mod_callcenter sets ``cc_exit_key`` when the key is pressed and never clears it,
+    and then ``cc_cause=cancel``, ``cc_cancel_reason=BREAK_OUT``. A key pressed in an
+    earlier queue stays on the channel: a later queue's timeout (``TIMEOUT``) or
+    answered call must not read it as a callback request.
+    """
+    if not s.get("cc_exit_key"):
+        return False
+    cause = (s.get("cc_cause") or "").strip().lower()
+    reason = (s.get("cc_cancel_reason") or "").strip().upper()
+    return cause in ("", "cancel") and reason in ("", "BREAK_OUT")
+
+
+def callback(s: Session, args: str) -> None:
+    """Confirm a number to call back, fire the request, thank and hang up.
+
+    Two ways in:
+
+    * the caller left the queue with the exit key (``left_with_exit_key``). Without a
+      confirmed number nothing is fired and the script returns without hanging up:
+      the dialplan goes on to the queue's fallback.
+    * a callback action (menu option, number rule, queue ``on_timeout``): the
+      dialplan sets ``hotline_callback_request=true``. Without a confirmed number
+      the caller hears goodbye and the call ends (nothing is fired).
+
+    Fires ``hotline::callback`` (Hotline-Action=request) with Hotline-Joined-MS (see
+    ``_joined_ms``), so the daemon's dialer keeps the caller's place.
+    """
+    requested = _flag(s, CALLBACK_REQUEST_VAR)
+    if not s.ready() or not (requested or left_with_exit_key(s)):
         return  # not a callback request: the dialplan goes on
     call_id = s.get("uuid") or ""
-    queue = qualify(args.strip() or s.get("cc_queue") or "", tenant_domain(s))
-    joined = (s.get("cc_queue_joined_epoch") or "").strip()
-    joined_ms = int(joined) * 1000 if joined.isdigit() else int(s.now() * 1000)
+    # ARGS names the queue; else the queue just left (exit key) / the one the action set
+    order = ("hotline_queue", "cc_queue") if requested else ("cc_queue", "hotline_queue")
+    queue = qualify(_queue_arg(args) or s.get(order[0]) or s.get(order[1]) or "",
+                    tenant_domain(s))
+    joined_ms = _joined_ms(s, queue, requested)
     number = confirm_number(s, (s.get("caller_id_number") or "").strip())
     if number is None:
         s.log("info", f"{call_id}: callback request abandoned (no confirmed number)")
+        if requested and s.ready():
+            play(s, "goodbye")
+            s.hangup()
         return
     fire(s, EVENT_CALLBACK, {
         "Hotline-Call-ID": call_id,

@@ -1,0 +1,83 @@
+"""BLF lamps: PRESENCE_IN for agent+ID@domain through the ESL test peer."""
+from __future__ import annotations
+
+import pytest
+
+from daemon.esl import EslConnection
+from daemon.presence import PresencePublisher, presence_command
+from daemon.records import LiveChange
+from tests.test_control import RecordingPeer
+
+
+@pytest.fixture
+def peer():
+    with RecordingPeer() as p:
+        p.script("sendevent", "+OK 0d5c1f4e-0000-4000-8000-000000000002")
+        yield p
+
+
+@pytest.fixture
+def conn(peer):
+    with EslConnection(peer.host, peer.port, peer.password) as c:
+        yield c
+
+
+def change(agent: str, **data) -> LiveChange:
+    return LiveChange("agent", agent, tuple(data.items()), 1_800_000_000_000)
+
+
+def test_status_changes_light_the_lamp_as_the_desk_phone_convention_says(peer, conn):
+    pub = PresencePublisher({"n1": conn.command})
+    pub.apply([change("1001@hotline.test", status="Available"),
+               change("1002@hotline.test", status="On Break", reason="lunch"),
+               change("1003@hotline.test", status="Logged Out")])
+    events = peer.events_sent()
+    assert [e["Event-Name"] for e in events] == ["PRESENCE_IN"] * 3
+    assert [(e["from"], e["answer-state"]) for e in events] == [
+        ("1001@hotline.test", "confirmed"), ("1002@hotline.test", "early"),
+        ("1003@hotline.test", "terminated")]
+    first = events[0]
+    assert first["proto"] == "agent" and first["login"] == "1001@hotline.test"
+    assert first["event_type"] == "presence" and first["alt_event_type"] == "dialog"
+    assert first["Presence-Call-Direction"] == "outbound"
+    assert pub.sent == 3 and pub.failed == 0
+
+
+def test_state_changes_and_repeated_status_send_nothing(peer, conn):
+    pub = PresencePublisher([conn.command])
+    pub.apply([change("1001@hotline.test", status="Available"),
+               change("1001@hotline.test", state="Receiving"),
+               change("1001@hotline.test", status="Available", state="Waiting"),
+               LiveChange("member", "billing@hotline.test", (("call_id", "c"),), 1)])
+    assert len(peer.events_sent()) == 1
+
+
+def test_unique_id_is_stable_per_agent_and_every_node_gets_the_lamp(peer, conn):
+    with RecordingPeer() as peer2:
+        peer2.script("sendevent", "+OK x")
+        with EslConnection(peer2.host, peer2.port, peer2.password) as conn2:
+            pub = PresencePublisher({"n1": conn.command, "n2": conn2.command})
+            pub.apply([change("1001@hotline.test", status="Available")])
+            pub.apply([change("1001@hotline.test", status="On Break")])
+        assert len(peer2.events_sent()) == 2
+    ids = {e["unique-id"] for e in peer.events_sent()}
+    assert len(ids) == 1
+
+
+def test_a_switch_refusing_the_event_is_logged_not_raised(peer, conn):
+    peer.script("sendevent", "-ERR Invalid event")
+    pub = PresencePublisher([conn.command])
+    pub.apply([change("1001@hotline.test", status="Available")])
+    assert pub.failed == 1 and pub.sent == 0
+
+
+def test_publish_all_lights_every_lamp_of_a_snapshot(peer, conn):
+    pub = PresencePublisher([conn.command])
+    pub.publish_all({"1001@hotline.test": {"status": "Available"}, "1002@hotline.test": {}})
+    assert [(e["from"], e["status"]) for e in peer.events_sent()] == [
+        ("1001@hotline.test", "Available"), ("1002@hotline.test", "Logged Out")]
+
+
+def test_presence_command_refuses_header_injection():
+    with pytest.raises(ValueError):
+        presence_command("1001@hotline.test\nEvent-Name: X", "Available")
