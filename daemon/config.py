@@ -359,7 +359,7 @@ class _TenantBuilder:
             fields_ = self.r.mapping(body, self.what, TENANT_KEYS)
             if fields_ is None:
                 continue
-            for key in body.value:
+            for key in body.value if body.kind == "map" else ():
                 if key not in TENANT_KEYS:  # probably a misspelled collection: see _check_tenant
                     self.broken.update(difflib.get_close_matches(key, TENANT_COLLECTIONS, 1, 0.6))
             for key, node in fields_.items():
@@ -974,7 +974,7 @@ class _TenantBuilder:
             rule = self._rule(item, f"rule {i} of {what}", i)
             if rule:
                 rules.append(rule)
-        if "rules" in body and not body["rules"].value:
+        if "rules" in body and body["rules"].kind == "seq" and not body["rules"].value:
             r.error(body["rules"].src, f"{what} has no rules, so no call to it can go anywhere.")
         self._unreachable_rules(rules, what)
         return m.Number(e.id, e.id if name is _BAD else name, tuple(rules), e.src)

@@ -245,10 +245,13 @@ class _HardenedInbound(InboundESL):
             if batch is None:
                 return
             if self.on_frames is not None:
-                try:
-                    self.on_frames(batch)
-                except Exception:
-                    logger.exception("esl on_frames handler failed host=%s", self.host)
+                # events only: log/data and other frames go to the per-frame callbacks
+                events = [f for f in batch if f.is_event]
+                if events:
+                    try:
+                        self.on_frames(events)
+                    except Exception:
+                        logger.exception("esl on_frames handler failed host=%s", self.host)
             if self.on_frame is not None or self.on_event is not None or self.event_handlers:
                 for frame in batch:
                     self._dispatch(frame)

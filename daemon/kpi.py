@@ -51,6 +51,7 @@ from sqlalchemy import (
     select,
     true,
     text,
+    union,
     union_all,
 )
 from sqlalchemy.engine import Connection
@@ -73,6 +74,8 @@ SATISFIED_MIN_SCORE = 4  # a survey score of 4 or 5 (of 1-5) is "satisfied"
 # (a stretch longer than a day that began before the range is only counted from when it is
 # within a day of the range's start).
 SPAN_LOOKBACK_MS = 24 * 3600_000
+# The same for talk/hold/wrap-up segments, counted from their queue entry.
+WORK_LOOKBACK_MS = 6 * 3600_000
 
 ANSWERED = ("answered", "transferred-out")
 ABANDONED = ("abandoned", "short-abandon")
@@ -308,6 +311,42 @@ def _visits(sc: Scope, ctes: dict) -> Any:
         .subquery("visits"))
 
 
+def _fcr_visits(sc: Scope, ctes: dict) -> Any:
+    """Queue visits with the caller's next call (``next_ms``) and a resolved-disposition flag.
+
+    The next call comes from one window function over the calls (LEAD per caller), joined
+    by call id: a correlated "is there a later call" probe per answered call was the
+    slowest part of a 30-day report.
+    """
+    v, c, d, s = _visits(sc, ctes), schema.calls, schema.dispositions, schema.segments
+    longest = max([t.fcr_window_h for t in sc.thresholds] + [DEFAULT_FCR_WINDOW_H]) * 3600_000
+    nxt = (select(c.c.call_id, func.lead(c.c.started_ms).over(
+        partition_by=c.c.caller, order_by=(c.c.started_ms, c.c.call_id)).label("next_ms"))
+        .where(c.c.tenant == sc.tenant, c.c.caller != "",
+               c.c.started_ms >= sc.from_ms - SPAN_LOOKBACK_MS,
+               c.c.started_ms < sc.to_ms + longest)
+        .subquery("next_call"))
+    codes = sc.resolved_codes
+    frm = select(v, nxt.c.next_ms)
+    if codes:
+        rs = union(
+            select(d.c.call_id).where(d.c.code.in_(codes),
+                                      d.c.entered_ms >= sc.from_ms - SPAN_LOOKBACK_MS),
+            select(s.c.call_id).where(s.c.tenant == sc.tenant, s.c.kind == "talk",
+                                      s.c.disposition.in_(codes),
+                                      s.c.queue_entered_ms >= sc.from_ms,
+                                      s.c.queue_entered_ms < sc.to_ms),
+        ).subquery("resolved_calls")
+        stmt = select(v, nxt.c.next_ms, case((rs.c.call_id.is_not(None), 1), else_=0)
+                      .label("resolved")).select_from(
+            v.outerjoin(nxt, nxt.c.call_id == v.c.call_id)
+            .outerjoin(rs, rs.c.call_id == v.c.call_id))
+    else:
+        stmt = frm.add_columns(literal_column("0").label("resolved")).select_from(
+            v.outerjoin(nxt, nxt.c.call_id == v.c.call_id))
+    return stmt.subquery("fcr_visits")
+
+
 def _handling(sc: Scope, ctes: dict) -> Any:
     s, tm = schema.segments, ctes["tm"]
     return (select(
@@ -390,7 +429,7 @@ def _agent_time(sc: Scope, ctes: dict) -> Any:
         s.c.segment_id.label("row_id"), s.c.agent, literal("segment", String).label("typ"),
         s.c.kind.label("value"), s.c.started_ms.label("s"), func.coalesce(s.c.ended_ms, now).label("e"))
         .where(s.c.tenant == sc.tenant, s.c.kind.in_(("talk", "hold", "wrapup")),
-               s.c.queue_entered_ms >= sc.from_ms - SPAN_LOOKBACK_MS,
+               s.c.queue_entered_ms >= sc.from_ms - WORK_LOOKBACK_MS,
                s.c.queue_entered_ms < sc.to_ms, s.c.agent.is_not(None),
                func.coalesce(s.c.ended_ms, now) > sc.from_ms, *_filters(sc, None, s.c.agent)))
     both = union_all(statuses, work).subquery("at_rows")
@@ -441,6 +480,7 @@ def _roster(sc: Scope, ctes: dict) -> Any:
 
 SOURCES: dict[str, SourceDef] = {s.name: s for s in (
     SourceDef("visits", "point", ALL_BYS, _visits),
+    SourceDef("fcr_visits", "point", ALL_BYS, _fcr_visits),
     SourceDef("handling", "point", ALL_BYS, _handling),
     SourceDef("rings", "point", ALL_BYS, _rings),
     SourceDef("surveys", "point", ALL_BYS, _surveys),
@@ -500,6 +540,9 @@ class Rows:
             joined = select(sub, *ivc).select_from(
                 sub.join(iv, iv.c.idx == bucket(sub.c.t, ivs))).subquery(f"{name}_j")
         elif self.join == "span":
+            # both branches read the source: a CTE (referenced twice, so PostgreSQL
+            # materializes it) keeps it to one scan
+            sub = select(sub).cte(f"{name}_src")
             lo = literal_column(str(scope.from_ms))
             hi = literal_column(str(scope.to_ms))
             s_in, e_in = _greatest(sub.c.s, lo), _least(sub.c.e, hi)
@@ -722,18 +765,10 @@ def transfer_rate(src: Sources) -> Measure:
 def fcr(src: Sources) -> Measure:
     """answered calls (known caller number) with a resolved disposition or no new call
     from the same number within the queue's FCR window ÷ those answered calls × 100."""
-    v = src.visits
-    c, d, s = schema.calls, schema.dispositions, schema.segments
-    codes = src.scope.resolved_codes
-    repeat = exists().where(
-        c.c.tenant == src.scope.tenant, c.c.caller == v.c.caller, c.c.call_id != v.c.call_id,
-        c.c.started_ms > v.c.t, c.c.started_ms <= v.c.t + v.c.fcr_ms)
-    resolved = or_(
-        exists().where(d.c.call_id == v.c.call_id, d.c.code.in_(codes)),
-        exists().where(s.c.call_id == v.c.call_id, s.c.kind == "talk", s.c.disposition.in_(codes)),
-    ) if codes else false()
+    v = src.fcr_visits
+    repeat = and_(v.c.next_ms.is_not(None), v.c.next_ms <= v.c.t + v.c.fcr_ms)
     known = and_(_answered(v), v.c.caller.is_not(None), v.c.caller != "")
-    return Measure(v.count(and_(known, or_(resolved, ~repeat))), v.count(known), 100.0)
+    return Measure(v.count(and_(known, or_(v.c.resolved == 1, ~repeat))), v.count(known), 100.0)
 
 
 def _handled(src: Sources) -> Agg:
@@ -954,8 +989,10 @@ def compute(conn: Connection, scope: Scope, kpi_ids: Sequence[str]
 def _no_jit(conn: Connection) -> None:
     # PostgreSQL's JIT spends seconds compiling these short aggregate queries (measured
     # ~2 s of a 15 s plan); the queries are index/bucket scans that gain nothing from it
+    # The grouping sorts of a month of segments spill to disk with the default 4 MB.
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL jit = off")
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
 
 
 def _value(m: Measure, num: Any, den: Any) -> float | None:

@@ -20,6 +20,7 @@ the next event goes on; a journal write error is logged loudly and counted
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ import gevent.queue
 
 from .events import Event
 from .frames import Frame
-from .model import EslNode, Settings
+from .model import Settings
 from .records import EngineOutput, LiveChange
 from .supervisor import SwitchSnapshot, Supervisor
 
@@ -89,7 +90,8 @@ class Service:
 
     # --- inputs (called from the supervisors' greenlets) ------------------------------------
     def on_frames(self, node: str, frames: list[Frame]) -> None:
-        self._queue.put((node, frames))
+        if frames:
+            self._queue.put((node, frames))
 
     def on_snapshot(self, snapshot: SwitchSnapshot) -> None:
         self._queue.put((snapshot.node, snapshot))
@@ -111,7 +113,11 @@ class Service:
                 item = self._queue.get()
                 if item is _STOP:
                     break
-                self._handle(*item)
+                try:
+                    self._handle(*item)
+                except Exception:  # last guard: the loop itself must outlive any surprise
+                    self.errors += 1
+                    logger.exception("event loop error node=%s", item[0])
                 gevent.sleep(0)  # one socket read's worth at a time: readers and writer get turns
         finally:
             if syncer is not None:
@@ -305,7 +311,10 @@ def build_service(settings: Settings, center: Any = None) -> Service:
     from .store import Store
 
     def journal_for(node: str) -> Journal:
-        return Journal(Path(settings.journal_dir), settings.journal_max_bytes, prefix=node)
+        # one journal per node (its files are one stream for replay); node names such as
+        # "10.0.0.5:8021" become file-name safe prefixes
+        prefix = re.sub(r"[^A-Za-z0-9_.@-]", "_", node) or "node"
+        return Journal(Path(settings.journal_dir), settings.journal_max_bytes, prefix=prefix)
 
     def engine_for(center: Any, node: str) -> Any:
         from .segments import engine_for as make

@@ -75,6 +75,10 @@ def test_calls_from_to_selects_calls_by_start_time(replayed_url):
     assert len(json.loads(result.output)) == 2
     result = run("calls", "--json", "--db", replayed_url, "--from", "2026-11-23")
     assert json.loads(result.output) == []
+    result = run("calls", "--json", "--db", replayed_url, "--tenant", "other.example")
+    assert json.loads(result.output) == []
+    result = run("calls", "--json", "--db", replayed_url, "--tenant", "hotline.test")
+    assert len(json.loads(result.output)) == 2
 
 
 def test_calls_for_one_call_prints_a_table_for_humans(replayed_url):
@@ -156,3 +160,21 @@ def test_the_example_in_docs_calls_json_is_what_replaying_answered_ivr_gives(tmp
     replay([CAPTURES / "answered_ivr.esl"], url, None, engine_factory=lambda _center, node:
            SegmentEngine(node=node, agent_wrapup_s={"1001@hotline.test": 3}))
     assert call_log(url) == example
+
+
+def test_the_call_log_reads_a_sqlite_database_while_the_daemon_holds_a_write_transaction(tmp_path):
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    store = Store(url, spill_dir=tmp_path / "spill")
+    store.write(EngineOutput(calls=[CallRecord("c1", "t", "vm", "1", "2", 1_000, 2_000, "answered")]))
+    store.flush()
+    writer = sqlite3.connect(tmp_path / "busy.db", timeout=0)
+    writer.execute("BEGIN IMMEDIATE")  # the daemon mid-batch
+    writer.execute("UPDATE calls SET outcome = 'abandoned'")
+    try:
+        assert [c["outcome"] for c in call_log(url)] == ["answered"]  # WAL: readers go on
+    finally:
+        writer.rollback()
+        writer.close()
+        store.close()

@@ -699,3 +699,10 @@ def test_a_list_used_as_a_key_is_one_error_and_the_rest_still_loads(tmp_path):
     assert errors[0] == f"{f}:2:5: a key must be a plain name, not a list or mapping."
     # tenant t was read normally; only the empty tenant u is reported besides
     assert all("tenant 'u'" in e for e in errors[1:]) and len(errors) == 3
+
+
+def test_a_tenant_with_an_empty_body(tmp_path):
+    f = tmp_path / "a.yaml"
+    f.write_text("tenants:\n  t:\n")
+    assert errors_of(tmp_path) == [f"{f}:2:3: tenant 't' needs a 'domain'.",
+                                   f"{f}:2:3: tenant 't' needs a 'timezone'."]

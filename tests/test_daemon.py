@@ -20,8 +20,7 @@ from tests.eslpeer import EslPeer, capture_event_frames, event_frame, real_switc
 
 CAPTURES = Path(__file__).resolve().parent / "data" / "captures"
 
-if real_switch():
-    pytest.skip("the daemon tests drive the peer's control plane", allow_module_level=True)
+REAL = real_switch()
 
 AGENT_LIST = ("name|instance_id|uuid|type|contact|status|state|max_no_answer|wrap_up_time|"
               "reject_delay_time|busy_delay_time|no_answer_delay_time|last_bridge_start|"
@@ -51,8 +50,22 @@ def wait_for(predicate, timeout: float = 5.0, what: str = "condition") -> None:
 
 @pytest.fixture
 def peer():
+    """The test peer (its control plane); skipped against a real switch."""
+    if REAL:
+        pytest.skip("drives the test peer's control plane")
     with EslPeer(password="node-pw") as p:
         yield p
+
+
+@pytest.fixture
+def switch_node():
+    """The real switch (HOTLINE_TEST_ESL) or a fresh peer, as an ESL node."""
+    if REAL:
+        host, port, password = REAL
+        yield EslNode("real", host, port, password)
+        return
+    with EslPeer(password="node-pw") as p:
+        yield node_of(p, "real")
 
 
 def node_of(peer: EslPeer, name: str = "n1") -> EslNode:
@@ -130,6 +143,19 @@ def test_subscription_covers_every_event_the_engine_consumes():
     custom = ENGINE_EVENTS.index("CUSTOM")
     assert all("::" in e for e in ENGINE_EVENTS[custom + 1:])
     assert not any("::" in e for e in ENGINE_EVENTS[:custom])
+
+
+def test_supervisor_connects_subscribes_and_reads_the_switch_state(switch_node):
+    snaps: list[SwitchSnapshot] = []
+    sup = Supervisor(switch_node, lambda n, frames: None, snaps.append).start()
+    try:
+        wait_for(lambda: snaps, timeout=15, what="snapshot")
+        assert sup.up.is_set() and sup.sessions == 1
+    finally:
+        sup.stop()
+    assert snaps[0].node == "real"
+    assert "+OK" in snaps[0].agents or "name|" in snaps[0].agents
+    assert isinstance(snaps[0].channels, dict)
 
 
 def test_supervisor_subscribes_to_the_engine_events_and_tags_frames_with_the_node(peer):
@@ -285,6 +311,8 @@ def test_events_received_before_stop_are_all_processed(peer):
 
 
 def test_two_nodes_at_once_each_get_their_own_engine_and_node_name():
+    if REAL:
+        pytest.skip("drives the test peer's control plane")
     with EslPeer(password="a-pw") as east, EslPeer(password="b-pw") as west:
         rec = Recorder()
         service = make_service([node_of(east, "east"), node_of(west, "west")], rec)
