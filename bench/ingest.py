@@ -179,7 +179,8 @@ def bench_daemon(port: int, n: int, db_url: str, timeout: float, batch_mode: boo
         from sqlalchemy import create_engine
 
         store.engine.dispose()
-        store.engine = create_engine(db_url, pool_pre_ping=True, executemany_mode="values_plus_batch")
+        store.engine = create_engine(db_url, pool_pre_ping=True,
+                                     executemany_mode="values_plus_batch")
     committed = [0]
     real_flush = store.flush
 
@@ -241,7 +242,8 @@ def fresh_database(admin_url: str) -> tuple[str, callable]:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--copies", type=int, default=24, help="copies of the busy hour (default 24)")
+    parser.add_argument("--copies", type=int, default=24,
+                        help="copies of the busy hour (default 24)")
     parser.add_argument("--pg", default=os.environ.get(
         "HOTLINE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"),
         help="PostgreSQL admin URL; a scratch database is created and dropped")
@@ -296,20 +298,27 @@ def main(argv: list[str]) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     lat = paced["latencies_ms"]
-    print()
-    print(f"{'greenswitch 0.0.19 bare receive (catch-all counter)':58} {gs_rate:10,.0f} events/s")
-    print(f"{'hotline EslConnection receive + parse only':58} {rx_rate:10,.0f} events/s")
-    print(f"{'hotline daemon end to end, events processed':58} {full['rate']:10,.0f} events/s")
-    print(f"{'hotline daemon end to end, incl. final DB commit':58} {full['rate_stored']:10,.0f} events/s"
-          f"   ({full['rows']:,} rows upserted, {full['errors']} engine errors)")
-    print(f"{'ratio end-to-end (incl. commit) / greenswitch bare':58} {full['rate_stored'] / gs_rate:10.2f} x")
+    rows = [
+        ("greenswitch 0.0.19 bare receive (catch-all counter)", f"{gs_rate:10,.0f} events/s", ""),
+        ("hotline EslConnection receive + parse only", f"{rx_rate:10,.0f} events/s", ""),
+        ("hotline daemon end to end, events processed", f"{full['rate']:10,.0f} events/s", ""),
+        ("hotline daemon end to end, incl. final DB commit",
+         f"{full['rate_stored']:10,.0f} events/s",
+         f"({full['rows']:,} rows upserted, {full['errors']} engine errors)"),
+        ("ratio end-to-end (incl. commit) / greenswitch bare",
+         f"{full['rate_stored'] / gs_rate:10.2f} x", ""),
+    ]
     if batched:
-        print(f"{'  same, store with executemany_mode=values_plus_batch':58} {batched['rate_stored']:10,.0f} events/s"
-              f"   (processed {batched['rate']:,.0f}/s; {batched['rate_stored'] / gs_rate:.2f} x)")
-    print(f"{f'event -> DB latency at {args.paced_rate:,.0f} events/s: p50':58} {percentile(lat, 50):10.1f} ms")
-    print(f"{'                                        p99':58} {percentile(lat, 99):10.1f} ms"
-          f"   ({len(lat):,} events, max {max(lat) if lat else float('nan'):.1f} ms)")
-
+        rows.append(("  same, store with executemany_mode=values_plus_batch",
+                     f"{batched['rate_stored']:10,.0f} events/s",
+                     f"(processed {batched['rate']:,.0f}/s; {batched['rate_stored'] / gs_rate:.2f} x)"))
+    rows.append((f"event -> DB latency at {args.paced_rate:,.0f} events/s: p50",
+                 f"{percentile(lat, 50):10.1f} ms", ""))
+    rows.append(("                                        p99", f"{percentile(lat, 99):10.1f} ms",
+                 f"({len(lat):,} events, max {max(lat) if lat else float('nan'):.1f} ms)"))
+    print()
+    for label, value, note in rows:
+        print(f"{label:58} {value}   {note}".rstrip())
 
 if __name__ == "__main__":
     main(sys.argv[1:])

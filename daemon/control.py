@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 from .live import CALL_STATES, parse_member_list
-from .model import CallCenter, Tenant
+from .model import CallCenter, EslNode, Tenant
 from .switchstate import SwitchError, checked, parse_agents, parse_pipe_table
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,44 @@ class AgentRef:
     @property
     def qualified(self) -> str:
         return self.tenant.qualified(self.id)
+
+
+class NodeConnections:
+    """One command connection per ESL node, opened on first use and again after a drop.
+
+    For the daemon's own commands (callback dialer, presence lamps): separate from the
+    event connections, so a 30 s ``originate`` never holds up the event stream's commands.
+    Call it with a node name ("" = the first node).
+    """
+
+    def __init__(self, nodes: Sequence[EslNode], timeout: float = 5.0) -> None:
+        self.nodes = {n.name: n for n in nodes}
+        self.first = nodes[0].name if nodes else ""
+        self.timeout = timeout
+        self._conns: dict[str, Any] = {}
+
+    def __call__(self, node: str = "") -> Any:
+        from .esl import EslConnection
+
+        name = node or self.first
+        conn = self._conns.get(name)
+        if conn is not None and conn.connected:
+            return conn
+        n = self.nodes.get(name)
+        if n is None:
+            raise ControlError(f"no ESL node named {name!r}")
+        conn = EslConnection(n.host, n.port, n.password, self.timeout).connect()
+        self._conns[name] = conn
+        return conn
+
+    def sender(self, node: str) -> Callable[[str], Any]:
+        """``send(command_text)`` on that node (what PresencePublisher takes)."""
+        return lambda text: self(node).command(text, self.timeout)
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
 
 
 def resolve_agent(center: CallCenter, name: str) -> AgentRef:

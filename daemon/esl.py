@@ -175,7 +175,8 @@ class _HardenedInbound(InboundESL):
                     break
                 if not data:
                     if self._parser.buffered:
-                        reason = f"closed by peer in the middle of a frame ({self._parser.buffered} bytes)"
+                        reason = ("closed by peer in the middle of a frame "
+                                  f"({self._parser.buffered} bytes)")
                     break
                 idle = 0.0
                 frames, errors = self._parser.feed_resync(data)
@@ -269,7 +270,8 @@ class _HardenedInbound(InboundESL):
             try:
                 self.on_event(event)
             except Exception:
-                logger.exception("esl on_event handler failed host=%s event=%s", self.host, event.name)
+                logger.exception("esl on_event handler failed host=%s event=%s", self.host,
+                                 event.name)
         if self.event_handlers:
             key = event.subclass if event.name == "CUSTOM" else event.name
             handlers = list(self.event_handlers.get(key, ()))
@@ -302,7 +304,8 @@ class _HardenedInbound(InboundESL):
             return result.get(timeout=timeout)
         except gevent.Timeout:
             verb = "auth" if text.startswith("auth ") else text.split(" ", 1)[0]
-            raise EslTimeout(f"{verb}: no reply from {self.host}:{self.port} in {timeout} s") from None
+            raise EslTimeout(
+                f"{verb}: no reply from {self.host}:{self.port} in {timeout} s") from None
 
     def send(self, data: str) -> Reply:  # greenswitch's API, now bounded
         return self.command(data)
@@ -324,7 +327,8 @@ class _HardenedInbound(InboundESL):
             try:
                 return result.get(timeout=timeout)
             except gevent.Timeout:
-                raise EslTimeout(f"bgapi {cmd.split(' ', 1)[0]}: no BACKGROUND_JOB in {timeout} s") from None
+                raise EslTimeout(
+                    f"bgapi {cmd.split(' ', 1)[0]}: no BACKGROUND_JOB in {timeout} s") from None
         finally:
             self._jobs.pop(job_uuid, None)
 

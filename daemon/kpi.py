@@ -55,6 +55,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 
 from . import schema
@@ -311,6 +312,27 @@ def _visits(sc: Scope, ctes: dict) -> Any:
         .subquery("visits"))
 
 
+class bytewise(ColumnElement):
+    """A string compared byte by byte: PostgreSQL sorts with the "C" collation (a locale
+    collation made the FCR window sort several times slower); elsewhere unchanged."""
+
+    inherit_cache = True
+
+    def __init__(self, expr: Any) -> None:
+        self.expr = expr
+        self.type = expr.type
+
+
+@compiles(bytewise)
+def _bytewise_default(element: bytewise, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.expr, **kw)
+
+
+@compiles(bytewise, "postgresql")
+def _bytewise_pg(element: bytewise, compiler: Any, **kw: Any) -> str:
+    return f'({compiler.process(element.expr, **kw)} COLLATE "C")'
+
+
 def _fcr_visits(sc: Scope, ctes: dict) -> Any:
     """Queue visits with the caller's next call (``next_ms``) and a resolved-disposition flag.
 
@@ -321,7 +343,8 @@ def _fcr_visits(sc: Scope, ctes: dict) -> Any:
     v, c, d, s = _visits(sc, ctes), schema.calls, schema.dispositions, schema.segments
     longest = max([t.fcr_window_h for t in sc.thresholds] + [DEFAULT_FCR_WINDOW_H]) * 3600_000
     nxt = (select(c.c.call_id, func.lead(c.c.started_ms).over(
-        partition_by=c.c.caller, order_by=(c.c.started_ms, c.c.call_id)).label("next_ms"))
+        partition_by=bytewise(c.c.caller), order_by=(c.c.started_ms, c.c.call_id))
+        .label("next_ms"))
         .where(c.c.tenant == sc.tenant, c.c.caller != "",
                c.c.started_ms >= sc.from_ms - SPAN_LOOKBACK_MS,
                c.c.started_ms < sc.to_ms + longest)
@@ -636,7 +659,11 @@ class Sources:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
         self.ctes = {
-            "iv": _intervals_cte(scope), "th": _thresholds_cte(scope), "tm": _teams_cte(scope),
+            "iv": _intervals_cte(scope), "th": _thresholds_cte(scope),
+            # the agent -> team mapping only matters when grouping by team; an empty
+            # (WHERE false) CTE lets the planner drop the join everywhere else
+            "tm": _teams_cte(scope) if scope.by == "team" else rows_cte(
+                "tm", [("agent", String), ("team", String)], []),
             "sh": rows_cte("sh", [("agent", String), ("start_ms", BigInteger), ("end_ms", BigInteger)],
                            scope.shifts),
             "ro": rows_cte("ro", [("agent", String), ("team", String), ("start_ms", BigInteger),

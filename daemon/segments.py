@@ -995,7 +995,11 @@ class SegmentEngine:
         for visit in reversed(list(call.visits.values())):
             if visit.talk_ids and (not agent or visit.agent == agent):
                 for talk_id in visit.talk_ids:
-                    self._update(call, talk_id, disposition=code)
+                    seg = self._segs.get(talk_id)
+                    attrs = tuple(kv for kv in (seg.attrs if seg else ()) if kv[0] != "disposition_ms")
+                    # when the agent keyed it in: the dispositions table's entered_ms
+                    self._update(call, talk_id, disposition=code,
+                                 attrs=attrs + (("disposition_ms", str(ts)),))
                 return
 
     # --------------------------------------------------------------- API

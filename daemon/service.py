@@ -241,8 +241,8 @@ class Service:
             close = getattr(journal, "close", None)
             if close is not None:
                 close()
-        logger.info("daemon stopped events=%d errors=%d journal_errors=%d", self.events, self.errors,
-                    self.journal_errors)
+        logger.info("daemon stopped events=%d errors=%d journal_errors=%d", self.events,
+                    self.errors, self.journal_errors)
 
 
 # --- the `hotline daemon` entry ----------------------------------------------------------

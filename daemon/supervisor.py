@@ -51,7 +51,8 @@ class SwitchSnapshot:
     node: str
     agents: str  # `callcenter_config agent list`
     queues: str  # `callcenter_config queue list`
-    members: dict[str, str] = field(default_factory=dict)  # queue -> `... queue list members <queue>`
+    # queue -> `callcenter_config queue list members <queue>`
+    members: dict[str, str] = field(default_factory=dict)
     channels: dict = field(default_factory=dict)  # `show channels as json`, parsed
     taken_ms: int = 0  # daemon clock; only used to stamp the rebuild
 

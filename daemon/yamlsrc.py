@@ -128,6 +128,8 @@ class YNode:
             return f"the boolean {self.raw}"
         if isinstance(v, (int, float)):
             return f"the number {self.raw}"
+        if self.raw == "":
+            return "an empty text"
         return f"'{self.raw}'"
 
 

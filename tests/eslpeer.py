@@ -334,7 +334,8 @@ class EslPeer:
     def default_api(self, arg: str) -> str:
         cmd = arg.split(" ", 1)[0]
         if cmd == "status":
-            return "UP 0 years, 0 days, 0 hours, 0 minutes, 1 second\nFreeSWITCH (Version 1.10.12) is ready\n"
+            return ("UP 0 years, 0 days, 0 hours, 0 minutes, 1 second\n"
+                    "FreeSWITCH (Version 1.10.12) is ready\n")
         if cmd == "show":
             return '{"row_count":0}\n' if "json" in arg else "\n0 total.\n"
         if cmd == "callcenter_config":

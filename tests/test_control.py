@@ -291,3 +291,19 @@ def test_real_switch_agent_and_queue_status_read(center):
     assert {r["agent"] for r in rows} >= {"1001@hotline.test"}
     assert set(data["queues"]) >= {"billing@hotline.test"}
 
+
+
+def test_node_connections_reuse_a_live_connection_and_reopen_a_dropped_one():
+    from daemon.control import NodeConnections
+    from daemon.model import EslNode
+
+    with EslPeer() as p:
+        conns = NodeConnections([EslNode("n1", p.host, p.port, p.password)])
+        first = conns("")
+        assert conns("n1") is first and p.accepted == 1
+        p.disconnect()
+        assert first.wait_closed(5)
+        assert conns.sender("n1")("api status").data.startswith("UP") and p.accepted == 2
+        with pytest.raises(ControlError, match="no ESL node named 'n9'"):
+            conns("n9")
+        conns.close()

@@ -110,6 +110,7 @@ def test_survey_callback_and_disposition_events_from_fs_scripts():
         rep.add(eng.feed(ev))
     (talk,) = rep.segs(CALL, "talk")
     assert talk.disposition == "12"
+    assert dict(talk.attrs)["disposition_ms"] == str(T0)  # when the agent keyed it in
     (survey,) = rep.segs(CALL, "survey")
     assert (survey.score, survey.agent, survey.queue, survey.duration_ms) == (
         4, "1001@hotline.test", "billing@hotline.test", 0)
