@@ -13,7 +13,8 @@ Flow
    queue go in joined order; each agent takes one request per round.
 3. :meth:`CallbackDialer.tick` - only in the daemon holding the Redis lock - claims each
    due request atomically (pending -> dialing, for exactly the attempt number it read:
-   nothing is dialed twice) and dials: the agent's phone first (``originate
+   nothing is dialed twice), checks the agent is still Waiting on the switch, and dials:
+   the agent's phone first (``originate
    {...}user/EXT@domain &park()``; the agent's state is set to Idle meanwhile, so
    mod_callcenter offers it no queue call, and an ``api_hangup_hook`` on the agent's leg
    sets it back to Waiting when that leg ends), then the customer (``originate
@@ -371,6 +372,13 @@ class CallbackDialer:
         tenant, ext = self._agent_ext(agent)
         conn = self.connect(req.node or self.default_node)
         timeout = self.ring_s + 10
+        # the live state may be a moment old: an agent mod_callcenter has just offered a
+        # queue call to is left alone (and the request goes back, uncounted)
+        state = _first(conn.api(f"callcenter_config agent get state {agent}", 5))
+        if state != "Waiting":
+            self.store.save(replace(req, status="pending", next_ms=now))
+            return {"call_id": req.call_id, "agent": agent, "outcome": "agent-busy",
+                    "state": state}
         conn.api(f"callcenter_config agent set state {agent} Idle", 5)
         restore = f"callcenter_config agent set state {agent} Waiting"
         agent_vars = ",".join([

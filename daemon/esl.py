@@ -27,6 +27,14 @@ but the parts that fail in production are replaced here:
   socket itself (waking the reader) and joins the greenlets with a bound, so it
   returns even while the peer keeps the socket open.
 
+Also new: ``bgapi`` results matched by the ``Job-UUID`` we send with the
+command (registered before sending, so a fast BACKGROUND_JOB is not missed);
+an idle timeout (no bytes, not even HEARTBEAT, for N seconds = dead link); a
+bounded reader->dispatcher backlog (a slow consumer stops the reader, and TCP
+pushes back on the switch, instead of the heap growing); ``on_frames`` hands
+on one list of event frames per socket read (the daemon's fast path); command
+arguments with line breaks are refused (they would smuggle a second command).
+
 A connection is single-use: greenswitch instances cannot reconnect, so the
 supervisor builds a fresh ``EslConnection`` for every attempt.
 """

@@ -55,7 +55,6 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 
 from . import schema
@@ -246,8 +245,8 @@ def _intervals_cte(sc: Scope):
                     [(n, iv.start_ms, iv.end_ms, costs[n]) for n, iv in enumerate(sc.intervals)])
 
 
-def _thresholds_cte(sc: Scope):
-    return rows_cte("th", [("queue", String), ("sl_ms", BigInteger), ("short_ms", BigInteger),
+def _thresholds_cte(sc: Scope, name: str = "th"):
+    return rows_cte(name, [("queue", String), ("sl_ms", BigInteger), ("short_ms", BigInteger),
                            ("ring_ms", BigInteger), ("fcr_ms", BigInteger)],
                     [(t.queue, t.service_level_s * 1000, t.short_abandon_s * 1000,
                       t.ring_cycle_s * 1000, t.fcr_window_h * 3600_000) for t in sc.thresholds])
@@ -260,7 +259,14 @@ def _teams_cte(sc: Scope):
 
 def _team(tm: Any, agent_col: Any) -> ColumnElement:
     """The agent's team; '' for an agent without one, NULL where there is no agent."""
+    if tm is None:  # not grouping by team
+        return literal(None, String).label("team")
     return case((agent_col.is_(None), None), else_=func.coalesce(tm.c.team, "")).label("team")
+
+
+def _tj(frm: Any, tm: Any, agent_col: Any) -> Any:
+    """``frm`` joined to the agent -> team mapping, when there is one."""
+    return frm if tm is None else frm.outerjoin(tm, tm.c.agent == agent_col)
 
 
 def _greatest(a, b):
@@ -298,76 +304,55 @@ def _filters(sc: Scope, queue_col, agent_col) -> list[ColumnElement[bool]]:
 
 
 def _visits(sc: Scope, ctes: dict) -> Any:
+    """Queue stays (one row per visit); with ``ctes["fcr"]`` also the FCR flags.
+
+    ``repeat`` = 1 when another call from the same caller started within the queue's FCR
+    window after this stay's queue entry; ``resolved`` = 1 when the call has a resolved
+    disposition. The repeat test is a semi-join (EXISTS in a WHERE, which PostgreSQL runs
+    as one hash join on the caller number) joined back by visit: the same EXISTS inside a
+    CASE became one index probe per answered call, the slowest part of a 30-day report.
+    """
     s, th, tm = schema.segments, ctes["th"], ctes["tm"]
-    return (select(
+    cols = [
         s.c.segment_id.label("row_id"), s.c.call_id, s.c.visit_id, s.c.queue, s.c.agent,
         _team(tm, s.c.agent), s.c.caller, func.coalesce(s.c.outcome, "").label("outcome"),
         s.c.queue_entered_ms.label("t"), s.c.duration_ms.label("wait_ms"),
         func.coalesce(th.c.sl_ms, DEFAULT_SERVICE_LEVEL_S * 1000).label("sl_ms"),
         func.coalesce(th.c.short_ms, DEFAULT_SHORT_ABANDON_S * 1000).label("short_ms"),
-        func.coalesce(th.c.fcr_ms, DEFAULT_FCR_WINDOW_H * 3600_000).label("fcr_ms"))
-        .select_from(s.outerjoin(th, th.c.queue == s.c.queue).outerjoin(tm, tm.c.agent == s.c.agent))
-        .where(s.c.tenant == sc.tenant, s.c.kind == "queue", _seg_range(s, sc),
-               *_filters(sc, s.c.queue, s.c.agent))
-        .subquery("visits"))
-
-
-class bytewise(ColumnElement):
-    """A string compared byte by byte: PostgreSQL sorts with the "C" collation (a locale
-    collation made the FCR window sort several times slower); elsewhere unchanged."""
-
-    inherit_cache = True
-
-    def __init__(self, expr: Any) -> None:
-        self.expr = expr
-        self.type = expr.type
-
-
-@compiles(bytewise)
-def _bytewise_default(element: bytewise, compiler: Any, **kw: Any) -> str:
-    return compiler.process(element.expr, **kw)
-
-
-@compiles(bytewise, "postgresql")
-def _bytewise_pg(element: bytewise, compiler: Any, **kw: Any) -> str:
-    return f'({compiler.process(element.expr, **kw)} COLLATE "C")'
-
-
-def _fcr_visits(sc: Scope, ctes: dict) -> Any:
-    """Queue visits with the caller's next call (``next_ms``) and a resolved-disposition flag.
-
-    The next call comes from one window function over the calls (LEAD per caller), joined
-    by call id: a correlated "is there a later call" probe per answered call was the
-    slowest part of a 30-day report.
-    """
-    v, c, d, s = _visits(sc, ctes), schema.calls, schema.dispositions, schema.segments
-    longest = max([t.fcr_window_h for t in sc.thresholds] + [DEFAULT_FCR_WINDOW_H]) * 3600_000
-    nxt = (select(c.c.call_id, func.lead(c.c.started_ms).over(
-        partition_by=bytewise(c.c.caller), order_by=(c.c.started_ms, c.c.call_id))
-        .label("next_ms"))
-        .where(c.c.tenant == sc.tenant, c.c.caller != "",
-               c.c.started_ms >= sc.from_ms - SPAN_LOOKBACK_MS,
-               c.c.started_ms < sc.to_ms + longest)
-        .subquery("next_call"))
-    codes = sc.resolved_codes
-    frm = select(v, nxt.c.next_ms)
-    if codes:
-        rs = union(
-            select(d.c.call_id).where(d.c.code.in_(codes),
-                                      d.c.entered_ms >= sc.from_ms - SPAN_LOOKBACK_MS),
-            select(s.c.call_id).where(s.c.tenant == sc.tenant, s.c.kind == "talk",
-                                      s.c.disposition.in_(codes),
-                                      s.c.queue_entered_ms >= sc.from_ms,
-                                      s.c.queue_entered_ms < sc.to_ms),
-        ).subquery("resolved_calls")
-        stmt = select(v, nxt.c.next_ms, case((rs.c.call_id.is_not(None), 1), else_=0)
-                      .label("resolved")).select_from(
-            v.outerjoin(nxt, nxt.c.call_id == v.c.call_id)
-            .outerjoin(rs, rs.c.call_id == v.c.call_id))
-    else:
-        stmt = frm.add_columns(literal_column("0").label("resolved")).select_from(
-            v.outerjoin(nxt, nxt.c.call_id == v.c.call_id))
-    return stmt.subquery("fcr_visits")
+        func.coalesce(th.c.fcr_ms, DEFAULT_FCR_WINDOW_H * 3600_000).label("fcr_ms")]
+    frm = _tj(s.outerjoin(th, th.c.queue == s.c.queue), tm, s.c.agent)
+    if ctes.get("fcr"):
+        c, d, s2 = schema.calls, schema.dispositions, schema.segments.alias("rep_seg")
+        th2 = _thresholds_cte(sc, "th2")  # its own CTE: a shared one would be materialized
+        window = func.coalesce(th2.c.fcr_ms, DEFAULT_FCR_WINDOW_H * 3600_000)
+        rep = (select(s2.c.segment_id)
+            .select_from(s2.outerjoin(th2, th2.c.queue == s2.c.queue)).where(
+            s2.c.tenant == sc.tenant, s2.c.kind == "queue", _seg_range(s2, sc),
+            s2.c.outcome.in_(ANSWERED), s2.c.caller != "",
+            exists().where(c.c.tenant == sc.tenant, c.c.caller == s2.c.caller,
+                           c.c.call_id != s2.c.call_id,
+                           c.c.started_ms > s2.c.queue_entered_ms,
+                           c.c.started_ms <= s2.c.queue_entered_ms + window))
+            # computed on its own (one hash semi-join), not re-planned as a per-visit loop
+            .cte("repeated").prefix_with("MATERIALIZED"))
+        frm = frm.outerjoin(rep, rep.c.segment_id == s.c.segment_id)
+        cols.append(case((rep.c.segment_id.is_not(None), 1), else_=0).label("repeat"))
+        codes = sc.resolved_codes
+        if codes:
+            rs = union(
+                select(d.c.call_id).where(d.c.code.in_(codes),
+                                          d.c.entered_ms >= sc.from_ms - SPAN_LOOKBACK_MS),
+                select(s2.c.call_id).where(s2.c.tenant == sc.tenant, s2.c.kind == "talk",
+                                           s2.c.disposition.in_(codes), _seg_range(s2, sc)),
+            ).subquery("resolved_calls")
+            frm = frm.outerjoin(rs, rs.c.call_id == s.c.call_id)
+            cols.append(case((rs.c.call_id.is_not(None), 1), else_=0).label("resolved"))
+        else:
+            cols.append(literal_column("0").label("resolved"))
+    return (select(*cols).select_from(frm)
+            .where(s.c.tenant == sc.tenant, s.c.kind == "queue", _seg_range(s, sc),
+                   *_filters(sc, s.c.queue, s.c.agent))
+            .subquery("visits"))
 
 
 def _handling(sc: Scope, ctes: dict) -> Any:
@@ -376,7 +361,7 @@ def _handling(sc: Scope, ctes: dict) -> Any:
         s.c.segment_id.label("row_id"), s.c.call_id, s.c.visit_id, s.c.queue, s.c.agent, _team(tm, s.c.agent),
         s.c.kind, func.coalesce(s.c.duration_ms, 0).label("dur_ms"),
         s.c.queue_entered_ms.label("t"))
-        .select_from(s.outerjoin(tm, tm.c.agent == s.c.agent))
+        .select_from(_tj(s, tm, s.c.agent))
         .where(s.c.tenant == sc.tenant, s.c.kind.in_(("talk", "hold", "wrapup")), _seg_range(s, sc),
                *_filters(sc, s.c.queue, s.c.agent))
         .subquery("handling"))
@@ -389,7 +374,7 @@ def _rings(sc: Scope, ctes: dict) -> Any:
         func.coalesce(s.c.outcome, "").label("outcome"),
         func.coalesce(s.c.duration_ms, 0).label("ring_ms"), s.c.queue_entered_ms.label("t"),
         func.coalesce(th.c.ring_ms, DEFAULT_RING_CYCLE_S * 1000).label("cycle_ms"))
-        .select_from(s.outerjoin(th, th.c.queue == s.c.queue).outerjoin(tm, tm.c.agent == s.c.agent))
+        .select_from(_tj(s.outerjoin(th, th.c.queue == s.c.queue), tm, s.c.agent))
         .where(s.c.tenant == sc.tenant, s.c.kind == "ring", _seg_range(s, sc),
                *_filters(sc, s.c.queue, s.c.agent))
         .subquery("rings"))
@@ -404,7 +389,7 @@ def _surveys(sc: Scope, ctes: dict) -> Any:
     return (select(
         s.c.segment_id.label("row_id"), s.c.call_id, s.c.visit_id, s.c.queue, s.c.agent, _team(tm, s.c.agent),
         s.c.score, t.label("t"))
-        .select_from(s.outerjoin(tm, tm.c.agent == s.c.agent))
+        .select_from(_tj(s, tm, s.c.agent))
         .where(s.c.tenant == sc.tenant, s.c.kind == "survey", in_range,
                *_filters(sc, s.c.queue, s.c.agent))
         .subquery("surveys"))
@@ -433,7 +418,7 @@ def _qa(sc: Scope, ctes: dict) -> Any:
     inner = (select(
         cast(qa.c.id, String).label("row_id"), qa.c.call_id, literal(None, String).label("visit_id"),
         literal(None, String).label("queue"), qa.c.agent, _team(tm, qa.c.agent), qa.c.score, t.label("t"))
-        .select_from(qa.outerjoin(tm, tm.c.agent == qa.c.agent))
+        .select_from(_tj(qa, tm, qa.c.agent))
         .where(qa.c.agent.like(f"%@{sc.tenant}"), *_filters(sc, None, qa.c.agent))
         .subquery("qa_all"))
     return select(inner).where(inner.c.t >= sc.from_ms, inner.c.t < sc.to_ms).subquery("qa")
@@ -458,7 +443,7 @@ def _agent_time(sc: Scope, ctes: dict) -> Any:
     both = union_all(statuses, work).subquery("at_rows")
     return (select(both, literal(None, String).label("call_id"), literal(None, String).label("queue"),
                    _team(tm, both.c.agent))
-            .select_from(both.outerjoin(tm, tm.c.agent == both.c.agent)).subquery("agent_time"))
+            .select_from(_tj(both, tm, both.c.agent)).subquery("agent_time"))
 
 
 def _schedule(sc: Scope, ctes: dict) -> Any:
@@ -472,7 +457,7 @@ def _schedule(sc: Scope, ctes: dict) -> Any:
         _team(tm, sh.c.agent), sh.c.start_ms.label("s"), sh.c.end_ms.label("e"),
         case((logged_in, 1), else_=0).label("attended"),
         literal(None, String).label("call_id"), literal(None, String).label("queue"))
-        .select_from(sh.outerjoin(tm, tm.c.agent == sh.c.agent))
+        .select_from(_tj(sh, tm, sh.c.agent))
         .where(*_filters(sc, None, sh.c.agent))
         .subquery("schedule"))
 
@@ -485,10 +470,9 @@ def _ready_in_shift(sc: Scope, ctes: dict) -> Any:
         ai.c.interval_id.label("row_id"), sh.c.agent, _team(tm, sh.c.agent),
         _greatest(ai.c.started_ms, sh.c.start_ms).label("s"), _least(a_end, sh.c.end_ms).label("e"),
         literal(None, String).label("call_id"), literal(None, String).label("queue"))
-        .select_from(sh.join(ai, and_(ai.c.agent == sh.c.agent, ai.c.kind == "status",
-                                      ai.c.value.in_(READY), ai.c.started_ms < sh.c.end_ms,
-                                      a_end > sh.c.start_ms))
-                     .outerjoin(tm, tm.c.agent == sh.c.agent))
+        .select_from(_tj(sh.join(ai, and_(ai.c.agent == sh.c.agent, ai.c.kind == "status",
+                                          ai.c.value.in_(READY), ai.c.started_ms < sh.c.end_ms,
+                                          a_end > sh.c.start_ms)), tm, sh.c.agent))
         .where(*_filters(sc, None, sh.c.agent))
         .subquery("ready_in_shift"))
 
@@ -503,7 +487,6 @@ def _roster(sc: Scope, ctes: dict) -> Any:
 
 SOURCES: dict[str, SourceDef] = {s.name: s for s in (
     SourceDef("visits", "point", ALL_BYS, _visits),
-    SourceDef("fcr_visits", "point", ALL_BYS, _fcr_visits),
     SourceDef("handling", "point", ALL_BYS, _handling),
     SourceDef("rings", "point", ALL_BYS, _rings),
     SourceDef("surveys", "point", ALL_BYS, _surveys),
@@ -565,17 +548,19 @@ class Rows:
         elif self.join == "span":
             # both branches read the source: a CTE (referenced twice, so PostgreSQL
             # materializes it) keeps it to one scan
-            sub = select(sub).cte(f"{name}_src")
+            # materializes it) keeps it to one scan; the first and last interval of each
+            # row are computed there once
             lo = literal_column(str(scope.from_ms))
             hi = literal_column(str(scope.to_ms))
             s_in, e_in = _greatest(sub.c.s, lo), _least(sub.c.e, hi)
-            b_s, b_e = bucket(s_in, ivs), bucket(e_in - 1, ivs)
-            inside = select(sub, *ivc, (e_in - s_in).label("ov")).select_from(
-                sub.join(iv, iv.c.idx == b_s)).where(b_s == b_e)
-            ov = _least(sub.c.e, iv.c.end_ms) - _greatest(sub.c.s, iv.c.start_ms)
-            across = select(sub, *ivc, ov.label("ov")).select_from(
-                sub.join(iv, and_(sub.c.s < iv.c.end_ms, sub.c.e > iv.c.start_ms))
-            ).where(b_s != b_e)
+            base = select(sub, bucket(s_in, ivs).label("b_s"), bucket(e_in - 1, ivs).label("b_e"),
+                          (e_in - s_in).label("in_ms")).cte(f"{name}_src")
+            inside = select(base, *ivc, base.c.in_ms.label("ov")).select_from(
+                base.join(iv, iv.c.idx == base.c.b_s)).where(base.c.b_s == base.c.b_e)
+            cross = select(base).where(base.c.b_s != base.c.b_e).cte(f"{name}_cross")
+            ov = _least(cross.c.e, iv.c.end_ms) - _greatest(cross.c.s, iv.c.start_ms)
+            across = select(cross, *ivc, ov.label("ov")).select_from(
+                cross.join(iv, and_(iv.c.idx >= cross.c.b_s, iv.c.idx <= cross.c.b_e)))
             joined = union_all(inside, across).subquery(f"{name}_j")
         else:
             joined = select(sub, *ivc).select_from(sub.join(iv, true())).subquery(f"{name}_j")
@@ -656,14 +641,13 @@ def kpi(kpi_id: str, title: str, unit: str, bys: frozenset[str]):
 class Sources:
     """The sources of one report, built lazily (attribute access: ``src.visits``)."""
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: Scope, fcr: bool = True) -> None:
         self.scope = scope
-        self.ctes = {
+        self.ctes: dict[str, Any] = {
+            "fcr": fcr,  # the visits carry the (costly) first-call-resolution flags
             "iv": _intervals_cte(scope), "th": _thresholds_cte(scope),
-            # the agent -> team mapping only matters when grouping by team; an empty
-            # (WHERE false) CTE lets the planner drop the join everywhere else
-            "tm": _teams_cte(scope) if scope.by == "team" else rows_cte(
-                "tm", [("agent", String), ("team", String)], []),
+            # the agent -> team mapping only matters when grouping by team
+            "tm": _teams_cte(scope) if scope.by == "team" else None,
             "sh": rows_cte("sh", [("agent", String), ("start_ms", BigInteger), ("end_ms", BigInteger)],
                            scope.shifts),
             "ro": rows_cte("ro", [("agent", String), ("team", String), ("start_ms", BigInteger),
@@ -792,10 +776,10 @@ def transfer_rate(src: Sources) -> Measure:
 def fcr(src: Sources) -> Measure:
     """answered calls (known caller number) with a resolved disposition or no new call
     from the same number within the queue's FCR window ÷ those answered calls × 100."""
-    v = src.fcr_visits
-    repeat = and_(v.c.next_ms.is_not(None), v.c.next_ms <= v.c.t + v.c.fcr_ms)
+    v = src.visits
     known = and_(_answered(v), v.c.caller.is_not(None), v.c.caller != "")
-    return Measure(v.count(and_(known, or_(v.c.resolved == 1, ~repeat))), v.count(known), 100.0)
+    return Measure(v.count(and_(known, or_(v.c.resolved == 1, v.c.repeat == 0))), v.count(known),
+                   100.0)
 
 
 def _handled(src: Sources) -> Agg:
@@ -985,7 +969,7 @@ def compute(conn: Connection, scope: Scope, kpi_ids: Sequence[str]
     if not scope.intervals:
         return {}
     _no_jit(conn)
-    src = Sources(scope)
+    src = Sources(scope, fcr="fcr" in kpi_ids)
     wanted = [KPIS[k] for k in kpi_ids if applicable(k, scope.by, scope.agent is not None)]
     measures = {k.id: k.fn(src) for k in wanted}
     by_source: dict[str, list[tuple[str, Agg]]] = {}
@@ -1058,7 +1042,7 @@ def drill(conn: Connection, scope: Scope, kpi_id: str) -> list[DrillRow]:
     """The rows behind one KPI over the whole scope: which are in its numerator, its denominator."""
     k = KPIS[kpi_id]
     _no_jit(conn)
-    src = Sources(scope)
+    src = Sources(scope, fcr=kpi_id == "fcr")
     m = k.fn(src)
     parts = [("numerator", m.num)] + ([("denominator", m.den)] if m.den is not None else [])
     out: list[DrillRow] = []

@@ -29,22 +29,21 @@ Call flow conventions (docs/RENDER.md has the full picture):
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import hashlib
 import json
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from markupsafe import Markup, escape
 
+from daemon.gcpause import paused_gc  # also imported from here by cli.py
 from daemon.model import (
     Action,
     ActionKind,
@@ -106,23 +105,6 @@ def environment() -> jinja2.Environment:
         env.filters["comment"] = _comment
         _ENV = env
     return _ENV
-
-
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector for a burst of allocations.
-
-    Loading or rendering a big center allocates millions of small objects and makes no
-    reference cycles worth collecting, yet each generation-2 pass walks the whole model:
-    pausing it halves load + render time (bench/render.py). Restores the previous state.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 # ---- names --------------------------------------------------------------------------------

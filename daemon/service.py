@@ -56,6 +56,9 @@ class LiveLike(Protocol):
 
 
 _STOP = object()
+# Events handled between two yields to the hub. The store's writer (a greenlet) makes one
+# database round trip per turn, so a long run of events without yielding starves it.
+YIELD_EVERY = 1000
 
 
 class Service:
@@ -129,8 +132,10 @@ class Service:
             return self._rebuild(item)
         self._journal_append(node, b"".join(f.raw for f in item))  # before processing
         engine = self.engine(node)
-        for frame in item:
+        for i, frame in enumerate(item, 1):
             self._output(self._feed(engine, Event(frame.body, node)))
+            if not i % YIELD_EVERY:
+                gevent.sleep(0)  # the store's writer gets a turn per database round trip
 
     def _output(self, out: EngineOutput) -> None:
         try:

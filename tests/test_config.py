@@ -681,6 +681,7 @@ def test_demo_tenant_agrees_with_every_capture_truth_file():
             assert queue.short_abandon_s == truth["short_abandon_threshold_s"]
             option = next(o for o in menu.options if o.digits == spec["ivr_digit"])
             assert (option.action.kind, option.action.target) == (m.ActionKind.QUEUE, queue.id)
+            assert queue.extension == spec["entry"], (path.name, name)
 
 
 def test_files_without_tenants(tmp_path):
@@ -706,3 +707,97 @@ def test_a_tenant_with_an_empty_body(tmp_path):
     f.write_text("tenants:\n  t:\n")
     assert errors_of(tmp_path) == [f"{f}:2:3: tenant 't' needs a 'domain'.",
                                    f"{f}:2:3: tenant 't' needs a 'timezone'."]
+
+
+# ---- queue extensions ---------------------------------------------------------------------
+def test_demo_queue_extensions_render_the_entries_of_the_recording_switch():
+    """Dialing 7001/7002/7003 in hotline.test runs callcenter for billing/outage/sales."""
+    import json
+    import re
+    import xml.etree.ElementTree as ET
+
+    from daemon.render import render_files
+
+    center = load_center(EXAMPLE, env={})
+    demo = center.tenant("demo")
+    assert {q.id: q.extension for q in demo.queues} == {
+        "billing": "7001", "outage": "7002", "sales": "7003"}
+    truth = json.loads((REPO / "tests" / "data" / "captures" / "blind_transfer.truth.json")
+                       .read_text(encoding="utf-8"))
+    dialplan = ET.fromstring(render_files(center)[f"dialplan/{demo.domain}.xml"])
+    for qualified, spec in truth["queues"].items():
+        runs = []
+        for cond in dialplan.iter("condition"):
+            if cond.get("field") == "destination_number" \
+                    and re.fullmatch(cond.get("expression", ""), spec["entry"]):
+                runs += [a.get("data") for a in cond.iter("action")
+                         if a.get("application") == "callcenter"]
+        assert runs == [qualified], (spec["entry"], runs)
+
+
+def test_cityutil_queues_have_their_own_extensions():
+    city = load_center(EXAMPLE, env={}).tenant("cityutil")
+    assert {q.id: q.extension for q in city.queues} == {
+        "billing": "7001", "outage_water": "7002", "emergency": "7003",
+        "new_connection": "7004", "operator": "7000"}
+
+
+def test_a_queue_extension_must_be_plain_digits(example):
+    f = example / "demo.yaml"
+    edit(f, 'extension: "7002"', 'extension: "*70"')
+    assert errors_of(example) == [at(f, '"*70"', "'extension' of queue 'outage' is '*70', but "
+                                                 "it must be 1 to 10 digits (0-9).")]
+
+
+def test_a_queue_extension_already_dialable_in_the_tenant_is_an_error(example):
+    f = example / "cityutil" / "queues.yaml"
+    agents = example / "cityutil" / "agents.yaml"
+    tenant = example / "cityutil" / "tenant.yaml"
+    edit(f, 'extension: "7001"', 'extension: "2003"')        # agent 2003's desk phone
+    edit(f, 'extension: "7002"', 'extension: "6001"')        # the conference room
+    edit(f, 'extension: "7003"', 'extension: "96777"')       # a DID of the tenant
+    edit(f, 'extension: "7004"', 'extension: "7000"')        # the operator queue's
+    edit(tenant, 'ready: "*26"', 'ready: "7000"')            # and a feature code
+    agent_line, _ = where(agents, '"2003": {')
+    outage_line, _ = where(f, '"6001"')
+    emergency_line, _ = where(f, '"96777"')
+    new_connection_line, _ = where(f, '"7000"', occurrence=1)
+    already_new_connection = (f"which is already the extension of queue 'new_connection' "
+                              f"({f}:{new_connection_line}).")
+    expected = [
+        at(f, '"2003"', f"the extension of queue 'billing' uses 2003, which is already the "
+                        f"extension of agent '2003' ({agents}:{agent_line})."),
+        at(agents, '"6001":', f"conference room 6001 uses 6001, which is already the extension "
+                              f"of queue 'outage_water' ({f}:{outage_line})."),
+        at(tenant, '"96777":', f"number 96777 uses 96777, which is already the extension of "
+                               f"queue 'emergency' ({f}:{emergency_line})."),
+        at(f, '"7000"', f"the extension of queue 'operator' uses 7000, {already_new_connection}",
+           occurrence=2),
+        at(tenant, '"7000"', f"feature code 'ready' uses 7000, {already_new_connection}"),
+    ]
+    assert errors_of(example) == sorted(expected, key=_position)
+
+
+def _position(error: str) -> tuple[str, int, int]:
+    file, line, column, _ = error.split(":", 3)
+    return file, int(line), int(column)
+
+
+def test_cityutil_full_timers_get_callers_at_once_and_part_timers_after_60_s():
+    """mod_callcenter starts callers at tier 0: without tier_rule_no_agent_no_wait level 1
+    would wait tier_rule_wait_second too (daemon/trace.py offered_after_s)."""
+    from daemon.trace import trace_call
+
+    center = load_center(EXAMPLE, env={})
+    city = center.tenant("cityutil")
+    for digit, queue in (("1", "billing"), ("0", "operator")):
+        q = city.queue(queue)
+        assert (q.tier_rules_apply, q.tier_rule_no_agent_no_wait) == (True, True)
+        # Monday 14:00: the business schedule is open, part-timers 2015/2016 are on shift
+        t = trace_call(center, "96116", "2026-11-23 14:00", digits=[digit])
+        tiers = [s for s in t.steps if s.kind == "tier"]
+        waits = {(s.data["level"], s.data["offered_after_s"]) for s in tiers}
+        assert waits == {(1, 0), (2, 60)}, (queue, waits)
+        part_timers = {s.data["agent"].split("@")[0] for s in tiers if s.data["level"] == 2}
+        assert part_timers == {"2014", "2015", "2016"}
+        assert not [s for s in t.steps if s.kind == "queue-warning"], queue

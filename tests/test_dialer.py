@@ -95,6 +95,8 @@ class Switch:
         peer.script("api originate", self.originate)
         peer.script("api uuid_bridge", "+OK\n")
         peer.script("api uuid_kill", "+OK\n")
+        self.agent_state = "Waiting"
+        peer.script("api callcenter_config agent get state", lambda line: self.agent_state)
 
     def originate(self, line: str) -> str:
         if "}user/" in line:
@@ -159,14 +161,15 @@ def test_callback_keeps_the_place_then_calls_agent_then_customer_and_bridges(
     assert results == [{"call_id": "call-1", "agent": "1001@hotline.test", "outcome": "connected",
                         "attempt": 1}]
     cmds = switch.dial_commands()
-    assert cmds[0] == "callcenter_config agent set state 1001@hotline.test Idle"
-    assert cmds[1].startswith("originate {hotline_callback_call_id=call-1,")
+    assert cmds[:2] == ["callcenter_config agent get state 1001@hotline.test",
+                        "callcenter_config agent set state 1001@hotline.test Idle"]
+    assert cmds[2].startswith("originate {hotline_callback_call_id=call-1,")
     restore = "callcenter_config agent set state 1001@hotline.test Waiting"
-    assert f"api_hangup_hook='{restore}'" in cmds[1]
-    assert cmds[1].endswith("}user/1001@hotline.test &park()")
-    assert cmds[2].endswith("}loopback/13900000001/hotline.test &park()")
-    assert cmds[3] == "uuid_bridge agent-leg-1 customer-leg-2"
-    assert len(cmds) == 4
+    assert f"api_hangup_hook='{restore}'" in cmds[2]
+    assert cmds[2].endswith("}user/1001@hotline.test &park()")
+    assert cmds[3].endswith("}loopback/13900000001/hotline.test &park()")
+    assert cmds[4] == "uuid_bridge agent-leg-1 customer-leg-2"
+    assert len(cmds) == 5
     events = switch.peer.events_sent()
     assert events == [{"Event-Name": "CUSTOM", "Event-Subclass": "hotline::callback",
                        "Hotline-Action": "result", "Hotline-Outcome": "connected",
@@ -235,6 +238,19 @@ def test_one_dialer_among_two_daemons_and_nothing_dialed_twice(redis_url, center
     r = b.store.get("call-2")
     assert b.store.claim(CallbackRequest(**{**r.__dict__, "status": "pending"}), "x", T0) is False
     b.close()
+
+
+def test_agent_taken_by_a_queue_call_meanwhile_is_left_alone(redis_url, center, conns, switch):
+    d = make(redis_url, center, conns, {"snap": snap()}, "A")
+    d.on_event(request_event())
+    switch.agent_state = "Receiving"
+    assert d.tick(T0)[0]["outcome"] == "agent-busy"
+    assert switch.dial_commands() == ["callcenter_config agent get state 1001@hotline.test"]
+    stored = d.store.get("call-1")
+    assert (stored.status, stored.attempts, stored.agent_misses) == ("pending", 0, 0)
+    switch.agent_state = "Waiting"
+    assert d.tick(T0 + 1)[0]["outcome"] == "connected"
+    d.close()
 
 
 def test_requests_survive_a_restart_of_the_dialer(redis_url, center, conns, switch):

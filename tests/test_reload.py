@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -423,8 +424,10 @@ def test_cli_reload_failure_prints_the_rollback_and_exits_1(center, peer, synced
     config = tmp_path / "config"
     config.mkdir()
     demo_yaml = (REPO / "config/demo.yaml").read_text()
-    (config / "demo.yaml").write_text(demo_yaml.replace(
-        "name: Sales\n        strategy: longest-idle-agent", "name: Sales\n        strategy: ring-all"))
+    # the sales queue's strategy, wherever the key sits in its block
+    (config / "demo.yaml").write_text(re.sub(
+        r"(\n      sales:\n(?:        .*\n)*?        strategy: )longest-idle-agent", r"\1ring-all",
+        demo_yaml, count=1))
     assert (config / "demo.yaml").read_text() != demo_yaml
     settings = tmp_path / "settings.yaml"
     settings.write_text(f"freeswitch_conf_dir: {conf}\n"
