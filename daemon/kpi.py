@@ -114,7 +114,7 @@ class RosterEntry:
 
 @dataclass(frozen=True)
 class Scope:
-    """Everything a KPI query needs besides the database: one tenant, intervals, filters, model data."""
+    """What a KPI query needs besides the database: tenant, intervals, filters, model data."""
 
     tenant: str  # tenant domain as stored in the tables
     tz: str
@@ -155,7 +155,8 @@ def scope_for(tenant: Any, intervals: Sequence[Interval], *, by: str = "tenant",
     roster = tuple(
         RosterEntry(q(a.id), a.team,
                     local_midnight_ms(a.start_date, tz) if a.start_date else None,
-                    local_midnight_ms(a.end_date + dt.timedelta(days=1), tz) if a.end_date else None)
+                    local_midnight_ms(a.end_date + dt.timedelta(days=1), tz)
+                    if a.end_date else None)
         for a in tenant.agents)
     shifts = _shift_windows(tenant, intervals)
     costs = tuple(_cost_of(tenant, iv) for iv in intervals)
@@ -230,7 +231,8 @@ def rows_cte(name: str, columns: Sequence[tuple[str, Any]], rows: Iterable[Seque
     """
     data = [tuple(r) for r in rows]
     if not data:
-        return select(*[cast(None, typ).label(col) for col, typ in columns]).where(false()).cte(name)
+        nulls = [cast(None, typ).label(col) for col, typ in columns]
+        return select(*nulls).where(false()).cte(name)
     body = "VALUES " + ", ".join("(" + ", ".join(_sql_literal(v) for v in r) + ")" for r in data)
     raw = (text(body).columns(*[column(f"column{n + 1}") for n in range(len(columns))])
            .cte(f"{name}_raw"))
@@ -358,7 +360,8 @@ def _visits(sc: Scope, ctes: dict) -> Any:
 def _handling(sc: Scope, ctes: dict) -> Any:
     s, tm = schema.segments, ctes["tm"]
     return (select(
-        s.c.segment_id.label("row_id"), s.c.call_id, s.c.visit_id, s.c.queue, s.c.agent, _team(tm, s.c.agent),
+        s.c.segment_id.label("row_id"), s.c.call_id, s.c.visit_id, s.c.queue, s.c.agent,
+        _team(tm, s.c.agent),
         s.c.kind, func.coalesce(s.c.duration_ms, 0).label("dur_ms"),
         s.c.queue_entered_ms.label("t"))
         .select_from(_tj(s, tm, s.c.agent))
@@ -370,7 +373,8 @@ def _handling(sc: Scope, ctes: dict) -> Any:
 def _rings(sc: Scope, ctes: dict) -> Any:
     s, th, tm = schema.segments, ctes["th"], ctes["tm"]
     return (select(
-        s.c.segment_id.label("row_id"), s.c.call_id, s.c.visit_id, s.c.queue, s.c.agent, _team(tm, s.c.agent),
+        s.c.segment_id.label("row_id"), s.c.call_id, s.c.visit_id, s.c.queue, s.c.agent,
+        _team(tm, s.c.agent),
         func.coalesce(s.c.outcome, "").label("outcome"),
         func.coalesce(s.c.duration_ms, 0).label("ring_ms"), s.c.queue_entered_ms.label("t"),
         func.coalesce(th.c.ring_ms, DEFAULT_RING_CYCLE_S * 1000).label("cycle_ms"))
@@ -387,7 +391,8 @@ def _surveys(sc: Scope, ctes: dict) -> Any:
     in_range = or_(_seg_range(s, sc),
                    and_(s.c.queue_entered_ms.is_(None), _seg_range(s, sc, s.c.started_ms)))
     return (select(
-        s.c.segment_id.label("row_id"), s.c.call_id, s.c.visit_id, s.c.queue, s.c.agent, _team(tm, s.c.agent),
+        s.c.segment_id.label("row_id"), s.c.call_id, s.c.visit_id, s.c.queue, s.c.agent,
+        _team(tm, s.c.agent),
         s.c.score, t.label("t"))
         .select_from(_tj(s, tm, s.c.agent))
         .where(s.c.tenant == sc.tenant, s.c.kind == "survey", in_range,
@@ -416,8 +421,9 @@ def _qa(sc: Scope, ctes: dict) -> Any:
     started = select(c.c.started_ms).where(c.c.call_id == qa.c.call_id).scalar_subquery()
     t = func.coalesce(entered, started, qa.c.scored_ms)
     inner = (select(
-        cast(qa.c.id, String).label("row_id"), qa.c.call_id, literal(None, String).label("visit_id"),
-        literal(None, String).label("queue"), qa.c.agent, _team(tm, qa.c.agent), qa.c.score, t.label("t"))
+        cast(qa.c.id, String).label("row_id"), qa.c.call_id,
+        literal(None, String).label("visit_id"), literal(None, String).label("queue"), qa.c.agent,
+        _team(tm, qa.c.agent), qa.c.score, t.label("t"))
         .select_from(_tj(qa, tm, qa.c.agent))
         .where(qa.c.agent.like(f"%@{sc.tenant}"), *_filters(sc, None, qa.c.agent))
         .subquery("qa_all"))
@@ -435,13 +441,15 @@ def _agent_time(sc: Scope, ctes: dict) -> Any:
                func.coalesce(ai.c.ended_ms, now) > sc.from_ms, *_filters(sc, None, ai.c.agent)))
     work = (select(
         s.c.segment_id.label("row_id"), s.c.agent, literal("segment", String).label("typ"),
-        s.c.kind.label("value"), s.c.started_ms.label("s"), func.coalesce(s.c.ended_ms, now).label("e"))
+        s.c.kind.label("value"), s.c.started_ms.label("s"),
+        func.coalesce(s.c.ended_ms, now).label("e"))
         .where(s.c.tenant == sc.tenant, s.c.kind.in_(("talk", "hold", "wrapup")),
                s.c.queue_entered_ms >= sc.from_ms - WORK_LOOKBACK_MS,
                s.c.queue_entered_ms < sc.to_ms, s.c.agent.is_not(None),
                func.coalesce(s.c.ended_ms, now) > sc.from_ms, *_filters(sc, None, s.c.agent)))
     both = union_all(statuses, work).subquery("at_rows")
-    return (select(both, literal(None, String).label("call_id"), literal(None, String).label("queue"),
+    return (select(both, literal(None, String).label("call_id"),
+                   literal(None, String).label("queue"),
                    _team(tm, both.c.agent))
             .select_from(_tj(both, tm, both.c.agent)).subquery("agent_time"))
 
@@ -648,8 +656,8 @@ class Sources:
             "iv": _intervals_cte(scope), "th": _thresholds_cte(scope),
             # the agent -> team mapping only matters when grouping by team
             "tm": _teams_cte(scope) if scope.by == "team" else None,
-            "sh": rows_cte("sh", [("agent", String), ("start_ms", BigInteger), ("end_ms", BigInteger)],
-                           scope.shifts),
+            "sh": rows_cte("sh", [("agent", String), ("start_ms", BigInteger),
+                                  ("end_ms", BigInteger)], scope.shifts),
             "ro": rows_cte("ro", [("agent", String), ("team", String), ("start_ms", BigInteger),
                                   ("leave_ms", BigInteger)],
                            [(r.agent, r.team, r.start_ms, r.leave_ms) for r in scope.roster]),
@@ -688,7 +696,7 @@ def _not_short(v: Rows) -> ColumnElement[bool]:
 
 @kpi("offered", "Offered", COUNT, CALL_BYS)
 def offered(src: Sources) -> Measure:
-    """Queue stays that began in the interval: every call that entered the queue, whatever its outcome."""
+    """Queue stays that began in the interval: every call that entered the queue, any outcome."""
     v = src.visits
     return Measure(v.count())
 
@@ -817,7 +825,8 @@ def aht(src: Sources) -> Measure:
 
 @kpi("avg_rings", "Average rings", RINGS, ALL_BYS)
 def avg_rings(src: Sources) -> Measure:
-    """ring time of the answering agent's phone ÷ the queue's ring cycle, averaged over answered rings."""
+    """ring time of the answering agent's phone ÷ the queue's ring cycle, averaged over
+    answered rings."""
     r = src.rings
     ok = r.c.outcome == "answered"
     return Measure(r.sum(r.c.ring_ms * 1.0 / r.c.cycle_ms, ok), r.count(ok))
@@ -1062,8 +1071,10 @@ def drill(conn: Connection, scope: Scope, kpi_id: str) -> list[DrillRow]:
     return sorted(out, key=lambda r: (r.at_ms or 0, r.row_id, r.part))
 
 
-def _drill_select(conn: Connection, rows: Rows, pred, flags, value, part: str = "") -> list[DrillRow]:
-    at = rows.c.t if rows.join == "point" else (rows.c.s if rows.join == "span" else rows.c.start_ms)
+def _drill_select(conn: Connection, rows: Rows, pred, flags, value,
+                  part: str = "") -> list[DrillRow]:
+    at = (rows.c.t if rows.join == "point"
+          else rows.c.s if rows.join == "span" else rows.c.start_ms)
     cols = [rows.c.row_id, rows.c.call_id, rows.c.queue, rows.c.agent, at.label("at_ms"),
             (value if value is not None else cast(None, Float)).label("value")]
     if flags:

@@ -22,7 +22,6 @@ from . import kpi as K
 from .intervals import Interval
 from .model import CallCenter
 from .report import (
-    Report,
     ReportRequest,
     build_report,
     fmt_value,
@@ -175,4 +174,4 @@ def render_html(conn: Connection, center: CallCenter | None, req: ReportRequest,
         generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
 
-__all__ = ["render_html", "Report"]
+__all__ = ["render_html"]

@@ -856,6 +856,12 @@ class SegmentEngine:
         if visit.answered_ms is not None:
             if visit.talk_id is not None or visit.hold_id is not None:
                 self._end_talk(call, visit, ts)
+            # mod_callcenter expands the queue's record-template on the caller's leg at the
+            # bridge; member-queue-end carries that leg's variables
+            recording = ev.get("variable_cc_record_filename")
+            if recording:
+                for talk_id in visit.talk_ids:
+                    self._update(call, talk_id, recording=recording)
             return
         reason = ev.get("CC-Cancel-Reason") or ""
         wait_ms = ts - visit.joined_ms

@@ -422,3 +422,15 @@ def test_engine_built_from_the_demo_config_reproduces_the_capture_truth():
     for name in ("answered_ivr", "blind_transfer", "noanswer_rollover"):
         checked, bad = mismatches(replay(name, engine_for(center, "")), truth(name)["calls"])
         assert checked > 10 and bad == [], name
+
+
+def test_a_recorded_queue_call_keeps_the_recording_path_on_its_talk_segment():
+    path = "/var/lib/freeswitch/recordings/hotline.test/2026-11-22/30082806.wav"
+    stream = []
+    for ev in events("answered_ivr"):
+        if ev.get("CC-Action") == "member-queue-end":
+            ev = Event(ev.raw + f"variable_cc_record_filename: {path.replace('/', '%2F')}\n".encode())
+        stream.append(ev)
+    rep = feed_all(engine(), stream)
+    (talk,) = rep.segs(CALL, "talk")
+    assert talk.recording == path
