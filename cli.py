@@ -55,11 +55,8 @@ def _load_center_or_fail(directory: str | None):
             for err in exc.errors:
                 click.echo(str(err))
             raise UserError(f"the settings have {len(exc.errors)} error(s)") from None
-    from daemon.render import paused_gc
-
     try:
-        with paused_gc():  # a big center loads twice as fast without GC passes
-            return directory, load_center(directory)
+        return directory, load_center(directory)
     except ConfigErrors as exc:
         for err in exc.errors:
             click.echo(str(err))

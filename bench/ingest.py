@@ -31,6 +31,7 @@ import gzip  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -240,10 +241,21 @@ def fresh_database(admin_url: str) -> tuple[str, callable]:
     return admin_url.rsplit("/", 1)[0] + "/" + name, drop
 
 
+def _daemon_run(args: argparse.Namespace, port: int, n: int, batch_mode: bool = False) -> dict:
+    db_url, drop = fresh_database(args.pg)
+    try:
+        return bench_daemon(port, n, db_url, args.timeout, batch_mode=batch_mode)
+    finally:
+        drop()
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=24,
                         help="copies of the busy hour (default 24)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds (greenswitch, ours): medians are reported, "
+                             "since other work on the machine moves single figures a lot")
     parser.add_argument("--pg", default=os.environ.get(
         "HOTLINE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"),
         help="PostgreSQL admin URL; a scratch database is created and dropped")
@@ -255,6 +267,10 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
+    gs: list[float] = []
+    rx: list[float] = []
+    full: list[dict] = []
+    batched: list[dict] = []
     try:
         day = work / "day.esl"
         t0 = time.perf_counter()
@@ -264,20 +280,17 @@ def main(argv: list[str]) -> None:
 
         peer, port = start_peer(day)
         try:
-            gs_rate = bench_greenswitch(port, n, args.timeout)
-            rx_rate = bench_receive(port, n, args.timeout)
-            db_url, drop = fresh_database(args.pg)
-            try:
-                full = bench_daemon(port, n, db_url, args.timeout)
-            finally:
-                drop()
-            batched = None
-            if args.store_batch_mode:
-                db_url, drop = fresh_database(args.pg)
-                try:
-                    batched = bench_daemon(port, n, db_url, args.timeout, batch_mode=True)
-                finally:
-                    drop()
+            for r in range(args.rounds):
+                gs.append(bench_greenswitch(port, n, args.timeout))
+                rx.append(bench_receive(port, n, args.timeout))
+                full.append(_daemon_run(args, port, n))
+                line = (f"round {r + 1}: greenswitch {gs[-1]:,.0f}/s, receive+parse {rx[-1]:,.0f}/s, "
+                        f"end to end {full[-1]['rate']:,.0f}/s processed, "
+                        f"{full[-1]['rate_stored']:,.0f}/s incl. commit")
+                if args.store_batch_mode:
+                    batched.append(_daemon_run(args, port, n, batch_mode=True))
+                    line += f", batch-mode store {batched[-1]['rate_stored']:,.0f}/s"
+                print(line, flush=True)
         finally:
             peer.kill()
 
@@ -287,38 +300,40 @@ def main(argv: list[str]) -> None:
             dst.write(b"".join(f.raw for f in frames[:args.paced_events]))
         peer, port = start_peer(paced_file, pace=args.paced_rate)
         try:
-            db_url, drop = fresh_database(args.pg)
-            try:
-                paced = bench_daemon(port, args.paced_events, db_url, args.timeout)
-            finally:
-                drop()
+            paced = _daemon_run(args, port, args.paced_events)
         finally:
             peer.kill()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    med = statistics.median
+    gs_rate = med(gs)
+    stored = med(r["rate_stored"] for r in full)
     lat = paced["latencies_ms"]
     rows = [
         ("greenswitch 0.0.19 bare receive (catch-all counter)", f"{gs_rate:10,.0f} events/s", ""),
-        ("hotline EslConnection receive + parse only", f"{rx_rate:10,.0f} events/s", ""),
-        ("hotline daemon end to end, events processed", f"{full['rate']:10,.0f} events/s", ""),
-        ("hotline daemon end to end, incl. final DB commit",
-         f"{full['rate_stored']:10,.0f} events/s",
-         f"({full['rows']:,} rows upserted, {full['errors']} engine errors)"),
-        ("ratio end-to-end (incl. commit) / greenswitch bare",
-         f"{full['rate_stored'] / gs_rate:10.2f} x", ""),
+        ("hotline EslConnection receive + parse only", f"{med(rx):10,.0f} events/s", ""),
+        ("hotline daemon end to end, events processed",
+         f"{med(r['rate'] for r in full):10,.0f} events/s", ""),
+        ("hotline daemon end to end, incl. final DB commit", f"{stored:10,.0f} events/s",
+         f"({full[0]['rows']:,} rows upserted, {sum(r['errors'] for r in full)} engine errors)"),
+        ("ratio end-to-end (incl. commit) / greenswitch bare", f"{stored / gs_rate:10.2f} x",
+         "(per round: " + ", ".join(f"{r['rate_stored'] / g:.2f}" for r, g in zip(full, gs)) + ")"),
     ]
     if batched:
+        b_stored = med(r["rate_stored"] for r in batched)
         rows.append(("  same, store with executemany_mode=values_plus_batch",
-                     f"{batched['rate_stored']:10,.0f} events/s",
-                     f"(processed {batched['rate']:,.0f}/s; {batched['rate_stored'] / gs_rate:.2f} x)"))
+                     f"{b_stored:10,.0f} events/s",
+                     f"(processed {med(r['rate'] for r in batched):,.0f}/s; "
+                     f"{b_stored / gs_rate:.2f} x)"))
     rows.append((f"event -> DB latency at {args.paced_rate:,.0f} events/s: p50",
                  f"{percentile(lat, 50):10.1f} ms", ""))
     rows.append(("                                        p99", f"{percentile(lat, 99):10.1f} ms",
                  f"({len(lat):,} events, max {max(lat) if lat else float('nan'):.1f} ms)"))
-    print()
+    print(f"\nmedians of {args.rounds} round(s):")
     for label, value, note in rows:
         print(f"{label:58} {value}   {note}".rstrip())
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -101,7 +101,7 @@ def generate(conn, calls: int) -> None:
       FROM a"""), p)
     answered = "oc IN ('answered', 'transferred-out')"
     queued = "oc NOT IN ('ivr-only', 'blocked')"
-    seg(f"""SELECT call_id || ':ivr:1', call_id, :dom, 'fs1', 'ivr', st, st + 20000, 20000,
+    seg("""SELECT call_id || ':ivr:1', call_id, :dom, 'fs1', 'ivr', st, st + 20000, 20000,
                caller, '4008001234', NULL, NULL, NULL, NULL, NULL, NULL FROM a""")
     seg(f"""SELECT call_id || ':queue:v1', call_id, :dom, 'fs1', 'queue', qe, qe + wait, wait,
                caller, '4008001234', q, CASE WHEN {answered} THEN ag END, oc, call_id || 'v1',
@@ -124,19 +124,19 @@ def generate(conn, calls: int) -> None:
     seg(f"""SELECT call_id || ':wrapup:v1', call_id, :dom, 'fs1', 'wrapup',
                qe + wait + talk + hold, qe + wait + talk + hold + wrap, wrap, caller,
                '4008001234', q, ag, NULL, call_id || 'v1', qe, NULL FROM a WHERE {answered}""")
-    seg(f"""SELECT call_id || ':transfer:1', call_id, :dom, 'fs1', 'transfer',
+    seg("""SELECT call_id || ':transfer:1', call_id, :dom, 'fs1', 'transfer',
                qe + wait + talk + hold, qe + wait + talk + hold, 0, caller, '4008001234', q, ag,
                NULL, call_id || 'v1', qe, NULL FROM a WHERE oc = 'transferred-out'""")
     # the transferred call's second queue stay, answered by another agent
-    seg(f"""SELECT call_id || ':queue:v2', call_id, :dom, 'fs1', 'queue',
+    seg("""SELECT call_id || ':queue:v2', call_id, :dom, 'fs1', 'queue',
                qe + wait + talk + hold, qe + wait + talk + hold + 4000, 4000, caller,
                '4008001234', q2, ag2, 'answered', call_id || 'v2', qe + wait + talk + hold, NULL
                FROM a WHERE oc = 'transferred-out'""")
-    seg(f"""SELECT call_id || ':talk:v2:0', call_id, :dom, 'fs1', 'talk',
+    seg("""SELECT call_id || ':talk:v2:0', call_id, :dom, 'fs1', 'talk',
                qe + wait + talk + hold + 4000, qe + wait + 2 * talk + hold + 4000, talk, caller,
                '4008001234', q2, ag2, NULL, call_id || 'v2', qe + wait + talk + hold, NULL
                FROM a WHERE oc = 'transferred-out'""")
-    seg(f"""SELECT call_id || ':survey:1', call_id, :dom, 'fs1', 'survey',
+    seg("""SELECT call_id || ':survey:1', call_id, :dom, 'fs1', 'survey',
                qe + wait + talk + hold, qe + wait + talk + hold + 8000, 8000, caller,
                '4008001234', q, ag, NULL, call_id || 'v1', qe,
                CASE WHEN i % 6 = 0 THEN NULL ELSE 1 + (i * 7) % 5 END

@@ -43,7 +43,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from daemon.gcpause import paused_gc  # also imported from here by cli.py
+from daemon.gcpause import paused_gc
 from daemon.model import (
     Action,
     ActionKind,

@@ -58,7 +58,7 @@ class LiveLike(Protocol):
 _STOP = object()
 # Events handled between two yields to the hub. The store's writer (a greenlet) makes one
 # database round trip per turn, so a long run of events without yielding starves it.
-YIELD_EVERY = 1000
+YIELD_EVERY = 16
 
 
 class Service:

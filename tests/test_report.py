@@ -163,7 +163,7 @@ def test_drill_down_cli(acme):
 
 @pytest.mark.parametrize("args,message", [
     (("--kpi", "nope"), "unknown KPI 'nope'"),
-    (("--queue", "nope"), "has no queue 'nope'"),
+    (("--queue", "nope"), "no tenant has queue 'nope'"),
     (("--from", "March"), "cannot read the time"),
     (("--from", "2026-03-03", "--to", "2026-03-01"), "--to must be after --from"),
 ])
@@ -212,3 +212,45 @@ def test_report_from_replayed_captures(empty_db_url):
     t = json.loads(out)[0]
     assert (t["total_calls"], t["ivr_only"], t["offered"]) == (7, 1, 7)
     assert t["queue_placement_rate"] == pytest.approx(600 / 7, abs=1e-3)
+
+
+def test_report_on_a_database_without_statistics(tmp_path):
+    code, out = cli("report", "--db", f"sqlite:///{tmp_path / 'empty.db'}", "--config",
+                    str(tmp_path / "no-config"))
+    assert code == 1
+    assert "no statistics yet" in out
+
+
+def test_busy_hour_capture_matches_its_truth_file(empty_db_url):
+    """150 overlapping calls: every queue's counts and averages as the truth file has them."""
+    from daemon.config import load_center
+    from daemon.replay import replay
+
+    url = migrated(empty_db_url)
+    replay([CAPTURES / "busy_hour.esl.gz"], url, load_center(REPO / "config"))
+    truth = json.loads((CAPTURES / "busy_hour.truth.json").read_text())
+    code, out = cli("report", "--db", url, "--config", str(REPO / "config"), "--tenant", "demo",
+                    "--interval", "month", "--by", "queue", "--format", "json")
+    assert code == 0, out
+    rows = {r["queue"]: r for r in json.loads(out)}
+    for queue in ("billing", "outage"):
+        visits = [v for c in truth["calls"] for v in c.get("queue_visits", [])
+                  if v["queue"] == f"{queue}@hotline.test"]
+        ans = [v for v in visits if v["outcome"] in ("answered", "transferred")]
+        short = [v for v in visits if v["outcome"] == "short-abandon"]
+        gone = [v for v in visits if v["outcome"] in ("abandoned", "short-abandon")]
+        r = rows[queue]
+        assert (r["offered"], r["answered"], r["abandoned"], r["short_abandoned"]) == (
+            len(visits), len(ans), len(gone), len(short)), queue
+        within = [v for v in ans if v["wait_s"] <= 20]
+        assert r["service_level"] == pytest.approx(
+            100 * len(within) / (len(visits) - len(short)), abs=1e-3)
+        assert r["abandon_rate"] == pytest.approx(
+            100 * (len(gone) - len(short)) / (len(visits) - len(short)), abs=1e-3)
+        assert r["transfer_rate"] == pytest.approx(
+            100 * sum(v["outcome"] == "transferred" for v in ans) / len(ans), abs=1e-3)
+        for kpi_id, key in (("asa", "wait_s"), ("avg_talk_time", "talk_s"),
+                            ("avg_hold_time", "hold_s"), ("acw", "wrapup_s"),
+                            ("avg_ring_time", "ring_s")):
+            expected = sum(v[key] or 0 for v in ans) / len(ans)
+            assert r[kpi_id] == pytest.approx(expected, abs=0.06), (queue, kpi_id)
