@@ -388,7 +388,8 @@ def _report_options(fn):
                      help="Start (tenant time zone): YYYY-MM-DD[THH:MM], today, yesterday. "
                           "Default: the first call in the database."),
         click.option("--to", metavar="WHEN",
-                     help="End: a date is inclusive, a date-time exclusive. Default: the last call."),
+                     help="End: a date is inclusive, a date-time exclusive. "
+                          "Default: the last call."),
         click.option("--tenant", default=None, help="Tenant id (default: every tenant)."),
         click.option("--queue", default=None, help="Only this queue (id without domain)."),
         click.option("--agent", default=None, help="Only this agent (id without domain)."),

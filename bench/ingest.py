@@ -1,13 +1,13 @@
 """Ingest benchmark: a large synthetic day through the daemon into PostgreSQL.
 
-    /work/venv/bin/python bench/ingest.py [--copies 12] [--pg URL] [--paced-events 20000]
+    /work/venv/bin/python bench/ingest.py [--copies 24] [--rounds 3] [--pg URL] [--store-batch-mode]
 
 1. Builds a synthetic day from the busy-hour capture: the events the daemon
    subscribes to, repeated ``--copies`` times, each copy with every UUID
    rewritten (distinct calls, channels and Core-UUID) and every switch
    timestamp shifted (copy k starts where copy k-1 ended).
-2. Serves it over TCP from the ESL test peer in a separate process (so the
-   peer does not share the daemon's CPU), as fast as the socket takes it.
+2. Serves it over TCP from the ESL test peer in a process of its own (it does
+   not take turns in the daemon's gevent hub), as fast as the socket takes it.
 3. In the same run, on the same bytes:
    * greenswitch 0.0.19 alone: ``InboundESL`` + one ``'*'`` handler that counts;
    * our ``EslConnection`` alone (receive + parse, counting frames);
@@ -18,7 +18,15 @@
    time (``Event-Date-Timestamp``); each store flush records when the events
    fed before it were committed: event -> DB latency p50/p99.
 
-Prints one table; nothing here is asserted (figures, not tests).
+The receive / end-to-end measurements run in ``--rounds`` interleaved rounds
+(greenswitch, then ours, on the same bytes) and the medians are printed: on a
+shared two-core machine single figures move by a factor of two with whatever
+else runs, the interleaved ratio much less. ``--store-batch-mode`` adds a run
+with psycopg2's ``executemany_mode="values_plus_batch"`` (what one line in
+``daemon/store.make_engine`` would give). Nothing here is asserted (figures,
+not tests).
+
+    /work/venv/bin/python bench/ingest.py --copies 4 --rounds 1   # a quick look
 """
 from __future__ import annotations
 

@@ -12,7 +12,16 @@ of the two reports the issue names, computed by the real code path
 (``daemon.report.build_report``, every KPI):
 
 * a 30-day daily report by queue;
-* a one-day 15-minute report by agent.
+* a one-day 15-minute report by agent;
+
+and, for comparison, the 30-day report with a manager's usual columns only and
+with first-call resolution only (its repeat-call search is the costliest part).
+
+The mix (per call, from hashes of its number): 3 % IVR-only, 1 % blocked; of the
+queued calls 10 % short abandons, 4 % abandons, 2 % timeouts, 4 % transferred to
+a second queue (answered there), the rest answered; one in five first rings an
+agent who does not answer; one in seven answered calls has a hold; a third of
+the answered ones are surveyed. 850,000 calls give 5.0 million segments.
 
 Each report is run three times; the best and the first (cold) time are printed.
 """
@@ -220,6 +229,13 @@ def main() -> None:
          ReportRequest(FIRST.isoformat(), last, "day", "queue")),
         ("one-day 15-minute report by agent (all KPIs)",
          ReportRequest(day, day, "15m", "agent")),
+        ("30-day daily report by queue (offered,answered,abandoned,service_level,"
+         "abandon_rate,asa,aht)",
+         ReportRequest(FIRST.isoformat(), last, "day", "queue",
+                       kpis=("offered", "answered", "abandoned", "service_level",
+                             "abandon_rate", "asa", "aht"))),
+        ("30-day daily report by queue, fcr only",
+         ReportRequest(FIRST.isoformat(), last, "day", "queue", kpis=("fcr",))),
     ):
         cold, best, rows = timed(engine, center, req)
         print(f"{title}: {rows} rows, first run {cold:.2f} s, best of 3 {best:.2f} s")

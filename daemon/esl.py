@@ -41,6 +41,7 @@ supervisor builds a fresh ``EslConnection`` for every attempt.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import deque
 from typing import Callable, Iterable
@@ -378,14 +379,21 @@ class _HardenedInbound(InboundESL):
             sock.close()
 
     def stop(self, timeout: float = 2.0) -> None:
+        """Close within about ``timeout`` s, whatever the peer does.
+
+        ``exit`` first: its ``+OK bye`` comes after every event the switch sent
+        before it, so waiting for it lets the reader hand those on (not lose them
+        in the socket buffer); then the socket is closed and the dispatcher drains.
+        """
+        deadline = time.monotonic() + timeout
         if self.connected and not self._dead.is_set():
             try:
-                self.command("exit", min(timeout, 1.0))
+                self.command("exit", timeout * 0.75)
             except EslError:
                 pass
         self._shutdown("stopped")
         greenlets = [g for g in (self._receive_events_greenlet, self._process_events_greenlet) if g]
-        gevent.joinall(greenlets, timeout=timeout)
+        gevent.joinall(greenlets, timeout=max(0.2, deadline - time.monotonic()))
         for greenlet in greenlets:
             if not greenlet.dead:
                 greenlet.kill(block=False)

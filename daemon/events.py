@@ -7,8 +7,6 @@ after the line was isolated, so an encoded ``%0A`` can never become a header.
 """
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 from .frames import Frame, decode, parse_header_block
 
 _MISSING = object()
@@ -31,13 +29,14 @@ class Event:
     daemon's supervisor; "" when unknown).
     """
 
-    __slots__ = ("_raw", "_headers", "_cache", "_end", "node")
+    __slots__ = ("_raw", "_headers", "_cache", "_end", "_ts", "node")
 
     def __init__(self, body: bytes, node: str = "") -> None:
         self._raw = body
         self._headers: dict[bytes, bytes] | None = None
         self._cache: dict[str, str | None] = {}
         self._end = -1  # end of the header block, computed on first need
+        self._ts = -1
         self.node = node
 
     @classmethod
@@ -121,8 +120,7 @@ class Event:
                 found = raw[start:] if stop < 0 else raw[start:stop]
                 if found[-1:] == b"\r":
                     found = found[:-1]
-                value = unquote(found.decode("utf-8", "replace")) if b"%" in found \
-                    else found.decode("utf-8", "replace")
+                value = decode(found) if b"%" in found else found.decode("utf-8", "replace")
             cache[name] = value
         return default if value is None else value  # type: ignore[return-value]
 
@@ -146,11 +144,15 @@ class Event:
 
     @property
     def timestamp_us(self) -> int:
-        value = self.get("Event-Date-Timestamp")
-        try:
-            return int(value) if value else 0
-        except ValueError:
-            return 0
+        ts = self._ts
+        if ts < 0:
+            value = self.get("Event-Date-Timestamp")
+            try:
+                ts = int(value) if value else 0
+            except ValueError:
+                ts = 0
+            self._ts = ts
+        return ts
 
     @property
     def timestamp_ms(self) -> int:

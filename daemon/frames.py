@@ -16,7 +16,7 @@ exactly once, and the envelope (two short lines) parsed with a fast path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 MAX_HEADER_BLOCK = 64 * 1024  # an envelope larger than this is garbage, not a frame
 MAX_BODY = 16 * 1024 * 1024
@@ -55,10 +55,22 @@ def parse_header_block(block: bytes) -> dict[bytes, bytes]:
     return headers
 
 
+_DECODED: dict[bytes, str] = {}  # short encoded values repeat a lot (queues, agents, subclasses)
+_DECODED_MAX = 8192
+
+
 def decode(value: bytes) -> str:
-    if b"%" in value:
-        return unquote(value.decode("utf-8", "replace"))
-    return value.decode("utf-8", "replace")
+    """Percent-decode one header value (UTF-8, bad bytes replaced)."""
+    if b"%" not in value:
+        return value.decode("utf-8", "replace")
+    text = _DECODED.get(value)
+    if text is None:
+        text = unquote_to_bytes(value).decode("utf-8", "replace")
+        if len(value) <= 96:
+            if len(_DECODED) >= _DECODED_MAX:
+                _DECODED.clear()  # bounded: caller-controlled values cannot grow it
+            _DECODED[value] = text
+    return text
 
 
 @dataclass(frozen=True, slots=True)

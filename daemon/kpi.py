@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Sequence
 
@@ -59,7 +59,6 @@ from sqlalchemy import (
     select,
     true,
     text,
-    union,
     union_all,
 )
 from sqlalchemy.engine import Connection
@@ -296,7 +295,6 @@ class SourceDef:
     join: str  # point (column t in the interval) | span (s,e overlap) | cross (every interval)
     bys: frozenset[str]
     build: Callable[[Scope, Any], Any]  # (scope, ctes) -> subquery
-    calls: bool = True  # rows are calls (drill-down lists call ids)
 
 
 def _seg_range(s, sc: Scope, col=None):
@@ -314,55 +312,53 @@ def _filters(sc: Scope, queue_col, agent_col) -> list[ColumnElement[bool]]:
 
 
 def _visits(sc: Scope, ctes: dict) -> Any:
-    """Queue stays (one row per visit); with ``ctes["fcr"]`` also the FCR flags.
-
-    ``repeat`` = 1 when another call from the same caller started within the queue's FCR
-    window after this stay's queue entry; ``resolved`` = 1 when the call has a resolved
-    disposition. The repeat test is a semi-join (EXISTS in a WHERE, which PostgreSQL runs
-    as one hash join on the caller number) joined back by visit: the same EXISTS inside a
-    CASE became one index probe per answered call, the slowest part of a 30-day report.
-    """
+    """Queue stays: one row per visit, with the thresholds of its queue."""
     s, th, tm = schema.segments, ctes["th"], ctes["tm"]
-    cols = [
+    return (select(
         s.c.segment_id.label("row_id"), s.c.call_id, s.c.visit_id, s.c.queue, s.c.agent,
         _team(tm, s.c.agent), s.c.caller, func.coalesce(s.c.outcome, "").label("outcome"),
         s.c.queue_entered_ms.label("t"), s.c.duration_ms.label("wait_ms"),
         func.coalesce(th.c.sl_ms, DEFAULT_SERVICE_LEVEL_S * 1000).label("sl_ms"),
-        func.coalesce(th.c.short_ms, DEFAULT_SHORT_ABANDON_S * 1000).label("short_ms"),
-        func.coalesce(th.c.fcr_ms, DEFAULT_FCR_WINDOW_H * 3600_000).label("fcr_ms")]
-    frm = _tj(s.outerjoin(th, th.c.queue == s.c.queue), tm, s.c.agent)
-    if ctes.get("fcr"):
-        c, d, s2 = schema.calls, schema.dispositions, schema.segments.alias("rep_seg")
-        th2 = _thresholds_cte(sc, "th2")  # its own CTE: a shared one would be materialized
-        window = func.coalesce(th2.c.fcr_ms, DEFAULT_FCR_WINDOW_H * 3600_000)
-        rep = (select(s2.c.segment_id)
-            .select_from(s2.outerjoin(th2, th2.c.queue == s2.c.queue)).where(
-            s2.c.tenant == sc.tenant, s2.c.kind == "queue", _seg_range(s2, sc),
-            s2.c.outcome.in_(ANSWERED), s2.c.caller != "",
-            exists().where(c.c.tenant == sc.tenant, c.c.caller == s2.c.caller,
-                           c.c.call_id != s2.c.call_id,
-                           c.c.started_ms > s2.c.queue_entered_ms,
-                           c.c.started_ms <= s2.c.queue_entered_ms + window))
-            # computed on its own (one hash semi-join), not re-planned as a per-visit loop
-            .cte("repeated").prefix_with("MATERIALIZED"))
-        frm = frm.outerjoin(rep, rep.c.segment_id == s.c.segment_id)
-        cols.append(case((rep.c.segment_id.is_not(None), 1), else_=0).label("repeat"))
-        codes = sc.resolved_codes
-        if codes:
-            rs = union(
-                select(d.c.call_id).where(d.c.code.in_(codes),
-                                          d.c.entered_ms >= sc.from_ms - SPAN_LOOKBACK_MS),
-                select(s2.c.call_id).where(s2.c.tenant == sc.tenant, s2.c.kind == "talk",
-                                           s2.c.disposition.in_(codes), _seg_range(s2, sc)),
-            ).subquery("resolved_calls")
-            frm = frm.outerjoin(rs, rs.c.call_id == s.c.call_id)
-            cols.append(case((rs.c.call_id.is_not(None), 1), else_=0).label("resolved"))
-        else:
-            cols.append(literal_column("0").label("resolved"))
-    return (select(*cols).select_from(frm)
-            .where(s.c.tenant == sc.tenant, s.c.kind == "queue", _seg_range(s, sc),
-                   *_filters(sc, s.c.queue, s.c.agent))
-            .subquery("visits"))
+        func.coalesce(th.c.short_ms, DEFAULT_SHORT_ABANDON_S * 1000).label("short_ms"))
+        .select_from(_tj(s.outerjoin(th, th.c.queue == s.c.queue), tm, s.c.agent))
+        .where(s.c.tenant == sc.tenant, s.c.kind == "queue", _seg_range(s, sc),
+               *_filters(sc, s.c.queue, s.c.agent))
+        .subquery("visits"))
+
+
+def _repeats(sc: Scope, ctes: dict) -> Any:
+    """Answered stays (known caller number) NOT resolved at the first call.
+
+    That is: another inbound call from the same number started within the queue's FCR
+    window after the stay's queue entry, and the call has no resolved disposition. Both
+    tests are EXISTS / NOT EXISTS in the WHERE clause, which PostgreSQL runs as hash
+    semi/anti joins (one pass over the calls); the same tests inside a CASE became one index
+    probe per answered call, the slowest part of a 30-day report.
+    """
+    s, th, tm = schema.segments, ctes["th"], ctes["tm"]
+    c, d, talk = schema.calls, schema.dispositions, schema.segments.alias("talk_seg")
+    longest = max([t.fcr_window_h for t in sc.thresholds] + [DEFAULT_FCR_WINDOW_H]) * 3600_000
+    window = func.coalesce(th.c.fcr_ms, DEFAULT_FCR_WINDOW_H * 3600_000)
+    conds = [
+        s.c.tenant == sc.tenant, s.c.kind == "queue", _seg_range(s, sc),
+        s.c.outcome.in_(ANSWERED), s.c.caller != "", *_filters(sc, s.c.queue, s.c.agent),
+        exists().where(c.c.tenant == sc.tenant, c.c.caller == s.c.caller,
+                       c.c.call_id != s.c.call_id, c.c.direction == "inbound",
+                       # only calls that can be repeats: keeps the scan on the index
+                       c.c.started_ms > sc.from_ms, c.c.started_ms <= sc.to_ms + longest,
+                       c.c.started_ms > s.c.queue_entered_ms,
+                       c.c.started_ms <= s.c.queue_entered_ms + window)]
+    codes = sc.resolved_codes
+    if codes:
+        conds.append(~exists().where(d.c.call_id == s.c.call_id, d.c.code.in_(codes)))
+        conds.append(~exists().where(talk.c.call_id == s.c.call_id, talk.c.kind == "talk",
+                                     talk.c.disposition.in_(codes)))
+    return (select(
+        s.c.segment_id.label("row_id"), s.c.call_id, s.c.visit_id, s.c.queue, s.c.agent,
+        _team(tm, s.c.agent), s.c.queue_entered_ms.label("t"))
+        .select_from(_tj(s.outerjoin(th, th.c.queue == s.c.queue), tm, s.c.agent))
+        .where(*conds)
+        .subquery("repeats"))
 
 
 def _handling(sc: Scope, ctes: dict) -> Any:
@@ -503,15 +499,16 @@ def _roster(sc: Scope, ctes: dict) -> Any:
 
 SOURCES: dict[str, SourceDef] = {s.name: s for s in (
     SourceDef("visits", "point", ALL_BYS, _visits),
+    SourceDef("repeats", "point", ALL_BYS, _repeats),
     SourceDef("handling", "point", ALL_BYS, _handling),
     SourceDef("rings", "point", ALL_BYS, _rings),
     SourceDef("surveys", "point", ALL_BYS, _surveys),
     SourceDef("calls", "point", CALL_BYS, _calls),
     SourceDef("qa", "point", AGENT_BYS, _qa),
-    SourceDef("agent_time", "span", AGENT_BYS, _agent_time, calls=False),
-    SourceDef("schedule", "span", AGENT_BYS, _schedule, calls=False),
-    SourceDef("ready_in_shift", "span", AGENT_BYS, _ready_in_shift, calls=False),
-    SourceDef("roster", "cross", AGENT_BYS, _roster, calls=False),
+    SourceDef("agent_time", "span", AGENT_BYS, _agent_time),
+    SourceDef("schedule", "span", AGENT_BYS, _schedule),
+    SourceDef("ready_in_shift", "span", AGENT_BYS, _ready_in_shift),
+    SourceDef("roster", "cross", AGENT_BYS, _roster),
 )}
 
 
@@ -563,9 +560,8 @@ class Rows:
                 sub.join(iv, iv.c.idx == bucket(sub.c.t, ivs))).subquery(f"{name}_j")
         elif self.join == "span":
             # both branches read the source: a CTE (referenced twice, so PostgreSQL
-            # materializes it) keeps it to one scan
-            # materializes it) keeps it to one scan; the first and last interval of each
-            # row are computed there once
+            # materializes it) keeps it to one scan, and the first and last interval of
+            # each row are computed there once
             lo = literal_column(str(scope.from_ms))
             hi = literal_column(str(scope.to_ms))
             s_in, e_in = _greatest(sub.c.s, lo), _least(sub.c.e, hi)
@@ -626,11 +622,14 @@ class Agg:
 
 @dataclass(frozen=True)
 class Measure:
-    """value = num / den * scale (num * scale without a denominator); None when den is 0."""
+    """value = (num - less) / den * scale (num * scale without a denominator); None when
+    den is 0. ``less`` (optional) is a subset of the numerator's rows counted from another
+    source, e.g. the calls that were not resolved at the first call."""
 
     num: Agg
     den: Agg | None = None
     scale: float = 1.0
+    less: Agg | None = None
 
 
 @dataclass(frozen=True)
@@ -657,10 +656,9 @@ def kpi(kpi_id: str, title: str, unit: str, bys: frozenset[str]):
 class Sources:
     """The sources of one report, built lazily (attribute access: ``src.visits``)."""
 
-    def __init__(self, scope: Scope, fcr: bool = True) -> None:
+    def __init__(self, scope: Scope) -> None:
         self.scope = scope
         self.ctes: dict[str, Any] = {
-            "fcr": fcr,  # the visits carry the (costly) first-call-resolution flags
             "iv": _intervals_cte(scope), "th": _thresholds_cte(scope),
             # the agent -> team mapping only matters when grouping by team
             "tm": _teams_cte(scope) if scope.by == "team" else None,
@@ -792,10 +790,9 @@ def transfer_rate(src: Sources) -> Measure:
 def fcr(src: Sources) -> Measure:
     """answered calls (known caller number) with a resolved disposition or no new call
     from the same number within the queue's FCR window ÷ those answered calls × 100."""
-    v = src.visits
+    v, r = src.visits, src.repeats
     known = and_(_answered(v), v.c.caller.is_not(None), v.c.caller != "")
-    return Measure(v.count(and_(known, or_(v.c.resolved == 1, v.c.repeat == 0))), v.count(known),
-                   100.0)
+    return Measure(v.count(known), v.count(known), 100.0, less=r.count())
 
 
 def _handled(src: Sources) -> Agg:
@@ -922,7 +919,7 @@ def occupancy(src: Sources) -> Measure:
     waiting = and_(a.c.typ == "state", a.c.value == "Waiting")
     wrap = and_(a.c.typ == "segment", a.c.value == "wrapup")
     signed = case((busy, a.ov), (waiting, a.ov), (wrap, -a.ov), else_=0)
-    return Measure(a.sum(a.ov, busy), a.sum(signed), 100.0)
+    return Measure(a.sum(a.ov, busy), a.sum(signed, or_(busy, waiting, wrap)), 100.0)
 
 
 @kpi("calls_per_hour", "Calls per hour", PER_HOUR, AGENT_BYS)
@@ -986,7 +983,7 @@ def compute(conn: Connection, scope: Scope, kpi_ids: Sequence[str]
     if not scope.intervals:
         return {}
     _no_jit(conn)
-    src = Sources(scope, fcr="fcr" in kpi_ids)
+    src = Sources(scope)
     wanted = [KPIS[k] for k in kpi_ids if applicable(k, scope.by, scope.agent is not None)]
     measures = {k.id: k.fn(src) for k in wanted}
     by_source: dict[str, list[tuple[str, Agg]]] = {}
@@ -994,6 +991,8 @@ def compute(conn: Connection, scope: Scope, kpi_ids: Sequence[str]
         by_source.setdefault(m.num.source, []).append((f"{kid}__num", m.num))
         if m.den is not None:
             by_source.setdefault(m.den.source, []).append((f"{kid}__den", m.den))
+        if m.less is not None:
+            by_source.setdefault(m.less.source, []).append((f"{kid}__less", m.less))
     parts: dict[tuple[int, str | None], dict[str, Any]] = {}
     for name, aggs in by_source.items():
         rows = getattr(src, name)
@@ -1009,7 +1008,8 @@ def compute(conn: Connection, scope: Scope, kpi_ids: Sequence[str]
                 bucket[label] = rec[label]
     out: dict[tuple[int, str | None], dict[str, float | None]] = {}
     for key, bucket in parts.items():
-        out[key] = {kid: _value(m, bucket.get(f"{kid}__num"), bucket.get(f"{kid}__den"))
+        out[key] = {kid: _value(m, bucket.get(f"{kid}__num"), bucket.get(f"{kid}__den"),
+                                bucket.get(f"{kid}__less"))
                     for kid, m in measures.items()}
     return out
 
@@ -1023,7 +1023,7 @@ def _no_jit(conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
 
 
-def _value(m: Measure, num: Any, den: Any) -> float | None:
+def _value(m: Measure, num: Any, den: Any, less: Any = None) -> float | None:
     if m.den is None:
         if num is None:
             return 0 if m.num.fn in ("count", "distinct") else None
@@ -1031,7 +1031,7 @@ def _value(m: Measure, num: Any, den: Any) -> float | None:
     den = float(den or 0)
     if den == 0 or (num is None and m.num.fn == "max"):  # max of nothing: undefined
         return None
-    return float(num or 0) / den * m.scale
+    return (float(num or 0) - float(less or 0)) / den * m.scale
 
 
 def zero_value(kpi_id: str) -> float | None:
@@ -1059,7 +1059,7 @@ def drill(conn: Connection, scope: Scope, kpi_id: str) -> list[DrillRow]:
     """The rows behind one KPI over the whole scope: which are in its numerator, its denominator."""
     k = KPIS[kpi_id]
     _no_jit(conn)
-    src = Sources(scope, fcr=kpi_id == "fcr")
+    src = Sources(scope)
     m = k.fn(src)
     parts = [("numerator", m.num)] + ([("denominator", m.den)] if m.den is not None else [])
     out: list[DrillRow] = []
@@ -1076,6 +1076,14 @@ def drill(conn: Connection, scope: Scope, kpi_id: str) -> list[DrillRow]:
             rows = getattr(src, agg.source)
             pred = true() if agg.where is None else agg.where
             out.extend(_drill_select(conn, rows, pred, None, agg.value, part))
+    if m.less is not None:
+        # rows taken back out of the numerator (same row ids as the numerator's source)
+        rows = getattr(src, m.less.source)
+        pred = true() if m.less.where is None else m.less.where
+        less = {r.row_id for r in _drill_select(conn, rows, pred, None, None, "less")}
+        out = [replace(r, part="denominator") if r.row_id in less and r.part == "both"
+               else replace(r, part="-") if r.row_id in less else r for r in out]
+        out = [r for r in out if r.part != "-"]
     return sorted(out, key=lambda r: (r.at_ms or 0, r.row_id, r.part))
 
 

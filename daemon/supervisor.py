@@ -115,7 +115,7 @@ class Supervisor:
         self._stopping.set()
         conn = self.connection
         if conn is not None:
-            conn.close(timeout=min(timeout, 1.0))
+            conn.close(timeout=timeout)  # waits for the switch's "+OK bye": nothing left unread
         if self._greenlet is not None:
             self._greenlet.join(timeout)
             if not self._greenlet.dead:

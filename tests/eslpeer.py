@@ -217,14 +217,20 @@ class PeerConnection:
                 self.reply("-ERR invalid event format")  # the peer speaks plain only
                 return
             custom = False
+            keywords = 0
             for token in names.split():
                 if custom:
                     self.subclasses.add(token)
                 elif token == "ALL":
                     self.all_events = True
-                else:
+                    keywords += 1
+                elif token.isupper():  # an event type name (the switch checks its table)
                     self.events.add(token)
                     custom = token == "CUSTOM"
+                    keywords += 1
+            if not keywords:
+                self.reply("-ERR no keywords supplied")
+                return
             self.reply("+OK event listener enabled plain")
         elif verb == "nixevent":
             for token in arg.split():
@@ -232,6 +238,9 @@ class PeerConnection:
                 self.subclasses.discard(token)
             self.reply("+OK events nixed")
         elif verb == "noevents":
+            if not (self.events or self.all_events):
+                self.reply("-ERR not listening for events")
+                return
             self.events.clear()
             self.subclasses.clear()
             self.all_events = False

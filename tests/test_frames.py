@@ -225,3 +225,12 @@ def test_event_from_headers_round_trips_values_with_newlines_and_percent():
                                 "Event-Date-Timestamp": "1795345944096762"})
     assert event.get("Hotline-Reason") == "lunch\n100%: yes"
     assert event.timestamp_ms == 1795345944096
+
+
+def test_percent_decoding_is_memoised_within_a_bound():
+    from daemon import frames
+
+    values = [f"caller%20{i}%40hotline.test".encode() for i in range(frames._DECODED_MAX + 50)]
+    assert [frames.decode(v) for v in values][-1] == f"caller {frames._DECODED_MAX + 49}@hotline.test"
+    assert len(frames._DECODED) <= frames._DECODED_MAX
+    assert frames.decode(b"Z%C3%B6e%ZZ") == "Zöe%ZZ"  # invalid escapes stay as they are
