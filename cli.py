@@ -407,7 +407,10 @@ def _report_options(fn):
 @click.option("--interval", default="day", show_default=True,
               type=click.Choice(["15m", "30m", "1h", "day", "week", "month"]))
 @click.option("--by", default="tenant", show_default=True,
-              type=click.Choice(["tenant", "queue", "team", "agent"]))
+              type=click.Choice(["tenant", "queue", "team", "agent", "number", "ivr",
+                                 "disposition"]),
+              help="Rows per tenant, queue, team, agent, dialed number (DID), IVR choices "
+                   "or disposition code of the answered calls.")
 @click.option("--kpi", "kpis", default=None, metavar="ID,...",
               help="KPI ids to show (default: all; see docs/KPIS.md).")
 @click.option("--format", "fmt", default="table", show_default=True,
@@ -423,12 +426,14 @@ def report_cmd(ctx: click.Context, from_: str | None, to: str | None, tenant: st
     """
     if ctx.invoked_subcommand is not None:
         return
-    from daemon.report import ReportError, ReportRequest, build_report, make_engine, render
+    from daemon.report import (ReportError, ReportRequest, build_report, make_engine, render,
+                               threshold_notes)
 
     db, center = _report_env(db_url, config_dir)
     ids = tuple(k.strip() for k in kpis.split(",") if k.strip()) if kpis else ()
     req = ReportRequest(from_, to, interval, by, tenant, queue, agent, ids)
     engine = make_engine(db)
+    notes: list[str] = []
     try:
         with engine.connect() as conn:
             if fmt == "html":
@@ -436,12 +441,17 @@ def report_cmd(ctx: click.Context, from_: str | None, to: str | None, tenant: st
 
                 text = render_html(conn, center, req)
             else:
-                text = render(build_report(conn, center, req), fmt)
+                report = build_report(conn, center, req)
+                text = render(report, fmt)
+                if fmt in ("csv", "json"):  # table and html state them in the body
+                    notes = threshold_notes(report)
     except ReportError as exc:
         raise UserError(str(exc)) from None
     finally:
         engine.dispose()
     _write_out(text, out)
+    for line in notes:  # stderr: the csv/json body stays plain rows
+        click.echo(line, err=True)
 
 
 @report_cmd.command("calls")

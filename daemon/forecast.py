@@ -10,8 +10,8 @@ Two sources:
 - **file** (``--volume FILE``): a CSV of ``interval,calls`` rows.
 
 Intervals are aligned to the tenant's time zone: each is a [start_ms, end_ms) pair of
-epoch milliseconds computed here in Python (stepping in real time from local midnight, as
-``daemon.intervals`` does for the reports), passed to SQL as a VALUES CTE, and counted
+epoch milliseconds computed in Python by ``daemon.intervals`` (the reports' intervals:
+stepping in real time from local midnight), passed to SQL as a VALUES CTE, and counted
 there against ``segments.queue_entered_ms`` — one portable query for SQLite and
 PostgreSQL, no database time-zone functions.
 """
@@ -25,6 +25,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import create_engine, text
+
+from .intervals import intervals as report_intervals
+from .intervals import local_midnight_ms, to_ms
 
 logger = logging.getLogger(__name__)
 
@@ -69,32 +72,16 @@ class Forecast:
 def day_intervals(day: dt.date, timezone: str, minutes: int) -> tuple[Interval, ...]:
     """The intervals of ``day`` (local midnight to local midnight) in ``timezone``.
 
-    Stepping happens in absolute time from local midnight, so a day when clocks change
-    has 23 or 25 hours' worth of intervals and each still lasts exactly ``minutes``.
+    The bounds are those of the reports (``daemon.intervals``, one implementation):
+    stepping happens in real time from local midnight, so a day when clocks change has
+    23 or 25 hours' worth of intervals and each still lasts exactly ``minutes``.
     """
     if minutes not in INTERVAL_MINUTES:
         raise ForecastError(f"the interval must be 15 or 30 minutes, not {minutes}")
-    tz = ZoneInfo(timezone)
-    utc = dt.timezone.utc
-    first = dt.datetime.combine(day, dt.time(0), tzinfo=tz).astimezone(utc)
-    last = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=tz).astimezone(utc)
-    step = dt.timedelta(minutes=minutes)
-    out: list[Interval] = []
-    t = first
-    while t < last:
-        end = min(t + step, last)
-        out.append(Interval(
-            start=t.astimezone(tz),
-            end=end.astimezone(tz),
-            start_ms=_ms(t),
-            end_ms=_ms(end),
-        ))
-        t = end
-    return tuple(out)
-
-
-def _ms(t: dt.datetime) -> int:
-    return int(t.timestamp()) * 1000
+    first = local_midnight_ms(day, timezone)
+    last = local_midnight_ms(day + dt.timedelta(days=1), timezone)
+    return tuple(Interval(start=iv.start, end=iv.end, start_ms=iv.start_ms, end_ms=iv.end_ms)
+                 for iv in report_intervals(first, last, f"{minutes}m", timezone))
 
 
 def count_offered(
@@ -281,7 +268,7 @@ def _interval_index(
         raise ForecastError(
             f"{where}: {when} is not on {day.isoformat()} in time zone {tz.key}"
         )
-    index = by_ms.get(_ms(moment))
+    index = by_ms.get(to_ms(moment))
     if index is None or moment.second or moment.microsecond:
         raise ForecastError(f"{where}: {when} is not the start of a {minutes}-minute interval")
     return index

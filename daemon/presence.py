@@ -107,3 +107,79 @@ class PresencePublisher:
             if isinstance(agents, Mapping) else agents
         for name, status in items:
             self.publish(name, status, force=True)
+
+
+class PresenceWorker:
+    """Runs a :class:`PresencePublisher` in a greenlet of its own, for the daemon.
+
+    The daemon's event loop hands it every live-change batch (``apply``) and every
+    rebuild (``publish_all``) and never waits: a lamp is a command round trip per node,
+    and a node that is down costs a connect timeout, which must not hold up the
+    statistics. Pending lamps are coalesced per agent (the newest status wins), so the
+    backlog is bounded by the number of agents however long a switch is away.
+    """
+
+    def __init__(self, publisher: PresencePublisher) -> None:
+        import gevent.event
+
+        self.publisher = publisher
+        self._pending: dict[str, tuple[str, bool]] = {}  # agent -> (status, force)
+        self._wake = gevent.event.Event()
+        self._closing = False
+        self._greenlet: Any = None
+
+    def apply(self, changes: Sequence[LiveChange]) -> None:
+        for change in changes:
+            if change.kind != "agent":
+                continue
+            status = dict(change.data).get("status")
+            if status is not None:  # a state change (Waiting/Receiving/...) keeps the lamp
+                self._queue(change.key, str(status), False)
+
+    def publish_all(self,
+                    agents: Mapping[str, Mapping[str, Any]] | Iterable[tuple[str, str]]) -> None:
+        items = ((n, str(a.get("status") or "Logged Out")) for n, a in agents.items()) \
+            if isinstance(agents, Mapping) else agents
+        for name, status in items:
+            self._queue(name, status, True)
+
+    def _queue(self, agent: str, status: str, force: bool) -> None:
+        previous = self._pending.get(agent)
+        self._pending[agent] = (status, force or bool(previous and previous[1]))
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> "PresenceWorker":
+        import gevent
+
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._run)
+        return self
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending, {}
+                for agent, (status, force) in batch.items():
+                    try:
+                        self.publisher.publish(agent, status, force=force)
+                    except Exception:  # e.g. a name the command cannot carry: skip that lamp
+                        logger.exception("presence for %s not sent", agent)
+            if self._closing:
+                return
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Send what is pending (within ``timeout``), then stop."""
+        self._closing = True
+        self._wake.set()
+        greenlet, self._greenlet = self._greenlet, None
+        if greenlet is not None:
+            greenlet.join(timeout)
+            if not greenlet.dead:
+                logger.warning("presence: %d lamp(s) not sent at stop", len(self._pending))
+                greenlet.kill(block=False)

@@ -13,7 +13,10 @@ engine, because a call may span a rotation. At the end of each stream
 ``engine.finish()`` closes what the stream closed implicitly (pending
 wrap-ups); calls still up stay in progress.
 
-The node of a stream is the ``FreeSWITCH-Switchname`` of its first event.
+The node of a stream: for a daemon journal, the node name in its file names
+(the daemon writes that same name as the ``node`` of its rows, so a journal
+replays to identical rows); for any other file, the ``FreeSWITCH-Switchname``
+of its first event.
 """
 from __future__ import annotations
 
@@ -69,6 +72,12 @@ def plan_streams(paths: Iterable[str | Path]) -> list[list[Path]]:
     return streams
 
 
+def stream_node(stream: Sequence[Path]) -> str | None:
+    """The node a daemon journal names in its files (``<node>-<UTC>Z-<seq>.esl``), else None."""
+    m = JOURNAL_NAME.match(stream[0].name) if stream else None
+    return m["prefix"] if m else None
+
+
 def _default_engine_factory(center: Any, node: str) -> Any:
     from .segments import engine_for
 
@@ -101,6 +110,7 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
     try:
         for stream in streams:
             engine = None
+            journal_node = stream_node(stream)
             node = ""
             for path in stream:
                 last = 0
@@ -111,7 +121,7 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
                             continue
                         event = Event.from_frame(frame)
                         if engine is None:
-                            node = (event.get("FreeSWITCH-Switchname")
+                            node = (journal_node or event.get("FreeSWITCH-Switchname")
                                     or event.get("FreeSWITCH-Hostname") or "")
                             engine = factory(center, node)
                         event.node = node

@@ -16,6 +16,13 @@ on top of newer events.
 Failures stay local: an engine, store or live-state exception is logged and
 the next event goes on; a journal write error is logged loudly and counted
 (statistics keep flowing; only replay loses those frames).
+
+Two optional collaborators act on the switches (docs/ADMIN.md): the callback
+dialer (``hotline::callback`` requests are handed to ``dialer.on_event``; its
+``run(stop)`` greenlet dials) and the BLF presence lamps (``presence.apply``
+gets every live-change batch, ``presence.publish_all`` every rebuild). Both
+use command connections of their own, never the event links, and both stop
+at SIGTERM before the store's last flush.
 """
 from __future__ import annotations
 
@@ -55,6 +62,14 @@ class LiveLike(Protocol):
     def apply(self, changes: Sequence[LiveChange]) -> None: ...
 
 
+class DialerLike(Protocol):
+    def on_event(self, event: Event, node: str = "") -> bool: ...
+
+    def run(self, stop: Any, interval_s: float = 2.0) -> None: ...
+
+    def close(self) -> None: ...
+
+
 _STOP = object()
 # Events handled between two yields to the hub. The store's writer (a greenlet) makes one
 # database round trip per turn, so a long run of events without yielding starves it.
@@ -69,7 +84,10 @@ class Service:
                  engine_factory: Callable[[Any, str], EngineLike],
                  store: StoreLike, live: LiveLike, *,
                  supervisor_factory: Callable[..., Supervisor] = Supervisor,
-                 sync_interval_s: float = 1.0, max_backlog: int = 256) -> None:
+                 sync_interval_s: float = 1.0, max_backlog: int = 256,
+                 dialer: DialerLike | None = None, presence: LiveLike | None = None,
+                 dialer_interval_s: float = 2.0,
+                 closers: Sequence[Callable[[], None]] = ()) -> None:
         self.settings = settings
         self.center = center
         self._journal = journal
@@ -85,6 +103,12 @@ class Service:
         self.events = 0
         self.errors = 0
         self.journal_errors = 0
+        self.dialer = dialer
+        self.presence = presence
+        self.dialer_interval_s = dialer_interval_s
+        self.closers = list(closers)  # e.g. the command connections; called last at stop
+        self._dialer_stop = gevent.event.Event()
+        self._dialer_greenlet: gevent.Greenlet | None = None
         # bounded (socket reads, ~64 events each): a slow database or engine pushes back on
         # the links instead of growing the heap (a full heap makes every GC pass slower)
         self._queue: gevent.queue.Queue = gevent.queue.Queue(maxsize=max_backlog)
@@ -106,6 +130,12 @@ class Service:
         start_writer = getattr(self.store, "start_writer", None)
         if start_writer is not None:
             start_writer()
+        start_presence = getattr(self.presence, "start", None)
+        if start_presence is not None:
+            start_presence()
+        if self.dialer is not None:
+            self._dialer_greenlet = gevent.spawn(self.dialer.run, self._dialer_stop,
+                                                 self.dialer_interval_s)
         for node in self.settings.esl_nodes:
             self.supervisors.append(
                 self.supervisor_factory(node, self.on_frames, self.on_snapshot).start())
@@ -132,8 +162,13 @@ class Service:
             return self._rebuild(item)
         self._journal_append(node, b"".join(f.raw for f in item))  # before processing
         engine = self.engine(node)
+        dialer = self.dialer
         for i, frame in enumerate(item, 1):
-            self._output(self._feed(engine, Event(frame.body, node)))
+            event = Event(frame.body, node)
+            self._output(self._feed(engine, event))
+            # the engine has read (and cached) the event's name: only CUSTOM events cost more
+            if dialer is not None and event.name == "CUSTOM":
+                self._callback(dialer, event, node)
             if not i % YIELD_EVERY:
                 gevent.sleep(0)  # the store's writer gets a turn per database round trip
 
@@ -144,6 +179,22 @@ class Service:
         except Exception:  # both are built not to raise; if one does, the journal still has it
             self.errors += 1
             logger.exception("writing engine output failed")
+        if self.presence is not None and out.live:
+            try:
+                self.presence.apply(out.live)  # queues the lamps; sending is its own greenlet
+            except Exception:
+                self.errors += 1
+                logger.exception("presence update failed")
+
+    def _callback(self, dialer: DialerLike, event: Event, node: str) -> None:
+        if event.subclass != "hotline::callback":
+            return
+        try:
+            dialer.on_event(event, node)  # stores a request (Redis); results are ignored there
+        except Exception:  # Redis away: the callback segment is still recorded by the engine
+            self.errors += 1
+            logger.exception("callback request not stored node=%s call=%s", node,
+                             event.get("Hotline-Call-ID"))
 
     def _journal_append(self, node: str, raw: bytes) -> None:
         try:
@@ -211,6 +262,12 @@ class Service:
         rebuild = getattr(self.live, "rebuild", None)
         if rebuild is not None:
             rebuild(agents=list(agents.values()), members=members, at_ms=snapshot.taken_ms)
+        snap = getattr(self.live, "snapshot", None)
+        if self.presence is not None and snap is not None:
+            try:  # every lamp again: the switch (and its phones) may have restarted
+                self.presence.publish_all(snap()["agents"])
+            except Exception:
+                logger.exception("presence refresh failed node=%s", snapshot.node)
         # an engine that can reconcile calls in flight with the switch's channel list gets it
         reconcile = getattr(self.engine(snapshot.node), "reconcile", None)
         if reconcile is not None:
@@ -220,6 +277,22 @@ class Service:
                 logger.exception("engine reconcile failed node=%s", snapshot.node)
         logger.info("live state rebuilt node=%s agents=%d members=%d channels=%d", snapshot.node,
                     len(agents), len(members), len(snapshot.channels.get("rows", []) or []))
+
+    def _stop_dialer(self, timeout: float = 5.0) -> None:
+        greenlet, self._dialer_greenlet = self._dialer_greenlet, None
+        if greenlet is None:
+            return
+        self._dialer_stop.set()  # noticed between rounds; run() then releases the lock
+        greenlet.join(timeout)
+        if not greenlet.dead:
+            # a dial in progress (originate waits up to ring time): the claim stays
+            # "dialing" and goes back to pending after the dialer's stale-claim time
+            logger.warning("callback dialer still busy at stop; interrupted")
+            greenlet.kill(block=True, timeout=1)
+            try:
+                self.dialer.close()  # type: ignore[union-attr]
+            except Exception:
+                logger.exception("closing the callback dialer failed")
 
     def _sync_journals(self) -> None:
         while True:
@@ -235,6 +308,13 @@ class Service:
     def _shutdown(self) -> None:
         for sup in self.supervisors:
             sup.stop()
+        self._stop_dialer()
+        close_presence = getattr(self.presence, "close", None)
+        if close_presence is not None:
+            try:
+                close_presence()
+            except Exception:
+                logger.exception("closing presence failed")
         for name, close in (("store", getattr(self.store, "close", None)),
                             ("live", getattr(self.live, "close", None))):
             if close is not None:
@@ -246,6 +326,11 @@ class Service:
             close = getattr(journal, "close", None)
             if close is not None:
                 close()
+        for close in self.closers:
+            try:
+                close()
+            except Exception:
+                logger.exception("closing %r failed", close)
         logger.info("daemon stopped events=%d errors=%d journal_errors=%d", self.events,
                     self.errors, self.journal_errors)
 
@@ -309,25 +394,55 @@ def _secrets(settings: Settings) -> list[str]:
     return secrets
 
 
+def journal_prefix(node: str) -> str:
+    """The journal file prefix of a node: its name made file-name safe, as ``Journal`` does.
+
+    The daemon also writes this as the ``node`` of every row, so replaying a journal
+    (``hotline replay`` takes the node from the file name) gives back identical rows.
+    For every ordinary name (``local``, ``fs1``, a host name) it is the name itself.
+    """
+    return re.sub(r"[^A-Za-z0-9_.@-]", "_", node).strip(".") or "journal"
+
+
 def build_service(settings: Settings, center: Any = None) -> Service:
     """The real collaborators for ``settings``."""
+    from .control import NodeConnections
+    from .dialer import build_dialer
     from .journal import Journal
     from .live import make_live_state
+    from .presence import PresencePublisher, PresenceWorker
     from .store import Store
 
     def journal_for(node: str) -> Journal:
-        # one journal per node (its files are one stream for replay); node names such as
-        # "10.0.0.5:8021" become file-name safe prefixes
-        prefix = re.sub(r"[^A-Za-z0-9_.@-]", "_", node) or "node"
-        return Journal(Path(settings.journal_dir), settings.journal_max_bytes, prefix=prefix)
+        # one journal per node (its files are one stream for replay)
+        return Journal(Path(settings.journal_dir), settings.journal_max_bytes,
+                       prefix=journal_prefix(node))
 
     def engine_for(center: Any, node: str) -> Any:
         from .segments import engine_for as make
 
-        return make(center, node)
+        return make(center, journal_prefix(node))
 
-    return Service(settings, center, journal_for, engine_for, Store(settings.database_url),
-                   make_live_state(settings.redis_url))
+    # next to the journal, not in /tmp: spilled records must survive a reboot
+    store = Store(settings.database_url, spill_dir=Path(settings.journal_dir) / "spill")
+    live = make_live_state(settings.redis_url)
+    nodes = settings.esl_nodes
+    # command connections of their own, one set each: a lamp never waits behind a
+    # 30 s originate, and neither ever waits behind the event links
+    lamp_conns = NodeConnections(nodes)
+    presence = PresenceWorker(PresencePublisher({n.name: lamp_conns.sender(n.name)
+                                                 for n in nodes}))
+    closers: list[Callable[[], None]] = [lamp_conns.close]
+    dialer = None
+    if settings.redis_url:
+        dial_conns = NodeConnections(nodes)
+        dialer = build_dialer(settings, center, dial_conns, live.snapshot)
+        closers.append(dial_conns.close)
+    else:
+        logger.warning("no redis_url: callback requests are recorded but not dialed "
+                       "(the callback dialer keeps its requests and its lock in Redis)")
+    return Service(settings, center, journal_for, engine_for, store, live,
+                   dialer=dialer, presence=presence, closers=closers)
 
 
 def run_daemon(settings: Settings, center: Any = None, *,

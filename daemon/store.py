@@ -66,6 +66,8 @@ TABLES: dict[str, Table] = {
     "agent_intervals": schema.agent_intervals,
     "dispositions": schema.dispositions,
 }
+# the single-column primary key of each table the store writes
+_PK = {name: next(iter(t.primary_key.columns)).name for name, t in TABLES.items()}
 # write order inside one transaction (no foreign keys; calls first reads naturally)
 TABLE_ORDER = ("calls", "segments", "agent_intervals", "dispositions")
 
@@ -286,6 +288,7 @@ class Store:
         self.spill_dir = Path(spill_dir) if spill_dir else default_spill_dir(url)
         self.stats = StoreStats()
         self._migrated = not migrate_schema
+        self._migration_deferred = False
         self._migrate_if_needed(raise_unavailable=False)
         self.engine = make_engine(url)
         self._statements = {name: _upsert_statement(t, self.engine.dialect.name)
@@ -434,12 +437,18 @@ class Store:
         except Exception as exc:
             if not _is_connectivity(exc):
                 raise
-            # the daemon starts (and journals, and buffers) while the database is down
-            logger.warning("database unreachable, schema migration deferred: %s", _short(exc))
+            # the daemon starts (and journals, and buffers) while the database is down;
+            # said once - the writer's retries log the outage themselves
+            if not self._migration_deferred:
+                logger.warning("database unreachable, schema migration deferred: %s",
+                               _short(exc))
+            self._migration_deferred = True
             if raise_unavailable:
                 raise StoreUnavailable(_short(exc)) from exc
             return
         self._migrated = True
+        if self._migration_deferred:
+            logger.info("database reachable: schema migrated")
 
     def _flush_all(self) -> None:
         self._migrate_if_needed()
@@ -481,9 +490,13 @@ class Store:
             raise
 
     def _write_rows(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
-        by_table: dict[str, list[dict[str, Any]]] = {}
+        # one row per primary key, the last version winning: a multi-row INSERT ... ON
+        # CONFLICT DO UPDATE refuses to touch a row twice (the memory buffer is keyed
+        # already; spill files written by an older daemon or joined by hand need not be)
+        keyed: dict[str, dict[Any, dict[str, Any]]] = {}
         for table, row in rows:
-            by_table.setdefault(table, []).append(row)
+            keyed.setdefault(table, {})[row.get(_PK[table])] = row
+        by_table = {table: list(versions.values()) for table, versions in keyed.items()}
         if not by_table:
             return
         try:
@@ -499,7 +512,7 @@ class Store:
             self._write_one_by_one(by_table, exc)
             return
         self.stats.batches += 1
-        self.stats.rows_written += len(rows)
+        self.stats.rows_written += sum(len(v) for v in by_table.values())
 
     def _upsert(self, conn: Any, table: str, rows: list[dict[str, Any]]) -> None:
         if self._multi_values:

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 from daemon.events import Event
 from daemon.supervisor import ENGINE_EVENTS
 from tests.eslpeer import EslPeer, capture_event_frames, real_switch
+from tests.test_store import pg_via_proxy  # noqa: F401 - fixture: PostgreSQL behind a cuttable proxy
 
 REPO = Path(__file__).resolve().parent.parent
 CAPTURES = Path(__file__).resolve().parent / "data" / "captures"
@@ -112,3 +113,99 @@ def test_daemon_with_an_unreadable_settings_file_is_a_user_error(tmp_path):
     assert "not valid" in proc.stderr
 
 
+
+
+def test_daemon_started_while_postgres_is_down_journals_then_migrates_and_writes_when_it_is_back(
+        tmp_path, pg_via_proxy, redis_url):
+    direct, proxied, proxy = pg_via_proxy  # an empty database (no schema) behind a cut link
+    proxy.cut()
+    with EslPeer(password=PASSWORD) as peer:
+        proc, log = start_daemon(tmp_path, peer.port, proxied, redis_url)
+        try:
+            peer.wait_subscribed(timeout=30)
+            frames = [f for f in capture_event_frames(CAPTURES / "sip_agent.esl") if subscribed(f)]
+            peer.replay(frames)
+            journal_dir = tmp_path / "journal"
+            total = sum(len(f) for f in frames)
+            wait_for(lambda: sum(p.stat().st_size for p in journal_dir.glob("*.esl")) == total, 20,
+                     "all frames journaled while the database is down")
+            assert proc.poll() is None, log.read_text()  # running, not exited
+            assert not _tables(direct)  # nothing could reach the database yet
+            proxy.restore()
+            wait_for(lambda: _call_outcome(direct) == "answered", 60,
+                     "schema migrated and the buffered call written")
+            proc.send_signal(signal.SIGTERM)
+            wait_for(lambda: proc.poll() is not None, 30, "daemon exit")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    logs = log.read_text()
+    assert proc.returncode == 0, logs
+    assert "schema migration deferred" in logs, logs  # it knew, and started anyway
+    assert "database reachable: schema migrated" in logs  # by the running daemon
+
+
+def test_records_spilled_at_a_stop_during_an_outage_are_written_by_the_next_daemon(
+        tmp_path, pg_via_proxy, redis_url):
+    direct, proxied, proxy = pg_via_proxy
+    proxy.cut()
+    frames = [f for f in capture_event_frames(CAPTURES / "sip_agent.esl") if subscribed(f)]
+    with EslPeer(password=PASSWORD) as peer:
+        proc, log = start_daemon(tmp_path, peer.port, proxied, redis_url)
+        try:
+            peer.wait_subscribed(timeout=30)
+            peer.replay(frames)
+            journal_dir = tmp_path / "journal"
+            total = sum(len(f) for f in frames)
+            wait_for(lambda: sum(p.stat().st_size for p in journal_dir.glob("*.esl")) == total, 20,
+                     "all frames journaled")
+            gevent.sleep(0.3)  # the engine hands the records to the store
+            proc.send_signal(signal.SIGTERM)
+            wait_for(lambda: proc.poll() is not None, 30, "daemon exit")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, log.read_text()
+    # kept next to the journal (survives a reboot, unlike /tmp)
+    spilled = list((tmp_path / "journal" / "spill").glob("spill-*.jsonl"))
+    assert spilled, log.read_text()
+    proxy.restore()
+    with EslPeer(password=PASSWORD) as peer:
+        proc, log = start_daemon(tmp_path, peer.port, proxied, redis_url)
+        try:
+            wait_for(lambda: _call_outcome(direct) == "answered", 60, "spilled call written")
+            proc.send_signal(signal.SIGTERM)
+            wait_for(lambda: proc.poll() is not None, 30, "daemon exit")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, log.read_text()
+    assert not list((tmp_path / "journal" / "spill").glob("spill-*.jsonl"))
+
+
+def _tables(url: str) -> list[str]:
+    from sqlalchemy import inspect
+
+    engine = create_engine(url)
+    try:
+        return inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def _call_outcome(url: str) -> str | None:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if "calls" not in inspect_tables(conn):
+                return None
+            return conn.execute(text("SELECT outcome FROM calls WHERE call_id = :c"),
+                                {"c": SIP_AGENT_CALL}).scalar()
+    finally:
+        engine.dispose()
+
+
+def inspect_tables(conn) -> list[str]:
+    from sqlalchemy import inspect
+
+    return inspect(conn).get_table_names()

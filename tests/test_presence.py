@@ -81,3 +81,19 @@ def test_publish_all_lights_every_lamp_of_a_snapshot(peer, conn):
 def test_presence_command_refuses_header_injection():
     with pytest.raises(ValueError):
         presence_command("1001@hotline.test\nEvent-Name: X", "Available")
+
+
+def test_the_daemons_lamp_worker_never_waits_and_sends_only_the_newest_status(peer, conn):
+    from daemon.presence import PresenceWorker
+
+    worker = PresenceWorker(PresencePublisher([conn.command]))
+    # the event loop hands over three changes of one agent in a burst: no I/O happens here
+    worker.apply([change("1001@hotline.test", status="Available")])
+    worker.apply([change("1001@hotline.test", status="On Break", reason="lunch")])
+    worker.apply([change("1001@hotline.test", status="Logged Out"),
+                  change("1001@hotline.test", state="Idle")])
+    assert worker.pending == 1 and peer.events_sent() == []
+    worker.start()
+    worker.close()  # sends what is pending, then stops
+    assert [(e["from"], e["status"]) for e in peer.events_sent()] == [
+        ("1001@hotline.test", "Logged Out")]

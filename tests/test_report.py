@@ -59,8 +59,10 @@ def acme(empty_db_url, tmp_path):
 
 
 def cli(*args: str) -> tuple[int, str]:
+    """(exit code, stdout) on success — csv/json stay parseable, the thresholds go to
+    stderr — and (exit code, everything) on failure, where the error is on stderr."""
     result = CliRunner().invoke(hotline, list(args))
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.output
 
 
 def test_docs_define_every_kpi_and_nothing_else():
@@ -68,9 +70,12 @@ def test_docs_define_every_kpi_and_nothing_else():
     documented = re.findall(r"^### `([a-z_]+)`", text, flags=re.M)
     assert len(documented) == len(set(documented)), "a KPI is documented twice"
     assert set(documented) == set(K.KPIS)
-    for kid in K.KPIS:  # each entry gives a formula
+    for kid in K.KPIS:  # each entry gives a formula and the groupings the code supports
         entry = text.split(f"### `{kid}`", 1)[1].split("\n### ", 1)[0]
         assert "Formula" in entry or "formula" in entry, kid
+        groupings = re.search(r"^Groupings: ([a-z, ]+)\.", entry, flags=re.M)
+        assert groupings, f"{kid}: no 'Groupings: ...' line"
+        assert set(groupings.group(1).split(", ")) == K.KPIS[kid].bys, kid
 
 
 def test_json_report_rows(acme):
@@ -113,6 +118,32 @@ def test_csv_report(acme):
     assert [r["total_calls"] for r in rows] == ["16", "2"]
     assert float(rows[0]["cost_per_call"]) == pytest.approx(43.75)
     assert rows[1]["cost_per_call"] == ""  # no cost configured for 3 March: undefined
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_csv_and_json_state_the_thresholds_on_stderr_one_line_per_queue(acme, fmt):
+    url, cfg = acme
+    result = CliRunner().invoke(hotline, [
+        "report", "--db", url, "--config", cfg, "--from", "2026-03-02", "--to", "2026-03-02",
+        "--by", "queue", "--kpi", "offered,service_level", "--format", fmt])
+    assert result.exit_code == 0, result.output
+    notes = result.stderr.splitlines()
+    assert notes == [
+        "thresholds used: billing@acme.test: SL 20 s (target 80%), short abandon <= 20 s, "
+        "ring cycle 6 s, FCR 72 h",
+        "thresholds used: sales@acme.test: SL 30 s (target 80%), short abandon <= 10 s, "
+        "ring cycle 5 s, FCR 24 h",
+        "thresholds used: vip@acme.test: SL 20 s (target 80%), short abandon <= 20 s, "
+        "ring cycle 6 s, FCR 72 h"]
+    # the body is still nothing but rows
+    if fmt == "json":
+        rows = json.loads(result.stdout)
+        assert isinstance(rows, list) and {r["queue"] for r in rows} == {"billing", "sales",
+                                                                           "vip"}
+    else:
+        rows = list(csv.DictReader(io.StringIO(result.stdout)))
+        assert [r["queue"] for r in rows] == ["billing", "sales", "vip"]
+        assert "thresholds" not in result.stdout
 
 
 def test_default_range_is_the_whole_data(acme):

@@ -214,6 +214,20 @@ def test_clock_change_days_have_23_and_25_hours_of_intervals():
     assert [iv.label for iv in fall].count("01:30") == 2  # the repeated hour, twice
 
 
+@pytest.mark.parametrize("day", [dt.date(2026, 3, 8), dt.date(2026, 11, 1), DAY])
+@pytest.mark.parametrize("minutes", [15, 30])
+def test_forecast_intervals_are_the_report_intervals(day, minutes):
+    """One implementation: the staffing plan's intervals are those of `hotline report`."""
+    from daemon.intervals import intervals, local_midnight_ms
+
+    midnight, next_midnight = (local_midnight_ms(day, TZ),
+                               local_midnight_ms(day + dt.timedelta(days=1), TZ))
+    report = intervals(midnight, next_midnight, f"{minutes}m", TZ)
+    plan = day_intervals(day, TZ, minutes)
+    assert [(iv.start_ms, iv.end_ms) for iv in plan] == [(iv.start_ms, iv.end_ms) for iv in report]
+    assert [iv.start for iv in plan] == [iv.start for iv in report]
+
+
 # --- the plan -------------------------------------------------------------------------------
 
 def _monday(start: str, end: str) -> Shift:

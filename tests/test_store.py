@@ -235,6 +235,25 @@ def test_the_last_version_of_a_record_wins_within_a_batch_and_across_batches(emp
     assert {(r[6], r[7]) for r in segs} == {(1_795_345_630_002, 3002)}  # ended, duration
 
 
+def test_a_spill_file_holding_two_versions_of_a_record_is_written_in_one_batch_newest_last(
+        empty_db_url, tmp_path, caplog):
+    # a multi-row ON CONFLICT DO UPDATE may not touch a row twice: the store keeps one
+    # version per key (the last) instead of falling back to row-by-row writes
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    rows = rows_of(day_of_calls(600, version=1)) + rows_of(day_of_calls(600, version=2))
+    (spill / "spill-000000000001.jsonl").write_text(
+        "".join(json.dumps([table, row]) + "\n" for table, _key, row in rows))
+    store = Store(empty_db_url, spill_dir=spill, batch_size=2000)
+    store.flush()
+    store.close()
+    assert "batch refused" not in caplog.text
+    assert store.stats.batches == 1 and store.stats.rows_written == 1200
+    assert store.stats.rejected_rows == 0 and not list(spill.glob("*.jsonl"))
+    assert {r[8] for r in table_rows(empty_db_url, schema.calls)} == {1_795_345_700_002}
+    assert len(table_rows(empty_db_url, schema.segments)) == 600
+
+
 def test_a_segment_with_a_disposition_code_fills_the_dispositions_table(empty_db_url, tmp_path):
     talk = seg("c1", "talk", 1, ended=1_795_345_640_000, agent="1001@hotline.test",
                disposition="SALE", attrs=(("disposition_ms", "1795345639500"),))
