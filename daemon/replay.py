@@ -11,7 +11,8 @@ gets a fresh engine - except the files of one daemon journal, named
 that share a directory and prefix are chained in sequence order through one
 engine, because a call may span a rotation. At the end of each stream
 ``engine.finish()`` closes what the stream closed implicitly (pending
-wrap-ups); calls still up stay in progress.
+wrap-ups) and, for a capture, the agents' status and state intervals at its last
+event; calls still up stay in progress.
 
 The node of a stream: for a daemon journal, the node name in its file names
 (the daemon writes that same name as the ``node`` of its rows, so a journal
@@ -141,7 +142,10 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
                     last = pos
                 total_bytes += path.stat().st_size
             if engine is not None:
-                out = engine.finish()
+                # a capture is a recording that stands alone: its agents' intervals end
+                # with it; a daemon journal's stay open, as the daemon left them (the next
+                # interval of the same agent closes them, see Store)
+                out = engine.finish(close_agent_intervals=journal_node is None)
                 if out:
                     _remember(out, calls, segments, intervals)
                     store.write(out)

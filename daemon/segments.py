@@ -188,9 +188,14 @@ class SegmentEngine:
             self._purge(self._clock_ms)
         return self._flush()
 
-    def finish(self) -> EngineOutput:
+    def finish(self, close_agent_intervals: bool = False) -> EngineOutput:
         """End of a replayed stream: wrap-ups are already closed at their configured end;
-        calls still up stay open (in-progress)."""
+        calls still up stay open (in-progress). With ``close_agent_intervals`` (a capture
+        that stands alone) agent status and state intervals end at the switch time of the
+        last event the engine read: a recording says nothing about what followed it, and an interval left open
+        would count as idle time up to the moment of a report."""
+        if close_agent_intervals and self._clock_ms:
+            self._book.close_all(self._clock_ms, self._out.intervals)
         return self._flush()
 
     # ------------------------------------------------------------ plumbing

@@ -93,6 +93,14 @@ class AgentBook:
         else:
             st.pending_reason = reason
 
+    def close_all(self, ts: int, intervals: list[AgentInterval]) -> None:
+        """End every open interval at ``ts`` (the end of a replayed stream)."""
+        for st in self._agents.values():
+            for prev in (st.status, st.state):
+                if prev is not None and prev.ended_ms is None:
+                    intervals.append(replace(prev, ended_ms=max(ts, prev.started_ms)))
+            st.status = st.state = None
+
     def expect_reason(self, agent: str, reason: str | None) -> None:
         self._get(agent).pending_reason = reason
 

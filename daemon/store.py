@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import String, Table, create_engine, event
+from sqlalchemy import String, Table, create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -201,6 +201,25 @@ def rows_of(out: EngineOutput) -> list[tuple[str, str, dict[str, Any]]]:
     for i in out.intervals:
         rows.append(("agent_intervals", i.interval_id, interval_row(i)))
     return rows
+
+
+def close_superseded_intervals(conn: Any, agents: Iterable[str]) -> None:
+    """An agent has one status and one state at a time: an interval left open by an
+    earlier stream (a daemon that stopped, a capture replayed on its own) ends where the
+    agent's next interval of the same kind begins. Idempotent, so replays stay exact."""
+    ai = schema.agent_intervals
+    later = schema.agent_intervals.alias("later")
+    next_start = (select(func.min(later.c.started_ms))
+                  .where(later.c.agent == ai.c.agent, later.c.kind == ai.c.kind,
+                         later.c.started_ms > ai.c.started_ms)
+                  .scalar_subquery())
+    agents = sorted(agents)
+    for i in range(0, len(agents), 500):  # keep IN lists within every driver's limits
+        conn.execute(
+            update(ai)
+            .where(ai.c.ended_ms.is_(None), ai.c.agent.in_(agents[i:i + 500]),
+                   next_start.is_not(None))
+            .values(ended_ms=next_start, duration_ms=next_start - ai.c.started_ms))
 
 
 def _upsert_statement(table: Table, dialect: str):
@@ -505,6 +524,9 @@ class Store:
                     chunk = by_table.get(table)
                     if chunk:
                         self._upsert(conn, table, chunk)
+                if by_table.get("agent_intervals"):
+                    close_superseded_intervals(
+                        conn, {row["agent"] for row in by_table["agent_intervals"]})
         except Exception as exc:
             if _is_connectivity(exc):
                 self.stats.failures += 1

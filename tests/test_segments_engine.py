@@ -434,3 +434,13 @@ def test_a_recorded_queue_call_keeps_the_recording_path_on_its_talk_segment():
     rep = feed_all(engine(), stream)
     (talk,) = rep.segs(CALL, "talk")
     assert talk.recording == path
+
+
+def test_a_capture_replayed_on_its_own_ends_its_agents_intervals_with_the_recording():
+    eng = engine()
+    rep = feed_all(eng, events("agent_status"))
+    still_open = [i for i in rep.intervals.values() if i.ended_ms is None]
+    assert still_open  # the daemon's view: agents stay logged in/out after the last event
+    rep.add(eng.finish(close_agent_intervals=True))
+    last_change_ms = max(i.started_ms for i in rep.intervals.values())  # nothing read after it
+    assert all(rep.intervals[i.interval_id].ended_ms == last_change_ms for i in still_open)

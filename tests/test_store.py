@@ -445,3 +445,44 @@ def test_a_row_postgres_refuses_is_set_aside_and_the_rest_of_the_batch_is_writte
     assert store.stats.rejected_rows == 1
     [rejected] = spill.glob("rejected-*.jsonl")
     assert json.loads(rejected.read_text())[1]["segment_id"] == "c1:survey:1"
+
+
+def status(agent: str, started: int, value: str, ended: int | None = None) -> AgentInterval:
+    return AgentInterval(interval_id=f"{agent}:status:{started}", tenant="hotline.test",
+                         node="vm", agent=agent, kind="status", value=value,
+                         started_ms=started, ended_ms=ended)
+
+
+def test_an_interval_left_open_by_an_earlier_stream_ends_where_the_next_one_begins(empty_db_url):
+    """A daemon stopped with agent 1001 Available; after the restart the switch reports
+    1001 On Break at t+60 s: the old interval is 60 s long, not open for ever, and the
+    agent's other kind (state) and other agents are left alone."""
+    t = 1_795_345_627_000
+    earlier = EngineOutput(intervals=[
+        status("1001@hotline.test", t, "Available"),
+        status("1002@hotline.test", t, "Available"),
+        AgentInterval("1001@hotline.test:state:1", "hotline.test", "vm", "1001@hotline.test",
+                      "state", "Waiting", t, None)])
+    later = EngineOutput(intervals=[status("1001@hotline.test", t + 60_000, "On Break")])
+    with Store(empty_db_url) as store:
+        store.write(earlier)
+        store.flush()
+        store.write(later)
+        store.flush()
+        store.write(earlier)  # a replay of the earlier stream re-sends its open version
+        store.flush()
+    rows = {(r.agent, r.kind, r.started_ms): (r.ended_ms, r.duration_ms)
+            for r in table_rows_named(empty_db_url)}
+    assert rows[("1001@hotline.test", "status", t)] == (t + 60_000, 60_000)
+    assert rows[("1001@hotline.test", "status", t + 60_000)] == (None, None)
+    assert rows[("1001@hotline.test", "state", t)] == (None, None)
+    assert rows[("1002@hotline.test", "status", t)] == (None, None)
+
+
+def table_rows_named(url: str) -> list:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(select(schema.agent_intervals)))
+    finally:
+        engine.dispose()
