@@ -255,6 +255,15 @@ class PeerConnection:
                 self.reply(f"+OK filter added. [{header}]=[{value}]")
         elif verb == "sendmsg":
             self.reply("+OK")
+        elif verb == "sendevent":
+            # the switch fires the event: every subscriber, the sender included, gets it
+            event_uuid = str(uuid.uuid4())
+            fired = {"Event-Name": arg.strip() or "CUSTOM", "Core-UUID": CORE_UUID,
+                     "Event-UUID": event_uuid,
+                     "Event-Date-Timestamp": str(int(time.time() * 1_000_000))}
+            fired.update((k, v) for k, v in headers.items() if k != "Content-Length")
+            self.reply(f"+OK {event_uuid}")
+            self.peer.send_event(fired)
         else:
             self.reply("-ERR command not found")
 

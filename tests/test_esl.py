@@ -85,6 +85,26 @@ def test_wrong_password_is_refused_and_never_logged(switch, caplog):
 
 # --- the peer's protocol and control plane ----------------------------------------------
 
+def test_a_custom_event_sent_on_one_connection_reaches_a_subscriber_on_another(switch):
+    """What an agent's break from the CLI relies on: ``sendevent`` fires hotline::agent on
+    the switch, and the daemon's event link receives it, reason included."""
+    from daemon.control import fire_event
+
+    host, port, password = switch
+    got = []
+    with EslConnection(host, port, password, 5.0, on_event=got.append) as listener, \
+            EslConnection(host, port, password, 5.0) as sender:
+        listener.subscribe(["CUSTOM", "hotline::agent"])
+        fire_event(sender, "hotline::agent", {"Hotline-Agent": "1001@hotline.test",
+                                              "Hotline-Action": "break",
+                                              "Hotline-Reason": "lunch break"})
+        wait_for(lambda: any(e.subclass == "hotline::agent" for e in got))
+    (ev,) = [e for e in got if e.subclass == "hotline::agent"]
+    assert (ev.get("Hotline-Agent"), ev.get("Hotline-Action"), ev.get("Hotline-Reason")) == (
+        "1001@hotline.test", "break", "lunch break")
+    assert ev.timestamp_us > 0  # stamped by the switch
+
+
 def test_peer_records_commands_and_only_sends_subscribed_events(peer):
     got = []
     conn = connect(peer, on_event=got.append)
