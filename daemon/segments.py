@@ -35,13 +35,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .events import Event
 from .records import CallRecord, EngineOutput, LiveChange, Segment
 from .segments_agents import AgentBook, WrapUp
-from .segments_state import CallState, Visit, domain_of, peek, to_int, with_attrs
+from .segments_state import CallState, Visit, domain_of, evolve, peek, to_int, with_attrs
 
 if TYPE_CHECKING:
     from .model import CallCenter
@@ -86,6 +85,9 @@ RING_OUTCOME_BY_CAUSE = {
 
 
 Handler = Callable[[Event, int], None]
+# CallRecord fields the engine sets besides call_id, in the order of _call_fields
+_CALL_FIELD_NAMES = ("tenant", "node", "caller", "dialed", "started_ms", "ended_ms", "outcome",
+                     "caller_name", "ivr_path", "first_queue")
 
 
 class SegmentEngine:
@@ -107,8 +109,10 @@ class SegmentEngine:
         self._book = AgentBook()
         self._segs: dict[str, Segment] = {}
         self._emitted_segs: dict[str, Segment] = {}
-        self._emitted_calls: dict[str, CallRecord] = {}
-        self._seen: dict[str, tuple[int, set[int]]] = {}
+        # call id -> the fields of the call record emitted last (see _call_fields): comparing
+        # them tells whether the record changed without building a frozen record per event
+        self._emitted_calls: dict[str, tuple] = {}
+        self._seen: dict[str, list] = {}  # Core-UUID -> [highest sequence, sequences seen]
         self._last_purge_ms = 0
         self._clock_ms = 0
         self._jump_ms = 0
@@ -220,31 +224,47 @@ class SegmentEngine:
         core = event.get("Core-UUID")
         if seq is None or not core:
             return False
-        high, seen = self._seen.get(core, (0, set()))
+        entry = self._seen.get(core)
+        if entry is None:  # (updated in place: no tuple and set built per event)
+            entry = self._seen[core] = [0, set()]
+        high, seen = entry
         if seq in seen or seq <= high - SEEN_WINDOW:
             return True
         seen.add(seq)
         if seq > high:
-            high = seq
+            entry[0] = high = seq
             if len(seen) > 2 * SEEN_WINDOW:
-                seen = {s for s in seen if s > high - SEEN_WINDOW}
-        self._seen[core] = (high, seen)
+                entry[1] = {s for s in seen if s > high - SEEN_WINDOW}
         return False
 
     def _flush(self) -> EngineOutput:
+        if not (self._dirty_calls or self._dirty_segs):  # most events change no record
+            out = self._out
+            if not (out.intervals or out.live):
+                return EngineOutput()  # self._out stays: it was never handed out
+            self._out = EngineOutput()
+            return out
         out, self._out = self._out, EngineOutput()
+        emitted_calls = self._emitted_calls
         for call_id in self._dirty_calls:
             call = self._calls.get(call_id)
             if call is None or not call.known:
                 continue
-            rec = self._call_record(call)
-            if self._emitted_calls.get(call_id) != rec:
-                self._emitted_calls[call_id] = rec
-                out.calls.append(rec)
+            fields = self._call_fields(call)
+            if emitted_calls.get(call_id) != fields:
+                emitted_calls[call_id] = fields
+                out.calls.append(
+                    CallRecord(call_id=call_id, **dict(zip(_CALL_FIELD_NAMES, fields))))
+        emitted_segs = self._emitted_segs
         for seg_id in self._dirty_segs:
             seg = self._segs.get(seg_id)
-            if seg is not None and self._emitted_segs.get(seg_id) != seg:
-                self._emitted_segs[seg_id] = seg
+            if seg is None:
+                continue
+            prev = emitted_segs.get(seg_id)
+            # the same object is unchanged; else compare the fields (what == does, minus
+            # the two tuples a dataclass __eq__ builds)
+            if prev is not seg and (prev is None or prev.__dict__ != seg.__dict__):
+                emitted_segs[seg_id] = seg
                 out.segments.append(seg)
         self._dirty_calls.clear()
         self._dirty_segs.clear()
@@ -252,17 +272,21 @@ class SegmentEngine:
 
     def _purge(self, now_ms: int) -> None:
         self._last_purge_ms = now_ms
-        for call_id in [c.call_id for c in self._calls.values()
-                        if (c.hungup and all(v.ended for v in c.visits.values())
-                            and now_ms - c.last_ms > PURGE_AFTER_MS)
-                        or now_ms - c.last_ms > STALE_AFTER_MS]:
+        purged = {c.call_id for c in self._calls.values()
+                  if (c.hungup and all(v.ended for v in c.visits.values())
+                      and now_ms - c.last_ms > PURGE_AFTER_MS)
+                  or now_ms - c.last_ms > STALE_AFTER_MS}
+        if not purged:
+            return
+        for call_id in purged:
             call = self._calls.pop(call_id)
             self._emitted_calls.pop(call_id, None)
             for seg_id in call.seg_ids:
                 self._segs.pop(seg_id, None)
                 self._emitted_segs.pop(seg_id, None)
-            for uuid in [u for u, leg in self._legs.items() if leg[0] == call_id]:
-                del self._legs[uuid]
+        # one pass over the legs for all purged calls (not one per call)
+        for uuid in [u for u, leg in self._legs.items() if leg[0] in purged]:
+            del self._legs[uuid]
 
     def _put(self, call: CallState, seg: Segment) -> None:
         if seg.segment_id not in self._segs:
@@ -276,7 +300,7 @@ class SegmentEngine:
             return
         seg = self._segs.get(seg_id)
         if seg is not None:
-            self._put(call, replace(seg, **changes))
+            self._put(call, evolve(seg, **changes))
 
     def _new_seg(self, call: CallState, seg_id: str, kind: str, started_ms: int,
                  visit: Visit | None = None, **fields: object) -> str:
@@ -295,12 +319,12 @@ class SegmentEngine:
 
     # ------------------------------------------------------------- calls
 
-    def _call_record(self, call: CallState) -> CallRecord:
-        return CallRecord(
-            call_id=call.call_id, tenant=call.tenant, node=call.node, caller=call.caller,
-            dialed=call.dialed, started_ms=call.started_ms, ended_ms=call.ended_ms,
-            outcome=self._call_outcome(call), caller_name=call.caller_name,
-            ivr_path=",".join(call.digits), first_queue=call.first_queue)
+    def _call_fields(self, call: CallState) -> tuple:
+        """The values of the call's record (see _CALL_FIELD_NAMES): a plain tuple is cheap to
+        build and compare on every event; the frozen record is built only when it changed."""
+        return (call.tenant, call.node, call.caller, call.dialed, call.started_ms, call.ended_ms,
+                self._call_outcome(call), call.caller_name, ",".join(call.digits),
+                call.first_queue)
 
     def _call_outcome(self, call: CallState) -> str:
         if call.callback_id is not None:
@@ -692,7 +716,7 @@ class SegmentEngine:
             return
         seg = self._segs.get(seg_id)
         if seg is not None and seg.ended_ms is None:
-            self._put(call, replace(seg, ended_ms=max(ts, seg.started_ms), **changes))
+            self._put(call, evolve(seg, ended_ms=max(ts, seg.started_ms), **changes))
 
     # ------------------------------------------------------------- queue
 
@@ -913,7 +937,7 @@ class SegmentEngine:
         call = self._calls.get(wrapup.call_id)
         seg = self._segs.get(wrapup.segment_id)
         if call is not None and seg is not None and seg.started_ms <= ts:
-            self._put(call, replace(seg, ended_ms=ts, attrs=with_attrs(seg.attrs, cut_by=why)))
+            self._put(call, evolve(seg, ended_ms=ts, attrs=with_attrs(seg.attrs, cut_by=why)))
 
     def _on_agent_status(self, ev: Event, ts: int) -> None:
         agent, value = ev.get("CC-Agent"), ev.get("CC-Agent-Status")

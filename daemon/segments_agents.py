@@ -8,9 +8,10 @@ the store upserts them by id. A repeated value continues the open interval.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .records import AgentInterval, LiveChange
+from .segments_state import evolve  # dataclasses.replace, cheaper
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,12 @@ class AgentBook:
             st.pending_reason = None
         if prev is not None and prev.value == value:
             if reason and prev.reason != reason:  # the reason came with a repeated status
-                st.status = replace(prev, reason=reason)
+                st.status = evolve(prev, reason=reason)
                 intervals.append(st.status)
                 live.append(LiveChange("agent", agent, (("reason", reason),), ts))
             return None
         if prev is not None:
-            intervals.append(replace(prev, ended_ms=max(ts, prev.started_ms)))
+            intervals.append(evolve(prev, ended_ms=max(ts, prev.started_ms)))
         new = AgentInterval(interval_id=f"{agent}:{kind}:{ts}", tenant=tenant_of(agent), node=node,
                             agent=agent, kind=kind, value=value, started_ms=ts, ended_ms=None,
                             reason=reason)
@@ -87,7 +88,7 @@ class AgentBook:
         to the next On Break interval, or to the current one if the agent is already on break."""
         st = self._get(agent)
         if st.status is not None and st.status.value == "On Break":
-            st.status = replace(st.status, reason=reason)
+            st.status = evolve(st.status, reason=reason)
             intervals.append(st.status)
             live.append(LiveChange("agent", agent, (("reason", reason),), ts))
         else:
@@ -98,7 +99,7 @@ class AgentBook:
         for st in self._agents.values():
             for prev in (st.status, st.state):
                 if prev is not None and prev.ended_ms is None:
-                    intervals.append(replace(prev, ended_ms=max(ts, prev.started_ms)))
+                    intervals.append(evolve(prev, ended_ms=max(ts, prev.started_ms)))
             st.status = st.state = None
 
     def expect_reason(self, agent: str, reason: str | None) -> None:

@@ -5,7 +5,11 @@ the engine is a frozen record from ``daemon.records``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import TypeVar
+
+_R = TypeVar("_R")
+_FIELDS: dict[type, frozenset[str]] = {}
 
 
 def peek(raw: bytes, key: bytes) -> bytes | None:
@@ -19,6 +23,27 @@ def peek(raw: bytes, key: bytes) -> bytes | None:
         start = i + len(key)
     end = raw.find(b"\n", start)
     return raw[start:] if end < 0 else raw[start:end]
+
+
+def evolve(record: _R, **changes: object) -> _R:
+    """``dataclasses.replace`` for the engine's frozen records, several times cheaper.
+
+    ``replace`` reads every field and runs the frozen ``__init__``, which sets each field
+    through ``object.__setattr__``; the engine does this on every segment change. The
+    records have no ``__post_init__`` and no slots, so copying the instance dict gives an
+    equal value. Unknown field names are still refused, as ``replace`` does.
+    """
+    cls = record.__class__
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = frozenset(f.name for f in fields(cls))  # type: ignore[arg-type]
+    if not changes.keys() <= names:
+        raise TypeError(f"{cls.__name__} has no field(s) {sorted(changes.keys() - names)}")
+    new = object.__new__(cls)
+    state = new.__dict__
+    state.update(record.__dict__)
+    state.update(changes)
+    return new
 
 
 def domain_of(name: str | None) -> str:
