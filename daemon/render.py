@@ -174,6 +174,14 @@ def caller_regex(patterns: Sequence[str]) -> str:
     return "|".join(f"(?:{p})" for p in patterns)
 
 
+CALLBACK_KEY_POLL_S = 5  # how late an armed callback key may be noticed, at most
+
+
+def arms_key_later(q: Queue) -> bool:
+    """The queue's callback key is armed only after the caller has waited a while."""
+    return q.callback.enabled and q.callback.after_s > 0
+
+
 def describe_action(tenant: Tenant, action: Action | None) -> str:
     """A short human description (comments in the XML, trace output)."""
     if action is None:
@@ -415,15 +423,20 @@ class _TenantRender:
             if q.callback.after_s <= 0:
                 acts.append(("set", f"cc_exit_keys={key}", False))
             else:
-                # mod_callcenter re-reads cc_exit_keys while the caller waits: arm the key
-                # after_s seconds in (the task dies with the channel: group = its uuid)
+                # arm the key after_s seconds in (the task dies with the channel: group =
+                # its uuid). mod_callcenter reads cc_exit_keys again only when its music
+                # playback returns, and local_stream music never ends by itself: a playback
+                # timeout restarts it every few seconds so the armed key is noticed.
                 arm = (f"${{sched_api(+{q.callback.after_s} ${{uuid}} uuid_setvar ${{uuid}} "
                        f"cc_exit_keys {key})}}")
-                acts.append(("set", f"hotline_callback_task={arm}", False))
+                acts += [("set", f"hotline_callback_task={arm}", False),
+                         ("set", f"playback_timeout_sec={CALLBACK_KEY_POLL_S}", False)]
         # mod_callcenter sets cc_exit_key but never clears it: a key pressed in an earlier
         # queue must not read as a callback request when this queue ends
-        acts += [("unset", "cc_exit_key", False), ("callcenter", qn, False),
-                 self.transfer(exit_dest)]
+        acts += [("unset", "cc_exit_key", False), ("callcenter", qn, False)]
+        if arms_key_later(q):  # later prompts (fallback, callback) play in full
+            acts.append(("unset", "playback_timeout_sec", False))
+        acts.append(self.transfer(exit_dest))
         desc = [f"strategy {q.strategy}"]
         if q.max_wait_s:
             desc.append(f"max wait {q.max_wait_s} s")
@@ -439,6 +452,8 @@ class _TenantRender:
         if q.survey:
             answered = [("python", f"hotline_survey {qn}", False),
                         ("hangup", "NORMAL_CLEARING", False)]
+            if arms_key_later(q):  # transfer_after_bridge skips the unset after callcenter
+                answered.insert(0, ("unset", "playback_timeout_sec", False))
         exts.append(ext(f"queue_{slug(q.id)}_answered", [
             cond_field("destination_number", exact(exit_dest), []),
             cond_field("${cc_cause}", "^answered$", answered)],

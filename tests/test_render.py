@@ -185,7 +185,14 @@ def test_queue_entry_sets_cc_and_hotline_variables_for_announce_survey_callback(
     assert ("set", f"transfer_after_bridge=hotline-qexit-billing:XML:{CITY}") in acts
     arm = "${sched_api(+90 ${uuid} uuid_setvar ${uuid} cc_exit_keys *)}"
     assert ("set", f"hotline_callback_task={arm}") in acts
+    # mod_callcenter re-reads cc_exit_keys only when its music playback returns: a playback
+    # timeout restarts the endless local_stream so the key armed at 90 s is noticed; it is
+    # lifted as soon as the caller leaves the queue, so later prompts play in full
+    poll = acts.index(("set", "playback_timeout_sec=5"))
+    queue_at = acts.index(("callcenter", f"billing@{CITY}"))
+    assert poll < queue_at and acts[queue_at + 1] == ("unset", "playback_timeout_sec")
     answered = extension(ctx, "queue_billing_answered")
+    assert actions(answered)[0] == ("unset", "playback_timeout_sec")
     conds = answered.findall("condition")
     assert conds[1].get("field") == "${cc_cause}" and conds[1].get("expression") == "^answered$"
     assert ("python", f"hotline_survey billing@{CITY}") in actions(answered)
@@ -203,6 +210,7 @@ def test_queue_entry_sets_cc_and_hotline_variables_for_announce_survey_callback(
     assert ("set", "hotline_announce_agent=false") in plain
     assert not any(d and d.startswith("transfer_after_bridge") for _, d in plain)
     assert not any(d and "cc_exit_keys" in d for _, d in plain)
+    assert not any(d and "playback_timeout_sec" in d for _, d in plain)
 
 
 def test_holiday_closure_and_lunch_break_become_time_conditions(out: Path) -> None:
