@@ -11,7 +11,8 @@ The interpreter is a dispatch table of small handlers keyed by
 ``(Event-Name, Event-Subclass, CC-Action / Action)`` (wazo-call-logd style).
 Handlers mutate per-call state and put frozen records; ``feed`` returns what
 changed. A failure while handling one event is logged with the call it belongs
-to and never stops the other calls.
+to and never stops the other calls. After a (re)connect ``reconcile`` ends the
+calls whose caller leg the switch no longer lists (their hangup was lost).
 
 What the segments mean is defined by the capture README (the ground truth,
 ../shared/esl-captures/README.md, copied to tests/data/captures/):
@@ -40,10 +41,12 @@ from typing import TYPE_CHECKING
 from .events import Event
 from .records import CallRecord, EngineOutput, LiveChange, Segment
 from .segments_agents import AgentBook, WrapUp
-from .segments_state import CallState, Visit, domain_of, evolve, peek, to_int, with_attrs
+from .segments_state import (CallState, Visit, channel_uuids, domain_of, evolve, peek, to_int,
+                             with_attrs)
 
 if TYPE_CHECKING:
     from .model import CallCenter
+    from .supervisor import SwitchSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +119,7 @@ class SegmentEngine:
         self._last_purge_ms = 0
         self._clock_ms = 0
         self._jump_ms = 0
+        self._heartbeat_ms = 0  # the latest HEARTBEAT's switch time (see _heard)
         self._out = EngineOutput()
         self._dirty_segs: dict[str, None] = {}
         self._dirty_calls: dict[str, None] = {}
@@ -160,6 +164,8 @@ class SegmentEngine:
         raw = event.raw
         name = peek(raw, b"\nEvent-Name: ")
         if name not in _INTERESTING:
+            if name == b"HEARTBEAT":
+                self._heard(event.timestamp_ms)
             return EngineOutput()
         subclass = action = None
         if name == b"CUSTOM":
@@ -202,6 +208,76 @@ class SegmentEngine:
             self._book.close_all(self._clock_ms, self._out.intervals)
         return self._flush()
 
+    def reconcile(self, snapshot: SwitchSnapshot) -> EngineOutput:
+        """After a (re)connect: end the calls whose caller leg the switch no longer has.
+
+        ``snapshot.channels`` is the switch's parsed ``show channels as json``. A call of this
+        node that is still up here, or still has something open (a hung-up caller whose
+        queue end or agent's bridge end was lost), but whose caller leg is not among the
+        switch's channels ended while the daemon was not listening. It is closed as if its
+        hangup had been seen at the engine's last switch time (the latest event or heartbeat
+        read: the best bound there is), or at its hangup if that was seen: the hangup, the
+        agent's bridge end (talk, hold, wrap-up) and mod_callcenter's member-queue-end (a
+        waiting caller abandoned, rings caller-abandoned) run as for the real events, and
+        every segment this closes or opens carries ``closed_by=reconcile``. Events arriving
+        later for such a call still apply (a real queue end replaces the guessed one).
+
+        Calls whose leg is still there are untouched; a channel list that cannot be read
+        (``{}``) changes nothing. Pure: only the snapshot's uuids and the engine's own
+        switch clock are used, so the same state and snapshot give the same output.
+        """
+        alive = channel_uuids(getattr(snapshot, "channels", None))
+        last_ms = max(self._clock_ms, self._heartbeat_ms)
+        if alive is None or not last_ms:
+            return EngineOutput()
+        nodes = (self.node, getattr(snapshot, "node", "") or "")
+        for call_id in sorted(self._calls):
+            call = self._calls[call_id]
+            if call_id in alive or call.node not in nodes or not self._in_flight(call):
+                continue
+            try:
+                self._close_vanished(call, last_ms)
+            except Exception:  # one call's surprise must not keep the others open
+                logger.exception("failed to reconcile call %s", call_id)
+        return self._flush()
+
+    def _in_flight(self, call: CallState) -> bool:
+        """Up, or with a segment still open (a requested callback stays open by design)."""
+        if not call.hungup:
+            return True
+        segs = self._segs
+        return any((seg := segs.get(sid)) is not None and seg.ended_ms is None
+                   and seg.kind != "callback" for sid in call.seg_ids)
+
+    def _close_vanished(self, call: CallState, last_ms: int) -> None:
+        at = call.ended_ms if call.hungup and call.ended_ms is not None else last_ms
+        segs = self._segs
+        had = set(call.seg_ids)
+        was_open = {sid for sid in had
+                    if (seg := segs.get(sid)) is not None and seg.ended_ms is None}
+        if not call.hungup:
+            self._caller_hangup(call, at)
+        for visit in call.visits.values():
+            if visit.talk_id is not None or visit.hold_id is not None:
+                # the caller's unbridge, then mod_callcenter's bridge-agent-end
+                if visit.agent:
+                    self._agent_leaves(call, visit, visit.agent, at)
+                else:
+                    self._end_talk(call, visit, at)
+            if not visit.ended:
+                self._queue_end(call, visit, at, reason="", cause="", answer_state="hangup")
+        if call.extra_talk_id is not None:  # a bridge outside the queue
+            self._close(call, call.extra_talk_id, at, hangup_by="caller")
+            call.extra_talk_id = None
+        for conf_id in call.conference_ids.values():
+            self._close(call, conf_id, at)
+        for sid in call.seg_ids:
+            seg = segs.get(sid)
+            if seg is not None and ((sid in was_open and seg.ended_ms is not None)
+                                    or sid not in had):
+                self._put(call, evolve(seg, attrs=with_attrs(seg.attrs, closed_by="reconcile")))
+        logger.info("call %s ended while not listening: closed at %d", call.call_id, at)
+
     # ------------------------------------------------------------ plumbing
 
     def _advance_clock(self, ts: int) -> int:
@@ -216,6 +292,14 @@ class SegmentEngine:
             else:
                 self._jump_ms = ts
         return self._clock_ms
+
+    def _heard(self, ts: int) -> None:
+        """A HEARTBEAT (every 20 s) says the link was up at ``ts``: the bound reconcile() has
+        for a call whose hangup was lost (a caller waiting in a queue sends no events). Only
+        reconcile uses it, and only within a plausible step of what was read before."""
+        last = max(self._clock_ms, self._heartbeat_ms)
+        if last and 0 < ts - last <= MAX_CLOCK_STEP_MS:
+            self._heartbeat_ms = ts
 
     def _duplicate(self, event: Event) -> bool:
         """An event re-sent (same Core-UUID and Event-Sequence) is ignored: feeding the
@@ -589,20 +673,7 @@ class SegmentEngine:
         uuid = ev.uuid or ""
         call = self._calls.get(uuid)
         if call is not None:
-            if not call.hungup:
-                call.hungup = True
-                # the switch ended the caller's leg while the caller (its -a twin) was still there
-                who = "system" if call.a_leg and not call.caller_side_hungup else "caller"
-                for visit in call.visits.values():
-                    if visit.in_talk and visit.first_hangup is None:
-                        visit.first_hangup = who
-                        visit.first_hangup_own_leg = call.a_leg is None
-                self._close_ivr(call, ts)
-                self._close(call, call.voicemail_id, ts)
-                self._exit_key_was_hangup(call, ts)
-            call.ended_ms = ts
-            call.last_ms = max(call.last_ms, ts)
-            self._dirty_calls[call.call_id] = None
+            self._caller_hangup(call, ts)
             return
         leg = self._legs.get(uuid)
         if leg is None:
@@ -621,6 +692,24 @@ class SegmentEngine:
                 if visit.in_talk and visit.first_hangup is None:
                     visit.first_hangup = "agent"
                 self._note_refer(call, visit, ev)
+
+    def _caller_hangup(self, call: CallState, ts: int) -> None:
+        """The caller's leg hung up at ``ts`` (also what :meth:`reconcile` plays for a leg
+        that vanished while the daemon was not listening)."""
+        if not call.hungup:
+            call.hungup = True
+            # the switch ended the caller's leg while the caller (its -a twin) was still there
+            who = "system" if call.a_leg and not call.caller_side_hungup else "caller"
+            for visit in call.visits.values():
+                if visit.in_talk and visit.first_hangup is None:
+                    visit.first_hangup = who
+                    visit.first_hangup_own_leg = call.a_leg is None
+            self._close_ivr(call, ts)
+            self._close(call, call.voicemail_id, ts)
+            self._exit_key_was_hangup(call, ts)
+        call.ended_ms = ts
+        call.last_ms = max(call.last_ms, ts)
+        self._dirty_calls[call.call_id] = None
 
     def _on_hangup_complete(self, ev: Event, ts: int) -> None:
         uuid = ev.uuid or ""
@@ -866,6 +955,10 @@ class SegmentEngine:
         agent = ev.get("CC-Agent") or (visit.agent if visit else None)
         if call is None or visit is None or not agent:
             return
+        self._agent_leaves(call, visit, agent, ts)
+
+    def _agent_leaves(self, call: CallState, visit: Visit, agent: str, ts: int) -> None:
+        """mod_callcenter's bridge-agent-end: the talk ends, the agent's wrap-up begins."""
         if visit.talk_id is not None or visit.hold_id is not None:
             self._end_talk(call, visit, ts)
         self._live("agent", agent, ts, call_id=None)
@@ -881,30 +974,35 @@ class SegmentEngine:
         visit = self._visit(call, ev, ts) if call else None
         if call is None or visit is None:
             return
+        # mod_callcenter expands the queue's record-template on the caller's leg at the
+        # bridge; member-queue-end carries that leg's variables
+        self._queue_end(call, visit, ts, reason=ev.get("CC-Cancel-Reason") or "",
+                        cause=ev.get("CC-Cause") or "", answer_state=ev.get("Answer-State"),
+                        recording=ev.get("variable_cc_record_filename"))
+
+    def _queue_end(self, call: CallState, visit: Visit, ts: int, reason: str, cause: str,
+                   answer_state: str | None, recording: str | None = None) -> None:
+        """The queue stay ends (member-queue-end): an answered one is done with its talk,
+        any other gets its outcome from the cancel reason and the wait."""
         visit.ended = True
         if visit.answered_ms is not None:
             if visit.talk_id is not None or visit.hold_id is not None:
                 self._end_talk(call, visit, ts)
-            # mod_callcenter expands the queue's record-template on the caller's leg at the
-            # bridge; member-queue-end carries that leg's variables
-            recording = ev.get("variable_cc_record_filename")
             if recording:
                 for talk_id in visit.talk_ids:
                     self._update(call, talk_id, recording=recording)
             return
-        reason = ev.get("CC-Cancel-Reason") or ""
         wait_ms = ts - visit.joined_ms
         if reason == "TIMEOUT":
             outcome = "timeout"
         elif reason == "NO_AGENT_TIMEOUT":
             outcome = "no-agent"
-        elif ev.get("Answer-State") not in (None, "hangup") and not call.hungup:
+        elif answer_state not in (None, "hangup") and not call.hungup:
             outcome = "exit-key"  # broke out of the queue with the caller still on the line
         else:
             outcome = self._abandon_outcome(visit, wait_ms)
         self._update(call, f"{call.call_id}:queue:{visit.member_uuid}", ended_ms=ts,
-                     outcome=outcome, attrs=(("cause", ev.get("CC-Cause") or ""),
-                                             ("cancel_reason", reason)))
+                     outcome=outcome, attrs=(("cause", cause), ("cancel_reason", reason)))
         for ring_id in visit.rings.values():  # still ringing when the caller left
             self._close(call, ring_id, ts, outcome="caller-abandoned")
         visit.rings.clear()

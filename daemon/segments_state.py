@@ -5,6 +5,7 @@ the engine is a frozen record from ``daemon.records``.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TypeVar
 
@@ -55,6 +56,32 @@ def with_attrs(attrs: tuple[tuple[str, str], ...], **more: str) -> tuple[tuple[s
     merged = dict(attrs)
     merged.update(more)
     return tuple(sorted(merged.items()))
+
+
+def channel_uuids(channels: object) -> frozenset[str] | None:
+    """The uuids in a parsed ``show channels as json`` reply, or None when it cannot be
+    trusted to be the whole list.
+
+    FreeSWITCH answers ``{"row_count": N, "rows": [{"uuid": ...}, ...]}``, and an idle
+    switch just ``{"row_count": 0}`` (no "rows"): that one is a real empty list. Anything
+    else (``{}`` for an -ERR reply or unreadable JSON, rows without a uuid, a count that
+    disagrees with the rows) says nothing about which channels exist.
+    """
+    if not isinstance(channels, Mapping) or not channels:
+        return None
+    count = channels.get("row_count")
+    rows = channels.get("rows")
+    if rows is None:
+        return frozenset() if count == 0 and not isinstance(count, bool) else None
+    if not isinstance(rows, list) or (count is not None and count != len(rows)):
+        return None
+    uuids = []
+    for row in rows:
+        uuid = row.get("uuid") if isinstance(row, Mapping) else None
+        if not isinstance(uuid, str) or not uuid:
+            return None  # a channel we cannot name might be any call's
+        uuids.append(uuid)
+    return frozenset(uuids)
 
 
 def to_int(value: str | None) -> int | None:

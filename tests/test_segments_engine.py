@@ -8,6 +8,7 @@ import random
 from daemon.events import Event
 from daemon.model import Agent, CallCenter, Queue, Tenant
 from daemon.segments import SegmentEngine, engine_for
+from daemon.supervisor import SwitchSnapshot
 from tests.scenario import Replay, engine, events, feed_all, replay
 
 CALL = "30082806-037b-4dba-8e24-9e170e1bf74c"  # answered_ivr
@@ -444,3 +445,221 @@ def test_a_capture_replayed_on_its_own_ends_its_agents_intervals_with_the_record
     rep.add(eng.finish(close_agent_intervals=True))
     last_change_ms = max(i.started_ms for i in rep.intervals.values())  # nothing read after it
     assert all(rep.intervals[i.interval_id].ended_ms == last_change_ms for i in still_open)
+
+
+# --- reconcile: calls whose hangup was lost while the daemon was not listening -----------
+
+BILLING = "billing@hotline.test"
+
+
+def switch_has(*uuids: str, node: str = "n1") -> SwitchSnapshot:
+    """What the switch reports after a reconnect: its `show channels as json`, parsed."""
+    rows = [{"uuid": u, "direction": "inbound", "created_epoch": "1795345640"} for u in uuids]
+    channels = {"row_count": len(rows), "rows": rows} if rows else {"row_count": 0}
+    return SwitchSnapshot(node, agents="", queues="", channels=channels)
+
+
+def waiting_in_billing(*after: Event) -> tuple[SegmentEngine, Replay]:
+    """call-1 waits in billing from T0+100 while 1001 rings (no answer yet), then ``after``."""
+    stream = [
+        caller_leg("CHANNEL_CREATE", T0),
+        caller_leg("CHANNEL_ANSWER", T0),
+        cc("member-queue-start", T0 + 100, Unique_ID="call-1", Call_Direction="inbound"),
+        cc("agent-offering", T0 + 200, CC_Agent="1001@hotline.test"),
+        *after,
+    ]
+    eng = SegmentEngine(node="n1")
+    return eng, feed_all(eng, stream)
+
+
+def test_daemon_loses_the_link_while_a_caller_waits_then_the_switch_has_no_such_channel():
+    # the last thing the daemon read: another agent's status change 45 s into the wait
+    eng, rep = waiting_in_billing(custom("callcenter::info", T0 + 45000,
+                                         CC_Action="agent-status-change",
+                                         CC_Agent="1002@hotline.test", CC_Agent_Status="Available"))
+    assert rep.calls["call-1"].outcome == "in-progress"
+    out = eng.reconcile(switch_has("someone-else"))
+    rep.add(out)
+    call = rep.calls["call-1"]
+    assert (call.outcome, call.ended_ms) == ("abandoned", T0 + 45000)
+    (queue,) = rep.segs("call-1", "queue")
+    assert (queue.outcome, queue.ended_ms, queue.queue) == ("abandoned", T0 + 45000, BILLING)
+    (ring,) = rep.segs("call-1", "ring")
+    assert (ring.outcome, ring.ended_ms) == ("caller-abandoned", T0 + 45000)
+    assert all(dict(s.attrs)["closed_by"] == "reconcile" for s in (queue, ring))
+    leave = [c for c in out.live if c.kind == "member" and dict(c.data)["action"] == "leave"]
+    assert [(c.key, dict(c.data)["outcome"]) for c in leave] == [(BILLING, "abandoned")]
+
+
+def test_the_last_heartbeat_bounds_a_silent_wait_and_a_short_one_is_a_short_abandon():
+    heartbeat = Event.from_headers({"Event-Name": "HEARTBEAT",
+                                    "Event-Date-Timestamp": str((T0 + 10000) * 1000)})
+    eng, rep = waiting_in_billing(heartbeat)
+    rep.add(eng.reconcile(switch_has()))  # an idle switch: {"row_count": 0}
+    (queue,) = rep.segs("call-1", "queue")
+    assert (queue.outcome, queue.ended_ms) == ("short-abandon", T0 + 10000)  # waited 9.9 s <= 20
+    assert rep.calls["call-1"].outcome == "abandoned"
+
+
+def test_caller_talking_to_an_agent_vanishes_talk_and_hold_close_and_wrap_up_starts():
+    eng = SegmentEngine(node="n1", agent_wrapup_s={"1001@hotline.test": 3})
+    rep = feed_all(eng, [
+        caller_leg("CHANNEL_CREATE", T0),
+        cc("member-queue-start", T0 + 100, Unique_ID="call-1", Call_Direction="inbound"),
+        cc("agent-offering", T0 + 200, CC_Agent="1001@hotline.test"),
+        cc("bridge-agent-start", T0 + 2200, CC_Agent="1001@hotline.test",
+           CC_Agent_UUID="agent-leg"),
+        channel("CHANNEL_HOLD", "agent-leg", T0 + 5000),
+        custom("callcenter::info", T0 + 9000, CC_Action="agent-status-change",
+               CC_Agent="1002@hotline.test", CC_Agent_Status="Available"),
+    ])
+    rep.add(eng.reconcile(switch_has()))
+    (talk,) = rep.segs("call-1", "talk")
+    (hold,) = rep.segs("call-1", "hold")
+    (wrapup,) = rep.segs("call-1", "wrapup")
+    # the talk piece ended at the hold (a real event); the hold, at the last event read
+    assert (talk.ended_ms, talk.hangup_by, "closed_by" in dict(talk.attrs)) == (
+        T0 + 5000, "caller", False)
+    assert (hold.ended_ms, dict(hold.attrs)) == (T0 + 9000, {"closed_by": "reconcile"})
+    assert (wrapup.started_ms, wrapup.duration_ms, dict(wrapup.attrs)) == (
+        T0 + 9000, 3000, {"closed_by": "reconcile"})
+    (queue,) = rep.segs("call-1", "queue")
+    assert (queue.outcome, "closed_by" in dict(queue.attrs)) == ("answered", False)  # untouched
+    call = rep.calls["call-1"]
+    assert (call.outcome, call.ended_ms) == ("answered", T0 + 9000)
+
+
+def test_caller_in_the_ivr_vanishes_the_menu_closes_and_the_call_is_ivr_only():
+    eng = SegmentEngine(node="n1")
+    rep = feed_all(eng, [
+        caller_leg("CHANNEL_CREATE", T0),
+        caller_leg("CHANNEL_ANSWER", T0 + 100),
+        caller_leg("CHANNEL_EXECUTE", T0 + 100, Application="ivr", Application_Data="main"),
+        caller_leg("DTMF", T0 + 3000, DTMF_Digit="1"),
+    ])
+    rep.add(eng.reconcile(switch_has()))
+    (ivr,) = rep.segs("call-1", "ivr")
+    assert (ivr.ended_ms, ivr.digits, dict(ivr.attrs)) == (T0 + 3000, "1",
+                                                            {"closed_by": "reconcile"})
+    assert rep.calls["call-1"].outcome == "ivr-only"
+
+
+def test_hangup_seen_but_the_queue_end_lost_closes_the_stay_at_the_hangup():
+    eng, rep = waiting_in_billing(caller_leg("CHANNEL_HANGUP", T0 + 30000, Answer_State="hangup"),
+                                  custom("callcenter::info", T0 + 50000,
+                                         CC_Action="agent-status-change",
+                                         CC_Agent="1002@hotline.test", CC_Agent_Status="Available"))
+    rep.add(eng.reconcile(switch_has()))
+    (queue,) = rep.segs("call-1", "queue")
+    assert (queue.outcome, queue.ended_ms) == ("abandoned", T0 + 30000)
+    assert rep.calls["call-1"].ended_ms == T0 + 30000
+
+
+def test_call_still_up_on_the_switch_is_left_alone_and_its_events_keep_coming():
+    eng, rep = waiting_in_billing()
+    assert not eng.reconcile(switch_has("call-1", "agent-leg"))
+    rep.add(eng.feed(caller_leg("CHANNEL_HANGUP", T0 + 50000, Answer_State="hangup")))
+    rep.add(eng.feed(cc("member-queue-end", T0 + 50000, CC_Cause="Cancel",
+                        Answer_State="hangup")))
+    (queue,) = rep.segs("call-1", "queue")
+    assert (queue.outcome, queue.ended_ms) == ("abandoned", T0 + 50000)
+    assert "closed_by" not in dict(queue.attrs)
+
+
+def test_empty_or_unreadable_channel_list_changes_nothing():
+    eng, rep = waiting_in_billing()
+    for channels in ({}, {"row_count": 2}, {"row_count": 1, "rows": [{"name": "sofia/x"}]},
+                     {"row_count": 2, "rows": [{"uuid": "x"}]}, {"rows": "garbage"}):
+        assert not eng.reconcile(SwitchSnapshot("n1", "", "", channels=channels)), channels
+    assert rep.calls["call-1"].outcome == "in-progress"
+    assert rep.segs("call-1", "queue")[0].ended_ms is None
+
+
+def test_reconcile_is_deterministic_and_a_second_one_changes_nothing():
+    first, _ = waiting_in_billing()
+    second, _ = waiting_in_billing()
+    out = first.reconcile(switch_has())
+    assert out and out == second.reconcile(switch_has())
+    assert not first.reconcile(switch_has())
+
+
+def test_a_shared_engine_reconciles_only_the_calls_of_the_node_that_reported():
+    eng = SegmentEngine()  # no node of its own: calls carry their switch's name ("vm")
+    feed_all(eng, [caller_leg("CHANNEL_CREATE", T0),
+                   cc("member-queue-start", T0 + 100, Unique_ID="call-1")])
+    assert not eng.reconcile(switch_has(node="other-switch"))
+    (queue,) = eng.reconcile(switch_has(node="vm")).segments
+    assert queue.outcome == "short-abandon"
+
+
+def test_daemon_reconnecting_after_a_lost_link_closes_the_caller_the_switch_no_longer_has():
+    """Through the daemon: events from the ESL test peer, the link drops, and the switch's
+    `show channels as json` after the reconnect no longer lists the waiting caller."""
+    import gevent
+
+    from daemon.model import EslNode, Settings
+    from daemon.service import Service
+    from daemon.supervisor import Supervisor
+    from tests.eslpeer import EslPeer
+
+    class Sink:  # journal, store and live state: keeps what the engine produced
+        def __init__(self) -> None:
+            self.rep = Replay()
+
+        def append(self, raw: bytes) -> None:
+            pass
+
+        def write(self, out) -> None:
+            self.rep.add(out)
+
+        def apply(self, changes) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    def queue_seg():
+        segs = sink.rep.segs("call-1", "queue")
+        return segs[0] if segs else None
+
+    def wait_for(predicate, what: str) -> None:
+        with gevent.Timeout(5, AssertionError(f"{what} not reached")):
+            while not predicate():
+                gevent.sleep(0.005)
+
+    base = {"Event-Date-Timestamp": str(T0 * 1000), "FreeSWITCH-Switchname": "vm"}
+    caller = {**base, "Event-Name": "CHANNEL_CREATE", "Unique-ID": "call-1",
+              "Call-Direction": "inbound", "Channel-Name": "sofia/external/caller",
+              "Caller-Caller-ID-Number": "13900000001", "Caller-Destination-Number": "7001",
+              "Caller-Context": "hotline.test"}
+    joined = {**base, "Event-Name": "CUSTOM", "Event-Subclass": "callcenter::info",
+              "CC-Action": "member-queue-start", "CC-Queue": BILLING,
+              "CC-Member-Session-UUID": "call-1", "CC-Member-UUID": "m-1",
+              "Event-Date-Timestamp": str((T0 + 100) * 1000)}
+    heartbeat = {**base, "Event-Name": "HEARTBEAT",
+                 "Event-Date-Timestamp": str((T0 + 60000) * 1000)}
+    sink = Sink()
+    with EslPeer(password="node-pw") as peer:
+        settings = Settings(esl_nodes=(EslNode("n1", peer.host, peer.port, peer.password),))
+        service = Service(settings, None, sink, lambda center, node: SegmentEngine(node=node),
+                          sink, sink, sync_interval_s=0,
+                          supervisor_factory=lambda n, f, s: Supervisor(
+                              n, f, s, backoff_initial=0.01, backoff_max=0.05, timeout=2.0))
+        runner = gevent.spawn(service.run)
+        try:
+            peer.wait_subscribed()
+            for headers in (caller, joined, heartbeat):
+                peer.send_event(headers)
+            wait_for(lambda: service.events == 3, "events read")
+            assert queue_seg() is not None and queue_seg().ended_ms is None
+            peer.script("api show channels as json",
+                        '{"row_count":1,"rows":[{"uuid":"someone-else","direction":"inbound"}]}')
+            peer.disconnect()  # the caller hangs up while the daemon is not listening
+            wait_for(lambda: queue_seg().ended_ms is not None, "call closed after reconnect")
+        finally:
+            service.stop()
+            runner.join(5)
+    queue = queue_seg()
+    assert (queue.outcome, queue.ended_ms, dict(queue.attrs)["closed_by"]) == (
+        "abandoned", T0 + 60000, "reconcile")  # closed at the last heartbeat read
+    assert sink.rep.calls["call-1"].outcome == "abandoned"
