@@ -774,25 +774,37 @@ def queue_group() -> None:
 @queue_group.command("status")
 @click.argument("queue", required=False)
 @click.option("--switch", "from_switch", is_flag=True,
-              help="Ask the switch even when Redis is configured.")
+              help="Ask the switch even when Redis or the daemon could answer.")
 @_node_option
 @_json_option
 def queue_status_cmd(queue: str | None, from_switch: bool, node: str | None,
                      as_json: bool) -> None:
-    """Waiting callers (wait times, longest wait) and agents by state, per queue."""
-    from daemon.control import queue_status
+    """Waiting callers (wait times, longest wait) and agents by state, per queue.
+
+    Reads the daemon's live state from Redis (redis_url), else from the daemon's HTTP
+    API (http_listen), else asks the switch; the output says which.
+    """
+    from daemon.control import queue_status, read_live_state
 
     settings = _control_settings()
     _, center = _load_center_or_fail(settings.config_dir)
     with _control_errors():
-        if settings.redis_url and not from_switch:
-            data = queue_status(center, queue, redis_url=settings.redis_url)
+        live, skipped = (None, []) if from_switch else read_live_state(settings.redis_url,
+                                                                        settings.http_listen)
+        if live is not None:
+            data = queue_status(center, queue, live=live)
         else:
             with _switch(settings, node) as conn:
                 data = queue_status(center, queue, conn=conn)
+    if skipped:
+        data["skipped"] = skipped
     if as_json:
         echo_json(data)
         return
+    source = {"redis": "Redis (the daemon's live state)", "switch": "the switch",
+              "daemon": f"the daemon's HTTP API ({data.get('source_url', '')})"}
+    click.echo(f"source: {source.get(data['source'], data['source'])}"
+               + (f" ({'; '.join(skipped)})" if skipped else ""))
     for name, q in data["queues"].items():
         longest = "-" if q["longest_wait_s"] is None else f"{q['longest_wait_s']} s"
         click.echo(f"{name}: {q['count']} waiting, longest {longest}")

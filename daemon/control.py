@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from .live import CALL_STATES, parse_member_list
 from .model import CallCenter, EslNode, Tenant
@@ -202,22 +202,64 @@ def agent_status(conn: Switch, center: CallCenter, agent: str | None = None,
     return out
 
 
+@dataclass(frozen=True)
+class LiveSource:
+    """A live snapshot and where it came from: ``redis`` or ``daemon`` (its HTTP API)."""
+
+    source: str
+    snapshot: Mapping[str, Any]
+    where: str = ""  # the daemon's URL; "" for Redis (its URL may hold a password)
+
+
+def read_live_state(redis_url: str | None, http_listen: str | None,
+                    now_ms: int | None = None) -> tuple[LiveSource | None, list[str]]:
+    """The daemon's live state: Redis when configured, else (or when Redis fails) the
+    daemon's local HTTP API. None when neither answers (the caller asks the switch);
+    the list says why each source was passed over.
+    """
+    skipped: list[str] = []
+    if redis_url:
+        import redis
+
+        from .live import snapshot_from_redis
+
+        try:
+            return LiveSource("redis", snapshot_from_redis(redis_url, now_ms)), skipped
+        except redis.RedisError as exc:
+            skipped.append(f"redis: {exc}")
+    if http_listen:
+        from .http_api import ApiUnavailable, client_base_url, fetch_snapshot
+
+        try:
+            snap = fetch_snapshot(http_listen)
+            return LiveSource("daemon", snap, client_base_url(http_listen) or ""), skipped
+        except (ApiUnavailable, ValueError) as exc:
+            skipped.append(f"daemon http: {exc}")
+    return None, skipped
+
+
 def queue_status(center: CallCenter, queue: str | None = None, *, redis_url: str | None = None,
                  conn: Switch | None = None, now_ms: int | None = None,
-                 timeout: float = 5.0) -> dict[str, Any]:
+                 timeout: float = 5.0, live: LiveSource | None = None) -> dict[str, Any]:
     """Waiting callers (wait times, longest wait) and agents by state, per queue.
 
-    From the daemon's live state in Redis when ``redis_url`` is given, else straight from
-    the switch (``queue list members`` / ``queue list agents``).
+    From ``live`` (see :func:`read_live_state`) or the daemon's live state in Redis when
+    ``redis_url`` is given, else straight from the switch (``queue list members`` /
+    ``queue list agents``). ``source`` in the result says which.
     """
     now = int(time.time() * 1000) if now_ms is None else now_ms
     names = [resolve_queue(center, queue)] if queue else sorted(
         t.qualified(q.id) for t in center.tenants for q in t.queues)
-    out: dict[str, Any] = {"source": "redis" if redis_url else "switch", "at_ms": now, "queues": {}}
-    if redis_url:
+    if live is None and redis_url:
         from .live import snapshot_from_redis
 
-        snap = snapshot_from_redis(redis_url, now)
+        live = LiveSource("redis", snapshot_from_redis(redis_url, now))
+    out: dict[str, Any] = {"source": live.source if live else "switch", "at_ms": now,
+                           "queues": {}}
+    if live is not None and live.where:
+        out["source_url"] = live.where
+    if live is not None:
+        snap = live.snapshot
         members_of = {q: [(w["call_id"], w["caller"], w["joined_ms"]) for w in v["waiting"]]
                       for q, v in snap["queues"].items()}
         agent_rows = {n: (a.get("status", ""), a.get("state", ""))

@@ -23,6 +23,11 @@ dialer (``hotline::callback`` requests are handed to ``dialer.on_event``; its
 gets every live-change batch, ``presence.publish_all`` every rebuild). Both
 use command connections of their own, never the event links, and both stop
 at SIGTERM before the store's last flush.
+
+The local HTTP API (daemon/http_api.py, ``settings.http_listen``) serves the live
+state and ``health()``; it starts with ``run`` and stops at SIGTERM before the live
+state is closed. A taken port or a bad address is logged and the daemon counts calls
+without it.
 """
 from __future__ import annotations
 
@@ -70,6 +75,12 @@ class DialerLike(Protocol):
     def close(self) -> None: ...
 
 
+class HttpLike(Protocol):
+    def start(self, health: Callable[[], Mapping[str, Any]] | None = None) -> Any: ...
+
+    def stop(self) -> None: ...
+
+
 _STOP = object()
 # Events handled between two yields to the hub. The store's writer (a greenlet) makes one
 # database round trip per turn, so a long run of events without yielding starves it.
@@ -87,7 +98,8 @@ class Service:
                  sync_interval_s: float = 1.0, max_backlog: int = 256,
                  dialer: DialerLike | None = None, presence: LiveLike | None = None,
                  dialer_interval_s: float = 2.0,
-                 closers: Sequence[Callable[[], None]] = ()) -> None:
+                 closers: Sequence[Callable[[], None]] = (),
+                 http: HttpLike | None = None) -> None:
         self.settings = settings
         self.center = center
         self._journal = journal
@@ -107,6 +119,8 @@ class Service:
         self.presence = presence
         self.dialer_interval_s = dialer_interval_s
         self.closers = list(closers)  # e.g. the command connections; called last at stop
+        self.http = http
+        self._http_started = False
         self._dialer_stop = gevent.event.Event()
         self._dialer_greenlet: gevent.Greenlet | None = None
         # bounded (socket reads, ~64 events each): a slow database or engine pushes back on
@@ -136,6 +150,7 @@ class Service:
         if self.dialer is not None:
             self._dialer_greenlet = gevent.spawn(self.dialer.run, self._dialer_stop,
                                                  self.dialer_interval_s)
+        self._start_http()
         for node in self.settings.esl_nodes:
             self.supervisors.append(
                 self.supervisor_factory(node, self.on_frames, self.on_snapshot).start())
@@ -305,10 +320,40 @@ class Service:
                     except OSError:
                         logger.exception("journal sync failed")
 
+    def _start_http(self) -> None:
+        if self.http is None:
+            return
+        try:
+            self.http.start(self.health)
+            self._http_started = True
+        except OSError as exc:  # port taken, address not local: the statistics go on without it
+            logger.error("http API not started: %s", exc)
+
+    def health(self) -> dict[str, Any]:
+        """For ``GET /health``: ok = every node connected (and Redis, when used)."""
+        nodes = {sup.node.name: {"connected": sup.up.is_set(), "attempts": sup.attempts,
+                                 "sessions": sup.sessions} for sup in self.supervisors}
+        out: dict[str, Any] = {"ok": bool(nodes) and all(n["connected"] for n in nodes.values()),
+                               "nodes": nodes, "events": self.events, "errors": self.errors,
+                               "journal_errors": self.journal_errors}
+        redis_up = getattr(self.live, "connected", None)
+        if isinstance(redis_up, bool):
+            out["redis_connected"] = redis_up
+            out["ok"] = out["ok"] and redis_up
+        if self._stopped.is_set():
+            out["ok"], out["stopping"] = False, True
+        return out
+
     def _shutdown(self) -> None:
         for sup in self.supervisors:
             sup.stop()
         self._stop_dialer()
+        if self._http_started:  # before the live state it reads is closed
+            self._http_started = False
+            try:
+                self.http.stop()  # type: ignore[union-attr]
+            except Exception:
+                logger.exception("stopping the http API failed")
         close_presence = getattr(self.presence, "close", None)
         if close_presence is not None:
             try:
@@ -408,6 +453,7 @@ def build_service(settings: Settings, center: Any = None) -> Service:
     """The real collaborators for ``settings``."""
     from .control import NodeConnections
     from .dialer import build_dialer
+    from .http_api import HttpApi
     from .journal import Journal
     from .live import make_live_state
     from .presence import PresencePublisher, PresenceWorker
@@ -441,8 +487,16 @@ def build_service(settings: Settings, center: Any = None) -> Service:
     else:
         logger.warning("no redis_url: callback requests are recorded but not dialed "
                        "(the callback dialer keeps its requests and its lock in Redis)")
+    http = None
+    if settings.http_listen:
+        try:
+            http = HttpApi(settings.http_listen, live.snapshot, center)
+        except ValueError as exc:  # a typo in the settings must not stop the statistics
+            logger.error("http API disabled: %s", exc)
+    else:
+        logger.info("http API disabled (http_listen is empty)")
     return Service(settings, center, journal_for, engine_for, store, live,
-                   dialer=dialer, presence=presence, closers=closers)
+                   dialer=dialer, presence=presence, closers=closers, http=http)
 
 
 def run_daemon(settings: Settings, center: Any = None, *,
@@ -465,4 +519,5 @@ def describe(settings: Settings) -> Mapping[str, Any]:
     """What the daemon will connect to (no passwords), for logs and --help output."""
     return {"nodes": [f"{n.name}={n.host}:{n.port}" for n in settings.esl_nodes],
             "database": settings.database_url.split("@")[-1],
-            "redis": bool(settings.redis_url), "journal_dir": settings.journal_dir}
+            "redis": bool(settings.redis_url), "journal_dir": settings.journal_dir,
+            "http_listen": settings.http_listen}

@@ -3,7 +3,7 @@
 Layers, first hit wins (a ChainMap):
 
 1. environment: HOTLINE_CONFIG_DIR, HOTLINE_DATABASE_URL, HOTLINE_REDIS_URL,
-   HOTLINE_JOURNAL_DIR, HOTLINE_ESL (``[name=]host:port[:password]``, comma-separated
+   HOTLINE_JOURNAL_DIR, HOTLINE_HTTP_LISTEN, HOTLINE_ESL (``[name=]host:port[:password]``, comma-separated
    for several nodes);
 2. a settings file (``path``, else $HOTLINE_SETTINGS): YAML with the settings keys at
    the top level, or under one top-level key ``settings:``;
@@ -35,7 +35,7 @@ SETTINGS_KEYS = ("config_dir", "database_url", "redis_url", "esl", "journal_dir"
                  "journal_max_bytes", "freeswitch_conf_dir", "http_listen")
 ENV_KEYS = {"HOTLINE_CONFIG_DIR": "config_dir", "HOTLINE_DATABASE_URL": "database_url",
             "HOTLINE_REDIS_URL": "redis_url", "HOTLINE_JOURNAL_DIR": "journal_dir",
-            "HOTLINE_ESL": "esl"}
+            "HOTLINE_ESL": "esl", "HOTLINE_HTTP_LISTEN": "http_listen"}
 _DEFAULTS = Settings()
 
 
@@ -220,6 +220,8 @@ def _env_layer(r: _Reader, env: Mapping[str, str]) -> dict[str, Any]:
             out[key] = _name_nodes(got)
         elif key == "redis_url":
             out[key] = value or None
+        elif key == "http_listen":
+            out[key] = value  # empty = no HTTP API
         elif value:
             out[key] = value
     return out

@@ -151,3 +151,12 @@ def test_settings_block_errors_are_reported_by_validate(tmp_path):
     assert [str(e) for e in info.value.errors] == [
         f"{f}:{line}:3: unknown key 'journal_dri' in the settings in the config directory; did "
         f"you mean 'journal_dir'?"]
+
+
+def test_the_http_api_address_comes_from_the_environment_and_empty_turns_it_off(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(env={}).http_listen == "127.0.0.1:8089"
+    assert load_settings(env={"HOTLINE_HTTP_LISTEN": "127.0.0.1:9099"}).http_listen == (
+        "127.0.0.1:9099")
+    assert load_settings(env={"HOTLINE_HTTP_LISTEN": ""}).http_listen == ""
