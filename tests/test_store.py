@@ -471,18 +471,11 @@ def test_an_interval_left_open_by_an_earlier_stream_ends_where_the_next_one_begi
         store.flush()
         store.write(earlier)  # a replay of the earlier stream re-sends its open version
         store.flush()
-    rows = {(r.agent, r.kind, r.started_ms): (r.ended_ms, r.duration_ms)
-            for r in table_rows_named(empty_db_url)}
+    columns = schema.agent_intervals.c.keys()
+    named = [dict(zip(columns, row)) for row in table_rows(empty_db_url, schema.agent_intervals)]
+    rows = {(r["agent"], r["kind"], r["started_ms"]): (r["ended_ms"], r["duration_ms"])
+            for r in named}
     assert rows[("1001@hotline.test", "status", t)] == (t + 60_000, 60_000)
     assert rows[("1001@hotline.test", "status", t + 60_000)] == (None, None)
     assert rows[("1001@hotline.test", "state", t)] == (None, None)
     assert rows[("1002@hotline.test", "status", t)] == (None, None)
-
-
-def table_rows_named(url: str) -> list:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(select(schema.agent_intervals)))
-    finally:
-        engine.dispose()
