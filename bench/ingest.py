@@ -52,10 +52,10 @@ import gevent  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from daemon.esl import EslConnection  # noqa: E402
-from daemon.events import Event  # noqa: E402
-from daemon.frames import EslParser  # noqa: E402
-from daemon.supervisor import ENGINE_EVENTS  # noqa: E402
+from daemon.switch.esl import EslConnection  # noqa: E402
+from daemon.switch.events import Event  # noqa: E402
+from daemon.switch.frames import EslParser  # noqa: E402
+from daemon.switch.supervisor import ENGINE_EVENTS  # noqa: E402
 
 CAPTURE = REPO / "tests" / "data" / "captures" / "busy_hour.esl.gz"
 PEER = REPO / "tests" / "eslpeer.py"
@@ -171,12 +171,12 @@ class TimedEngine:
 
 
 def bench_daemon(port: int, n: int, db_url: str, timeout: float, batch_mode: bool = False) -> dict:
-    from daemon.live import MemoryLiveState
-    from daemon.model import EslNode, Settings
-    from daemon.segments import engine_for
+    from daemon.definition.model import EslNode, Settings
+    from daemon.engine.segments import engine_for
+    from daemon.live.state import MemoryLiveState
     from daemon.service import Service
-    from daemon.store import Store
-    from daemon.journal import Journal
+    from daemon.storage.journal import Journal
+    from daemon.storage.store import Store
 
     journal_dir = Path(tempfile.mkdtemp(prefix="hotline-bench-journal-"))
     stamps: list[int] = []

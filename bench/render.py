@@ -23,8 +23,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.config import load_center
-from daemon.render import render
+from daemon.definition.config import load_center
+from daemon.definition.render import render
 
 TARGET_S = 2.0
 SKILLS = ("billing", "water", "gas", "sales", "english", "complaints", "meters", "debt")

@@ -9,7 +9,7 @@ timeouts, answered and transferred calls over 5 queues and 100 agents, business
 hours 08:00-20:00 in Asia/Shanghai, rings, talk split around holds, wrap-up,
 surveys, agent status/state intervals and shifts), ANALYZEs, and prints the time
 of the two reports the issue names, computed by the real code path
-(``daemon.report.build_report``, every KPI):
+(``daemon.stats.report.build_report``, every KPI):
 
 * a 30-day daily report by queue;
 * a one-day 15-minute report by agent;
@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from daemon.intervals import local_midnight_ms  # noqa: E402
-from daemon.model import Agent, CallCenter, Queue, Shift, Team, Tenant, Cost  # noqa: E402
-from daemon.report import ReportRequest, build_report, make_engine  # noqa: E402
-from daemon.store import migrate  # noqa: E402
+from daemon.definition.model import Agent, CallCenter, Cost, Queue, Shift, Team, Tenant  # noqa: E402
+from daemon.stats.intervals import local_midnight_ms  # noqa: E402
+from daemon.stats.report import ReportRequest, build_report, make_engine  # noqa: E402
+from daemon.storage.store import migrate  # noqa: E402
 
 TZ = "Asia/Shanghai"
 DOMAIN = "bench.test"
@@ -212,8 +212,7 @@ def main() -> None:
                 conn.execute(text(f"DROP INDEX IF EXISTS {ix}"))
             generate(conn, args.calls)
         with engine.begin() as conn:
-            from daemon import schema
-
+            from daemon.storage import schema
             for ix in schema.segments.indexes:
                 ix.create(conn, checkfirst=True)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

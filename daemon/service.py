@@ -42,11 +42,11 @@ import gevent
 import gevent.event
 import gevent.queue
 
-from .events import Event
-from .frames import Frame
-from .model import Settings
-from .records import EngineOutput, LiveChange
-from .supervisor import SwitchSnapshot, Supervisor
+from daemon.definition.model import Settings
+from daemon.engine.records import EngineOutput, LiveChange
+from daemon.switch.events import Event
+from daemon.switch.frames import Frame
+from daemon.switch.supervisor import Supervisor, SwitchSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ class Service:
 
     def _rebuild(self, snapshot: SwitchSnapshot) -> None:
         """Live state from every node's latest report (agents de-duplicated by name)."""
-        from .live import parse_agent_list, parse_member_list
+        from daemon.live.state import parse_agent_list, parse_member_list
 
         self.snapshots[snapshot.node] = snapshot
         agents: dict[str, Any] = {}
@@ -451,13 +451,13 @@ def journal_prefix(node: str) -> str:
 
 def build_service(settings: Settings, center: Any = None) -> Service:
     """The real collaborators for ``settings``."""
-    from .control import NodeConnections
-    from .dialer import build_dialer
-    from .http_api import HttpApi
-    from .journal import Journal
-    from .live import make_live_state
-    from .presence import PresencePublisher, PresenceWorker
-    from .store import Store
+    from daemon.live.http_api import HttpApi
+    from daemon.live.state import make_live_state
+    from daemon.storage.journal import Journal
+    from daemon.storage.store import Store
+    from daemon.switch.control import NodeConnections
+    from daemon.switch.dialer import build_dialer
+    from daemon.switch.presence import PresencePublisher, PresenceWorker
 
     def journal_for(node: str) -> Journal:
         # one journal per node (its files are one stream for replay)
@@ -465,7 +465,7 @@ def build_service(settings: Settings, center: Any = None) -> Service:
                        prefix=journal_prefix(node))
 
     def engine_for(center: Any, node: str) -> Any:
-        from .segments import engine_for as make
+        from daemon.engine.segments import engine_for as make
 
         return make(center, journal_prefix(node))
 

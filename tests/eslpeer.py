@@ -39,8 +39,8 @@ import gevent.socket as gsocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.events import Event  # noqa: E402
-from daemon.frames import EslParser  # noqa: E402
+from daemon.switch.events import Event  # noqa: E402
+from daemon.switch.frames import EslParser  # noqa: E402
 
 DISCONNECT_BODY = b"Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 CORE_UUID = "00000000-0000-4000-8000-00000000e51e"

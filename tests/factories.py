@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from daemon.model import (
+from daemon.definition.model import (
     Action,
     ActionKind,
     Agent,

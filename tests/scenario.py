@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from daemon.events import Event
-from daemon.frames import EslParser
-from daemon.records import AgentInterval, CallRecord, EngineOutput, LiveChange, Segment
-from daemon.segments import SegmentEngine
+from daemon.engine.records import AgentInterval, CallRecord, EngineOutput, LiveChange, Segment
+from daemon.engine.segments import SegmentEngine
+from daemon.switch.events import Event
+from daemon.switch.frames import EslParser
 
 CAPTURES = Path(__file__).resolve().parent / "data" / "captures"
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"  # its demo tenant is the capture switch

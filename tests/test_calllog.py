@@ -7,9 +7,16 @@ import pytest
 from click.testing import CliRunner
 
 from cli import hotline
-from daemon.calllog import CALL_FIELDS, SEGMENT_FIELDS, call_log, format_table, iso_ms, parse_when
-from daemon.records import CallRecord, EngineOutput, Segment
-from daemon.store import Store
+from daemon.engine.records import CallRecord, EngineOutput, Segment
+from daemon.storage.calllog import (
+    CALL_FIELDS,
+    SEGMENT_FIELDS,
+    call_log,
+    format_table,
+    iso_ms,
+    parse_when,
+)
+from daemon.storage.store import Store
 from tests.conftest import CAPTURES
 
 ANSWERED = "30082806-037b-4dba-8e24-9e170e1bf74c"  # answered_ivr
@@ -150,8 +157,8 @@ def test_an_unreachable_or_unknown_database_is_a_user_error_without_the_password
 
 
 def test_the_example_in_docs_calls_json_is_what_replaying_answered_ivr_gives(tmp_path):
-    from daemon.replay import replay
-    from daemon.segments import SegmentEngine
+    from daemon.engine.segments import SegmentEngine
+    from daemon.storage.replay import replay
     from tests.conftest import REPO
 
     doc = (REPO / "docs" / "CALLS_JSON.md").read_text()

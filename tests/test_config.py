@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon import model as m
-from daemon.config import ConfigErrors, load_center
+from daemon.definition import model as m
+from daemon.definition.config import ConfigErrors, load_center
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config"
@@ -716,7 +716,7 @@ def test_demo_queue_extensions_render_the_entries_of_the_recording_switch():
     import re
     import xml.etree.ElementTree as ET
 
-    from daemon.render import render_files
+    from daemon.definition.render import render_files
 
     center = load_center(EXAMPLE, env={})
     demo = center.tenant("demo")
@@ -786,7 +786,7 @@ def _position(error: str) -> tuple[str, int, int]:
 def test_cityutil_full_timers_get_callers_at_once_and_part_timers_after_60_s():
     """mod_callcenter starts callers at tier 0: without tier_rule_no_agent_no_wait level 1
     would wait tier_rule_wait_second too (daemon/trace.py offered_after_s)."""
-    from daemon.trace import trace_call
+    from daemon.definition.trace import trace_call
 
     center = load_center(EXAMPLE, env={})
     city = center.tenant("cityutil")

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from daemon.config import load_center
-from daemon.control import (
+from daemon.definition.config import load_center
+from daemon.engine.records import LiveChange
+from daemon.live.state import RedisLiveState
+from daemon.switch.control import (
     ControlError,
     agent_action,
     agent_status,
@@ -17,9 +19,7 @@ from daemon.control import (
     recordings,
     supervise,
 )
-from daemon.esl import EslConnection
-from daemon.live import RedisLiveState
-from daemon.records import LiveChange
+from daemon.switch.esl import EslConnection
 from tests.eslpeer import EslPeer, PeerConnection, real_switch
 from tests.test_reload_switch import FakeCallcenter
 
@@ -216,8 +216,8 @@ def test_supervise_barge_whispers_to_both_and_refuses_agent_without_call(peer, f
 def test_recordings_lists_talk_segments_with_stored_or_expected_paths(empty_db_url, center):
     from sqlalchemy import create_engine
 
-    from daemon.schema import segments
-    from daemon.store import migrate
+    from daemon.storage.schema import segments
+    from daemon.storage.store import migrate
 
     migrate(empty_db_url)
     engine = create_engine(empty_db_url)
@@ -296,8 +296,8 @@ def test_real_switch_agent_and_queue_status_read(center):
 
 
 def test_node_connections_reuse_a_live_connection_and_reopen_a_dropped_one():
-    from daemon.control import NodeConnections
-    from daemon.model import EslNode
+    from daemon.definition.model import EslNode
+    from daemon.switch.control import NodeConnections
 
     with EslPeer() as p:
         conns = NodeConnections([EslNode("n1", p.host, p.port, p.password)])

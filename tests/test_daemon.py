@@ -11,11 +11,11 @@ from pathlib import Path
 import gevent
 import pytest
 
-from daemon.events import Event
-from daemon.model import EslNode, Settings
-from daemon.records import EngineOutput, LiveChange
+from daemon.definition.model import EslNode, Settings
+from daemon.engine.records import EngineOutput, LiveChange
 from daemon.service import Service
-from daemon.supervisor import ENGINE_EVENTS, Supervisor, SwitchSnapshot, backoff_delay
+from daemon.switch.events import Event
+from daemon.switch.supervisor import ENGINE_EVENTS, Supervisor, SwitchSnapshot, backoff_delay
 from tests.eslpeer import EslPeer, capture_event_frames, event_frame, real_switch
 
 CAPTURES = Path(__file__).resolve().parent / "data" / "captures"
@@ -134,8 +134,7 @@ def make_service(nodes, rec: Recorder, **kw) -> Service:
 # --- supervisor -------------------------------------------------------------------------
 
 def test_subscription_covers_every_event_the_engine_consumes():
-    from daemon import segments
-
+    from daemon.engine import segments
     subscribed = set(ENGINE_EVENTS)
     assert {n.decode() for n in segments._INTERESTING} <= subscribed
     assert set(segments._INTERESTING_SUBCLASSES) <= subscribed
@@ -198,7 +197,7 @@ def test_supervisor_reconnects_with_a_fresh_connection_each_time(peer):
     made = []
 
     def factory(*args, **kw):
-        from daemon.esl import EslConnection
+        from daemon.switch.esl import EslConnection
 
         conn = EslConnection(*args, **kw)
         made.append(conn)

@@ -12,8 +12,8 @@ import gevent
 import pytest
 from sqlalchemy import create_engine, text
 
-from daemon.events import Event
-from daemon.supervisor import ENGINE_EVENTS
+from daemon.switch.events import Event
+from daemon.switch.supervisor import ENGINE_EVENTS
 from tests.eslpeer import EslPeer, capture_event_frames, real_switch
 from tests.test_store import pg_via_proxy  # noqa: F401 - fixture: PostgreSQL behind a cuttable proxy
 
@@ -95,7 +95,7 @@ def test_daemon_turns_a_switch_stream_into_rows_and_exits_0_on_sigterm(tmp_path,
     # live state went to Redis
     import redis
 
-    from daemon.live import PREFIX
+    from daemon.live.state import PREFIX
 
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:

@@ -15,12 +15,12 @@ import pytest
 import redis
 from sqlalchemy import create_engine, select
 
-from daemon import schema
-from daemon.config import load_center
-from daemon.dialer import PREFIX as CALLBACK_PREFIX
-from daemon.model import EslNode, Settings
-from daemon.replay import replay
+from daemon.definition.config import load_center
+from daemon.definition.model import EslNode, Settings
 from daemon.service import Service, build_service
+from daemon.storage import schema
+from daemon.storage.replay import replay
+from daemon.switch.dialer import PREFIX as CALLBACK_PREFIX
 from tests.eslpeer import capture_event_frames, real_switch
 from tests.test_control import RecordingPeer
 from tests.test_daemon import AGENT_LIST, wait_for

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import load_center
-from daemon.dialer import (
+from daemon.definition.config import load_center
+from daemon.switch.dialer import (
     CallbackDialer,
     CallbackRequest,
     available_agents,
     due_requests,
     queue_agents,
 )
-from daemon.esl import EslConnection
-from daemon.events import Event
+from daemon.switch.esl import EslConnection
+from daemon.switch.events import Event
 from tests.test_control import RecordingPeer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -271,8 +271,8 @@ def test_queue_agents_come_from_the_model_tiers(center):
 
 
 def test_build_dialer_needs_redis_and_the_model(redis_url, center):
-    from daemon.dialer import build_dialer
-    from daemon.model import EslNode, Settings
+    from daemon.definition.model import EslNode, Settings
+    from daemon.switch.dialer import build_dialer
 
     assert build_dialer(Settings(), center, lambda n: None, dict) is None
     with_redis = Settings(redis_url=redis_url, esl_nodes=(EslNode("n7"),))

@@ -9,8 +9,7 @@ from fractions import Fraction
 
 import pytest
 
-from daemon import erlang
-
+from daemon.stats import erlang
 
 # --- Erlang C: the Call Centre Helper worked example -----------------------------------------
 

@@ -10,7 +10,7 @@ import gevent
 import gevent.event
 import pytest
 
-from daemon.esl import EslAuthError, EslConnection, EslDisconnected, EslError, EslTimeout
+from daemon.switch.esl import EslAuthError, EslConnection, EslDisconnected, EslError, EslTimeout
 from tests.eslpeer import EslPeer, capture_event_frames, event_frame, real_switch
 
 CAPTURES = Path(__file__).resolve().parent / "data" / "captures"
@@ -88,7 +88,7 @@ def test_wrong_password_is_refused_and_never_logged(switch, caplog):
 def test_a_custom_event_sent_on_one_connection_reaches_a_subscriber_on_another(switch):
     """What an agent's break from the CLI relies on: ``sendevent`` fires hotline::agent on
     the switch, and the daemon's event link receives it, reason included."""
-    from daemon.control import fire_event
+    from daemon.switch.control import fire_event
 
     host, port, password = switch
     got = []

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.events import Event
-from daemon.frames import MAX_BODY, MAX_HEADER_BLOCK, EslParser, FrameError
+from daemon.switch.events import Event
+from daemon.switch.frames import MAX_BODY, MAX_HEADER_BLOCK, EslParser, FrameError
 
 CAPTURES = Path(__file__).resolve().parent / "data" / "captures"
 ALL_CAPTURES = sorted(CAPTURES.glob("*.esl")) + [CAPTURES / "busy_hour.esl.gz"]
@@ -228,8 +228,7 @@ def test_event_from_headers_round_trips_values_with_newlines_and_percent():
 
 
 def test_percent_decoding_is_memoised_within_a_bound():
-    from daemon import frames
-
+    from daemon.switch import frames
     values = [f"caller%20{i}%40hotline.test".encode() for i in range(frames._DECODED_MAX + 50)]
     assert [frames.decode(v) for v in values][-1] == f"caller {frames._DECODED_MAX + 49}@hotline.test"
     assert len(frames._DECODED) <= frames._DECODED_MAX

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from fs_double import RecordingSession, write_data
 from hotline_fs import agent
 from hotline_fs.prompts import BEEP, DEFAULTS, DONE, FAILED

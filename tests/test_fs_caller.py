@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from fs_double import RecordingSession
 from hotline_fs import caller
 from hotline_fs.prompts import BEEP, DEFAULTS

@@ -10,7 +10,6 @@ import json
 import sys
 
 import pytest
-
 from fs_double import FS_SCRIPTS, FakeCoreSession, FakeFreeswitch, write_data
 from hotline_fs import callcenter as cc
 from hotline_fs import data

@@ -6,7 +6,6 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from fs_double import FS_SCRIPTS, RecordingSession
 from hotline_fs import agent, caller, data
 
@@ -15,8 +14,8 @@ REPO = FS_SCRIPTS.parent
 
 @pytest.fixture(scope="module")
 def rendered():
-    from daemon.config import load_center
-    from daemon.render import render_files
+    from daemon.definition.config import load_center
+    from daemon.definition.render import render_files
 
     return render_files(load_center(REPO / "config"))
 
@@ -117,8 +116,8 @@ def flows():
 
     from factories import act, city_tenant
 
-    from daemon.model import CallCenter, IvrOption
-    from daemon.render import render_files
+    from daemon.definition.model import CallCenter, IvrOption
+    from daemon.definition.render import render_files
 
     t = city_tenant()
     menu = t.ivr_menus[2]

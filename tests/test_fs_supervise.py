@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from fs_double import RecordingSession, write_data
 from hotline_fs.prompts import DEFAULTS, FAILED
 from hotline_fs.supervise import supervise

@@ -15,8 +15,9 @@ import gevent.socket
 import pytest
 from click.testing import CliRunner
 
-from daemon.config import load_center
-from daemon.http_api import (
+from daemon.definition.config import load_center
+from daemon.engine.records import LiveChange
+from daemon.live.http_api import (
     HttpApi,
     client_base_url,
     iso_ms,
@@ -25,8 +26,7 @@ from daemon.http_api import (
     snapshot_from_json,
     snapshot_json,
 )
-from daemon.live import MemoryLiveState, RedisLiveState
-from daemon.records import LiveChange
+from daemon.live.state import MemoryLiveState, RedisLiveState
 from daemon.service import Service, build_service
 from tests.eslpeer import EslPeer, real_switch
 from tests.test_daemon import Recorder, node_of, wait_for
@@ -234,8 +234,8 @@ def test_listen_addresses_and_iso_round_trip():
 # --- the daemon starts and stops it ------------------------------------------------------------
 
 def http_service(nodes, live: MemoryLiveState, api: HttpApi) -> tuple[Service, Recorder]:
-    from daemon.model import Settings
-    from daemon.supervisor import Supervisor
+    from daemon.definition.model import Settings
+    from daemon.switch.supervisor import Supervisor
 
     def sup_factory(node, on_frames, on_snapshot):
         return Supervisor(node, on_frames, on_snapshot, backoff_initial=0.01, backoff_max=0.05,
@@ -321,8 +321,8 @@ def test_a_taken_port_is_logged_and_the_daemon_runs_without_the_api(caplog):
 
 @pytest.mark.skipif(real_switch() is not None, reason="drives the test peer's control plane")
 def test_build_service_binds_http_listen_and_serves_the_daemons_live_state(tmp_path, center):
-    from tests.test_daemon_integration import settings_for, status_change
     from tests.test_control import RecordingPeer
+    from tests.test_daemon_integration import settings_for, status_change
 
     with RecordingPeer(password="node-pw") as peer:
         peer.script("sendevent", "+OK 5b3c3c8e-0000-4000-8000-000000000001")
@@ -345,7 +345,7 @@ def test_build_service_binds_http_listen_and_serves_the_daemons_live_state(tmp_p
 
 
 def test_empty_http_listen_builds_no_api(tmp_path):
-    from daemon.model import EslNode, Settings
+    from daemon.definition.model import EslNode, Settings
 
     settings = Settings(esl_nodes=(EslNode("n1", "127.0.0.1", 1),), http_listen="",
                         database_url=f"sqlite:///{tmp_path / 'h.db'}",
@@ -444,7 +444,7 @@ def test_queue_status_prefers_redis_over_the_daemons_api(api, tmp_path, redis_ur
 def test_something_else_on_the_port_is_reported_as_unavailable_not_a_crash():
     import gevent.server
 
-    from daemon.http_api import ApiUnavailable, fetch_snapshot
+    from daemon.live.http_api import ApiUnavailable, fetch_snapshot
 
     def junk(sock, address):
         sock.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")

@@ -5,8 +5,8 @@ import gzip
 
 import pytest
 
-from daemon.frames import EslParser
-from daemon.journal import JOURNAL_NAME, Journal, encode_frame, journal_files, read_frames
+from daemon.storage.journal import JOURNAL_NAME, Journal, encode_frame, journal_files, read_frames
+from daemon.switch.frames import EslParser
 from tests.conftest import CAPTURES
 
 
@@ -141,7 +141,7 @@ def test_concatenated_gzip_members_read_as_one_stream(tmp_path):
 
 DISK_FULL = r"""
 import resource, signal, sys
-from daemon.journal import Journal, read_frames
+from daemon.storage.journal import Journal, read_frames
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
 frames = [f for f in read_frames(sys.argv[1]) if f.is_event]
 soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)

@@ -12,11 +12,11 @@ import datetime as dt
 import pytest
 from sqlalchemy import insert
 
-from daemon import kpi as K
-from daemon import schema
-from daemon.intervals import intervals, local_ms
-from daemon.model import Agent, CallCenter, Cost, Disposition, Queue, Shift, Team, Tenant
-from daemon.report import ReportRequest, build_report, drill_calls, make_engine
+from daemon.definition.model import Agent, CallCenter, Cost, Disposition, Queue, Shift, Team, Tenant
+from daemon.stats import kpi as K
+from daemon.stats.intervals import intervals, local_ms
+from daemon.stats.report import ReportRequest, build_report, drill_calls, make_engine
+from daemon.storage import schema
 
 TZ = "Asia/Shanghai"
 DOMAIN = "acme.test"
@@ -134,7 +134,7 @@ class Data:
 
 
 def migrated(url: str) -> str:
-    from daemon.store import migrate
+    from daemon.storage.store import migrate
 
     migrate(url)
     return url

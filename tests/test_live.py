@@ -9,7 +9,8 @@ import time
 import pytest
 import redis
 
-from daemon.live import (
+from daemon.engine.records import LiveChange
+from daemon.live.state import (
     MemoryLiveState,
     RedisLiveState,
     parse_agent_list,
@@ -17,7 +18,6 @@ from daemon.live import (
     parse_pipe_table,
     snapshot_from_redis,
 )
-from daemon.records import LiveChange
 
 T0 = 1_795_345_627_000
 
@@ -264,7 +264,7 @@ def test_redis_unreachable_from_the_start_keeps_state_in_memory_until_resync(own
 
 
 def test_a_snapshot_prints_for_humans_with_waits_and_agents():
-    from daemon.live import format_snapshot
+    from daemon.live.state import format_snapshot
 
     live = MemoryLiveState()
     live.apply(A_DAY)

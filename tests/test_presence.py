@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.esl import EslConnection
-from daemon.presence import PresencePublisher, presence_command
-from daemon.records import LiveChange
+from daemon.engine.records import LiveChange
+from daemon.switch.esl import EslConnection
+from daemon.switch.presence import PresencePublisher, presence_command
 from tests.test_control import RecordingPeer
 
 
@@ -84,7 +84,7 @@ def test_presence_command_refuses_header_injection():
 
 
 def test_the_daemons_lamp_worker_never_waits_and_sends_only_the_newest_status(peer, conn):
-    from daemon.presence import PresenceWorker
+    from daemon.switch.presence import PresenceWorker
 
     worker = PresenceWorker(PresencePublisher([conn.command]))
     # the event loop hands over three changes of one agent in a burst: no I/O happens here

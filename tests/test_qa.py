@@ -6,12 +6,12 @@ import json
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
-
-from cli import hotline
-from daemon import schema
-from daemon.report import make_engine
 from test_kpi import call_data, migrated, run
 from test_report import ACME_YAML
+
+from cli import hotline
+from daemon.stats.report import make_engine
+from daemon.storage import schema
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import load_center
-from daemon.model import Agent, CallCenter, EslNode, Queue, Settings, Tenant, Tier
-from daemon.reload import PREVIOUS_DIR, format_report, plan_node, reload_center
-from daemon.switchstate import parse_callcenter_conf, read_switch_state
+from daemon.definition.config import load_center
+from daemon.definition.model import Agent, CallCenter, EslNode, Queue, Settings, Tenant, Tier
+from daemon.switch.reload import PREVIOUS_DIR, format_report, plan_node, reload_center
+from daemon.switch.switchstate import parse_callcenter_conf, read_switch_state
 from tests.eslpeer import EslPeer, real_switch
 from tests.test_reload_switch import FakeCallcenter
 
@@ -347,7 +347,7 @@ def test_nodes_sharing_agents_and_tiers_plan_again_before_their_turn(center, syn
 def test_a_second_reload_at_the_same_time_is_refused(center, peer, synced):
     import fcntl
 
-    from daemon.reload import LOCK_FILE, ReloadError
+    from daemon.switch.reload import LOCK_FILE, ReloadError
 
     conf, fake = synced
     with open(conf / LOCK_FILE, "a") as fh:
@@ -380,7 +380,7 @@ def test_removed_tenant_files_are_removed_and_restored_on_rollback(center, peer,
 
 
 def test_plan_is_pure_and_orders_queue_agent_tier_changes():
-    from daemon.switchstate import CcConfig, SwitchAgent, SwitchState, SwitchTier
+    from daemon.switch.switchstate import CcConfig, SwitchAgent, SwitchState, SwitchTier
 
     desired = CcConfig(queues={"q@d": {"strategy": "ring-all"}},
                        agents={"a@d": {"type": "callback", "contact": "user/a@d"}},
@@ -405,7 +405,7 @@ def test_plan_is_pure_and_orders_queue_agent_tier_changes():
 
 def test_after_a_reload_the_switch_matches_the_rendered_conf(center, peer, synced):
     conf, fake = synced
-    from daemon.esl import EslConnection
+    from daemon.switch.esl import EslConnection
 
     with EslConnection(peer.host, peer.port, peer.password) as conn:
         state = read_switch_state(conn)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from daemon.switchstate import (
+from daemon.switch.switchstate import (
     parse_agents,
     parse_callcenter_conf,
     parse_queues,
@@ -259,7 +259,7 @@ def test_switch_state_is_read_through_the_peer_including_members():
         fake._queue_load(["q@d"])
         fake._agent_add(["1@d", "callback"])
         fake.add_member("q@d", "call-1", 1795345944)
-        from daemon.esl import EslConnection
+        from daemon.switch.esl import EslConnection
 
         with EslConnection(peer.host, peer.port, peer.password) as conn:
             state = read_switch_state(conn)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from factories import city_center, city_tenant, demo_tenant
 
-from daemon.model import (
+from daemon.definition.model import (
     Action,
     ActionKind,
     CallCenter,
@@ -19,8 +19,8 @@ from daemon.model import (
     SkillRequirement,
     Tier,
 )
-from daemon.render import render, render_files
-from daemon.tiers import effective_tiers
+from daemon.definition.render import render, render_files
+from daemon.definition.tiers import effective_tiers
 
 CITY = "cityutil.hotline.local"
 DEMO = "hotline.test"
@@ -416,7 +416,7 @@ def test_direct_extension_dialing_and_ivr_callback_request(tmp_path: Path) -> No
 
 
 def test_example_config_renders_the_capture_switch_for_demo(tmp_path: Path) -> None:
-    from daemon.config import load_center
+    from daemon.definition.config import load_center
 
     render(load_center(Path(__file__).resolve().parent.parent / "config"), tmp_path)
     for path in tmp_path.rglob("*.xml"):

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from factories import city_center
 
-from daemon.config import load_center
-from daemon.render import render
-from daemon.trace import trace_call
+from daemon.definition.config import load_center
+from daemon.definition.render import render
+from daemon.definition.trace import trace_call
 
 CITY = "cityutil.hotline.local"
 REPO = Path(__file__).resolve().parent.parent

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select
 
-from daemon import schema
-from daemon.calllog import call_log
-from daemon.journal import Journal, journal_files, read_frames
-from daemon.replay import plan_streams
+from daemon.storage import schema
+from daemon.storage.calllog import call_log
+from daemon.storage.journal import Journal, journal_files, read_frames
+from daemon.storage.replay import plan_streams
 from tests.conftest import CAPTURES, REPO
 
 TOL_MS = 50
@@ -32,13 +32,13 @@ class CaptureSwitch:
 
 
 def capture_engine(center, node: str):
-    from daemon.segments import SegmentEngine
+    from daemon.engine.segments import SegmentEngine
 
     return SegmentEngine(node=node, agent_wrapup_s=WRAPUP_S)
 
 
 def replay(paths, url, center, **kw):
-    from daemon.replay import replay as run
+    from daemon.storage.replay import replay as run
 
     if isinstance(center, CaptureSwitch):
         return run(paths, url, None, engine_factory=capture_engine, **kw)
@@ -241,7 +241,7 @@ def test_plan_streams_keeps_captures_apart_and_chains_each_journal_by_sequence(t
 
 
 def test_replay_with_the_example_config_takes_wrap_up_times_from_its_demo_tenant(tmp_path):
-    from daemon.config import load_center
+    from daemon.definition.config import load_center
 
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     replay([capture("noanswer_rollover")], url, load_center(REPO / "config"))

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_kpi import call_data, migrated
 
 from cli import hotline
-from daemon import kpi as K
-from test_kpi import call_data, migrated
+from daemon.stats import kpi as K
 
 REPO = Path(__file__).resolve().parent.parent
 CAPTURES = Path(__file__).resolve().parent / "data" / "captures"
@@ -207,8 +207,8 @@ def test_report_user_errors(acme, args, message):
 
 def test_report_from_replayed_captures(empty_db_url):
     """The captures' truth files imply these KPI values (wait/talk within event resolution)."""
-    from daemon.config import load_center
-    from daemon.replay import replay
+    from daemon.definition.config import load_center
+    from daemon.storage.replay import replay
 
     names = ["answered_ivr", "abandoned_long", "abandoned_short", "hold", "queue_timeout",
              "ivr_only", "blind_transfer"]
@@ -254,8 +254,8 @@ def test_report_on_a_database_without_statistics(tmp_path):
 
 def test_busy_hour_capture_matches_its_truth_file(empty_db_url):
     """150 overlapping calls: every queue's counts and averages as the truth file has them."""
-    from daemon.config import load_center
-    from daemon.replay import replay
+    from daemon.definition.config import load_center
+    from daemon.storage.replay import replay
 
     url = migrated(empty_db_url)
     replay([CAPTURES / "busy_hour.esl.gz"], url, load_center(REPO / "config"))

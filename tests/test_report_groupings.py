@@ -15,10 +15,10 @@ b2, b3, b5 and both stays of b7 have none.
 from __future__ import annotations
 
 import pytest
+from test_kpi import DOMAIN, D, at, call_data, center, migrated, run
 
-from daemon import kpi as K
-from daemon.model import Number
-from test_kpi import D, DOMAIN, at, call_data, center, migrated, run
+from daemon.definition.model import Number
+from daemon.stats import kpi as K
 
 BILLING_DID, SALES_DID = "4008001234", "4008005678"
 
@@ -109,9 +109,9 @@ def test_every_grouping_of_a_kpi_is_a_known_one():
 
 def test_cli_table_and_html_by_call_type(grouped_db, tmp_path):
     from click.testing import CliRunner
+    from test_report import ACME_YAML
 
     from cli import hotline
-    from test_report import ACME_YAML
 
     cfg = tmp_path / "config"
     cfg.mkdir()

@@ -65,8 +65,8 @@ def test_caller_hangs_up_after_5s_in_queue_is_a_short_abandon():
 
 
 def test_short_abandon_threshold_is_per_queue():
-    from daemon.segments import SegmentEngine
-    from tests.scenario import WRAPUP_S, feed_all, events
+    from daemon.engine.segments import SegmentEngine
+    from tests.scenario import WRAPUP_S, events, feed_all
 
     eng = SegmentEngine(agent_wrapup_s=WRAPUP_S, short_abandon_s={"billing@hotline.test": 3})
     rep = feed_all(eng, events("abandoned_short"))

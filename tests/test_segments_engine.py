@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import random
 
-from daemon.events import Event
-from daemon.model import Agent, CallCenter, Queue, Tenant
-from daemon.segments import SegmentEngine, engine_for
-from daemon.supervisor import SwitchSnapshot
+from daemon.definition.model import Agent, CallCenter, Queue, Tenant
+from daemon.engine.segments import SegmentEngine, engine_for
+from daemon.switch.events import Event
+from daemon.switch.supervisor import SwitchSnapshot
 from tests.scenario import Replay, engine, events, feed_all, replay
 
 CALL = "30082806-037b-4dba-8e24-9e170e1bf74c"  # answered_ivr
@@ -63,7 +63,7 @@ def test_a_failing_handler_for_one_call_does_not_disturb_the_other_calls(caplog)
         original(ev, ts)
 
     eng._handlers[key] = broken
-    with caplog.at_level(logging.ERROR, logger="daemon.segments"):
+    with caplog.at_level(logging.ERROR, logger="daemon.engine.segments"):
         hurt = feed_all(eng, events("busy_hour"))
     assert any(victim in r.getMessage() for r in caplog.records)
     others = {k: v for k, v in clean.segments.items() if not k.startswith(victim)}
@@ -303,7 +303,7 @@ def test_break_out_reported_just_before_the_hangup_is_an_abandon():
 
 
 def test_the_did_names_the_tenant_of_a_call_from_a_trunk_context():
-    from daemon.model import Number
+    from daemon.definition.model import Number
 
     tenant = Tenant(id="hl", domain="hotline.test", timezone="UTC",
                     numbers=(Number(did="4008001234", name="Hotline", rules=()),))
@@ -416,7 +416,7 @@ def test_sip_caller_hanging_up_with_bye_or_being_hung_up_by_the_switch():
 
 
 def test_engine_built_from_the_demo_config_reproduces_the_capture_truth():
-    from daemon.config import load_center
+    from daemon.definition.config import load_center
     from tests.scenario import REPO_CONFIG, mismatches, truth
 
     center = load_center(REPO_CONFIG)
@@ -597,9 +597,9 @@ def test_daemon_reconnecting_after_a_lost_link_closes_the_caller_the_switch_no_l
     `show channels as json` after the reconnect no longer lists the waiting caller."""
     import gevent
 
-    from daemon.model import EslNode, Settings
+    from daemon.definition.model import EslNode, Settings
     from daemon.service import Service
-    from daemon.supervisor import Supervisor
+    from daemon.switch.supervisor import Supervisor
     from tests.eslpeer import EslPeer
 
     class Sink:  # journal, store and live state: keeps what the engine produced

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import ConfigErrors
-from daemon.model import EslNode, Settings
-from daemon.settings import load_settings
+from daemon.definition.config import ConfigErrors
+from daemon.definition.model import EslNode, Settings
+from daemon.definition.settings import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -140,7 +140,7 @@ def test_a_broken_config_file_does_not_stop_the_settings(tmp_path, monkeypatch):
 
 
 def test_settings_block_errors_are_reported_by_validate(tmp_path):
-    from daemon.config import load_center
+    from daemon.definition.config import load_center
 
     shutil.copytree(REPO / "config", tmp_path / "c")
     f = tmp_path / "c" / "settings.yaml"

@@ -9,10 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import create_engine, insert
 
-from daemon import schema
-from daemon.forecast import ForecastError, day_intervals, from_file, from_history
-from daemon.model import Agent, CallCenter, Queue, Shift, SkillRequirement, Tenant, Tier
-from daemon.staffing import (
+from daemon.definition.model import Agent, CallCenter, Queue, Shift, SkillRequirement, Tenant, Tier
+from daemon.stats.forecast import ForecastError, day_intervals, from_file, from_history
+from daemon.stats.staffing import (
     StaffingError,
     aht_from_history,
     build_plan,
@@ -21,6 +20,7 @@ from daemon.staffing import (
     parse_target,
     scheduled_agents,
 )
+from daemon.storage import schema
 
 TZ = "America/New_York"  # 2026-11-01 ends daylight time: the history spans both offsets
 DOMAIN = "acme.test"
@@ -35,7 +35,7 @@ def _ms(day: dt.date, hh: int, mm: int, ss: int = 0, ms: int = 0) -> int:
 
 def _create_tables(url: str) -> None:
     try:
-        from daemon.store import migrate
+        from daemon.storage.store import migrate
     except ImportError:  # the store helper's migrations are not there yet
         engine = create_engine(url)
         schema.metadata.create_all(engine)
@@ -218,7 +218,7 @@ def test_clock_change_days_have_23_and_25_hours_of_intervals():
 @pytest.mark.parametrize("minutes", [15, 30])
 def test_forecast_intervals_are_the_report_intervals(day, minutes):
     """One implementation: the staffing plan's intervals are those of `hotline report`."""
-    from daemon.intervals import intervals, local_midnight_ms
+    from daemon.stats.intervals import intervals, local_midnight_ms
 
     midnight, next_midnight = (local_midnight_ms(day, TZ),
                                local_midnight_ms(day + dt.timedelta(days=1), TZ))

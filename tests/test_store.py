@@ -13,10 +13,9 @@ import threading
 import pytest
 from sqlalchemy import create_engine, func, inspect, select, text
 
-from daemon import schema
-from daemon.records import AgentInterval, CallRecord, EngineOutput, Segment
-from daemon.store import Store, StoreUnavailable, migrate, rows_of
-
+from daemon.engine.records import AgentInterval, CallRecord, EngineOutput, Segment
+from daemon.storage import schema
+from daemon.storage.store import Store, StoreUnavailable, migrate, rows_of
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -183,8 +182,8 @@ def test_migrate_creates_every_table_and_index_and_running_it_again_changes_noth
 
 
 def test_migrated_database_matches_schema_py_exactly(empty_db_url):
-    from alembic.migration import MigrationContext
     from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
 
     migrate(empty_db_url)
     engine = create_engine(empty_db_url)
@@ -379,8 +378,8 @@ def test_spill_files_left_by_a_stopped_daemon_are_written_by_the_next_store(pg_v
 GEVENT_WRITER = r"""
 from gevent import monkey; monkey.patch_all()
 import sys, gevent
-from daemon.records import CallRecord, EngineOutput
-from daemon.store import Store
+from daemon.engine.records import CallRecord, EngineOutput
+from daemon.storage.store import Store
 store = Store(sys.argv[1], spill_dir=sys.argv[2], batch_size=10)
 store.start_writer()
 kind = type(store._writer).__name__

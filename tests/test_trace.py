@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from factories import BUSINESS, city_center, city_tenant
 
 from cli import hotline
-from daemon.model import Action, ActionKind, CallCenter
-from daemon.schedule import agent_availability, schedule_state, time_conditions
-from daemon.trace import TraceError, trace_call
+from daemon.definition.model import Action, ActionKind, CallCenter
+from daemon.definition.schedule import agent_availability, schedule_state, time_conditions
+from daemon.definition.trace import TraceError, trace_call
 
 REPO = Path(__file__).resolve().parent.parent
 CITY = "cityutil.hotline.local"
@@ -190,7 +190,7 @@ def test_agent_availability_roster_and_overnight_shift() -> None:
     a1010 = tenant.agent("1010")
     assert a1010 is not None
     assert agent_availability(a1010, dt.datetime(2026, 11, 23, 9)).rostered is False
-    from daemon.model import Agent, Shift
+    from daemon.definition.model import Agent, Shift
 
     night = Agent("9", "Night", "9", "x", shifts=(Shift(4, dt.time(22), dt.time(6)),))
     assert agent_availability(night, dt.datetime(2026, 11, 27, 23)).on_shift is True  # Fri
@@ -253,7 +253,7 @@ def test_cli_render_example_writes_and_lists_files(tmp_path: Path) -> None:
 def test_trace_a_queue_extension_number() -> None:
     from factories import demo_tenant
 
-    from daemon.model import CallCenter
+    from daemon.definition.model import CallCenter
 
     base = demo_tenant()
     q = base.queues[2].__class__(**{**base.queues[2].__dict__, "extension": "7003"})
@@ -268,7 +268,7 @@ def test_trace_a_queue_extension_number() -> None:
 def test_menu_that_fails_back_to_itself_is_reported_as_a_loop() -> None:
     from factories import act, demo_tenant
 
-    from daemon.model import CallCenter
+    from daemon.definition.model import CallCenter
 
     base = demo_tenant()
     menu = base.ivr_menus[0].__class__(**{**base.ivr_menus[0].__dict__,
@@ -282,8 +282,8 @@ def test_menu_that_fails_back_to_itself_is_reported_as_a_loop() -> None:
 
 def test_tier_rules_without_no_agent_no_wait_hold_back_the_first_level_too() -> None:
     """mod_callcenter starts each caller at tier 0: level 1 waits too unless no-agent-no-wait."""
-    from daemon.model import Queue, Tier
-    from daemon.trace import offered_after_s
+    from daemon.definition.model import Queue, Tier
+    from daemon.definition.trace import offered_after_s
 
     q = Queue(id="q", name="q", tier_rules_apply=True, tier_rule_wait_second=30,
               tier_rule_wait_multiply_level=True, tiers=(Tier("1001", 1, 1), Tier("1002", 2, 1)))

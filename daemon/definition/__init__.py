@@ -1,0 +1,1 @@
+"""The call center as the YAML describes it: load, validate, render, trace."""

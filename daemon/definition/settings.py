@@ -1,0 +1,256 @@
+"""Runtime settings: where the config, the database, Redis and the switches are.
+
+Layers, first hit wins (a ChainMap):
+
+1. environment: HOTLINE_CONFIG_DIR, HOTLINE_DATABASE_URL, HOTLINE_REDIS_URL,
+   HOTLINE_JOURNAL_DIR, HOTLINE_HTTP_LISTEN, HOTLINE_ESL (``[name=]host:port[:password]``, comma-separated
+   for several nodes);
+2. a settings file (``path``, else $HOTLINE_SETTINGS): YAML with the settings keys at
+   the top level, or under one top-level key ``settings:``;
+3. a ``settings:`` block in any file of the config directory (everything but
+   ``config_dir``, which cannot point at itself);
+4. the defaults of ``model.Settings`` (config/, sqlite:///hotline.db, no Redis, ESL
+   127.0.0.1:8021 / ClueCon).
+
+Secrets (ESL passwords, database and Redis URLs) may be ``${VAR}`` or ``${VAR:-default}``.
+Relative paths are relative to the current directory.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections import ChainMap
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from daemon.definition.model import EslNode, Settings
+from daemon.definition.reader import _BAD, ConfigErrors, _Reader, config_files
+from daemon.definition.yamlsrc import MAX_FILE_BYTES, ConfigError, YamlFileError, YNode, load_yaml
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_KEYS = ("config_dir", "database_url", "redis_url", "esl", "journal_dir",
+                 "journal_max_bytes", "freeswitch_conf_dir", "http_listen")
+ENV_KEYS = {"HOTLINE_CONFIG_DIR": "config_dir", "HOTLINE_DATABASE_URL": "database_url",
+            "HOTLINE_REDIS_URL": "redis_url", "HOTLINE_JOURNAL_DIR": "journal_dir",
+            "HOTLINE_ESL": "esl", "HOTLINE_HTTP_LISTEN": "http_listen"}
+_DEFAULTS = Settings()
+
+
+_Parsed = tuple[str | None, str, int, str]  # name (None = unnamed), host, port, password
+
+
+def _parse_esl_text(text: str, what: str) -> list[_Parsed] | str:
+    """``[name=]host:port[:password]`` items, comma-separated; a str return is the error."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        return f"{what} names no ESL node."
+    parsed: list[_Parsed] = []
+    for item in items:
+        name = None
+        if "=" in item.split(":", 1)[0]:
+            name, item = item.split("=", 1)
+        host, _, rest = item.partition(":")
+        port_text, _, password = rest.partition(":")
+        try:
+            port = int(port_text) if port_text else 8021
+        except ValueError:
+            return f"{what} has '{item}', whose port '{port_text}' is not a number."
+        if not host or not 0 < port < 65536:
+            return f"{what} has '{item}', which is not host:port:password."
+        parsed.append((name, host, port, password or "ClueCon"))
+    return parsed
+
+
+def _name_nodes(parsed: list[_Parsed]) -> tuple[EslNode, ...]:
+    """One unnamed node keeps the default's name ``local``; several go by host (or host:port)."""
+    hosts = [p[1] for p in parsed]
+    nodes = []
+    for name, host, port, password in parsed:
+        if name is None:
+            name = "local" if len(parsed) == 1 else (host if hosts.count(host) == 1
+                                                     else f"{host}:{port}")
+        nodes.append(EslNode(name, host, port, password))
+    return tuple(nodes)
+
+
+def _read_settings(r: _Reader, node: YNode, in_config_dir: bool) -> dict[str, Any]:
+    what = "the settings in the config directory" if in_config_dir else "the settings"
+    body = r.mapping(node, what, SETTINGS_KEYS)
+    if body is None:
+        return {}
+    out: dict[str, Any] = {}
+    for key, v in body.items():
+        w = f"'{key}' of {what}"
+        if key == "config_dir" and in_config_dir:
+            r.error(node.keys[key], "config_dir cannot be set inside the config directory; "
+                                    "set it in a settings file or HOTLINE_CONFIG_DIR.")
+            continue
+        if key in ("database_url",):
+            value = r.secret(v, w)
+        elif key == "redis_url":
+            value = None if v.is_null else r.secret(v, w)
+            value = None if value == "" else value
+        elif key == "journal_max_bytes":
+            value = r.integer(v, w, 1024 * 1024, None)
+        elif key == "esl":
+            value = _read_esl(r, v, w)
+        else:
+            value = r.text(v, w)
+        if value is not _BAD:
+            out[key] = value
+    return out
+
+
+def _read_esl(r: _Reader, node: YNode, what: str) -> Any:
+    items = node.value if node.kind == "seq" else [node]
+    parsed: list[_Parsed] = []
+    for i, item in enumerate(items, 1):
+        if item.kind == "scalar":
+            text = r.secret(item, what)
+            if text is _BAD:
+                return _BAD
+            got = _parse_esl_text(text, what)
+            if isinstance(got, str):
+                r.error(item.src, got)
+                return _BAD
+            parsed.extend(got)
+            continue
+        w = f"ESL node {i} of {what}"
+        body = r.mapping(item, w, ("name", "host", "port", "password"), ("host",))
+        if body is None or "host" not in body:
+            return _BAD
+        host = r.text(body["host"], f"'host' of {w}")
+        port = r.integer(body["port"], f"'port' of {w}", 1, 65535) if "port" in body else 8021
+        password = r.secret(body["password"], f"'password' of {w}") \
+            if "password" in body else "ClueCon"
+        name = r.ident(body["name"], f"'name' of {w}") if "name" in body else None
+        if _BAD in (host, port, password, name):
+            return _BAD
+        parsed.append((name, host, port, password))
+    if not parsed:
+        r.error(node.src, f"{what} names no ESL node.")
+        return _BAD
+    nodes = _name_nodes(parsed)
+    names = [n.name for n in nodes]
+    for n in nodes:
+        if names.count(n.name) > 1:
+            r.error(node.src, f"{what} names ESL node '{n.name}' twice.")
+            return _BAD
+    return nodes
+
+
+def check_settings_nodes(nodes: Iterable[YNode], env: Mapping[str, str],
+                         in_config_dir: bool) -> list[ConfigError]:
+    """Errors of ``settings:`` blocks (``hotline validate`` reports them with the tenants)."""
+    r = _Reader(env)
+    _merge_blocks(r, list(nodes), in_config_dir)
+    return r.errors
+
+
+def _merge_blocks(r: _Reader, nodes: list[YNode], in_config_dir: bool) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    where: dict[str, YNode] = {}
+    for node in nodes:
+        values = _read_settings(r, node, in_config_dir)
+        for key, value in values.items():
+            if key in where:
+                first = where[key].keys[key]
+                r.error(node.keys[key], f"setting '{key}' is already given at "
+                                        f"{first.file}:{first.line}.")
+                continue
+            where[key] = node
+            merged[key] = value
+    return merged
+
+
+def _settings_file_layer(r: _Reader, path: Path) -> dict[str, Any]:
+    try:
+        tree, errors = load_yaml(path, str(path))
+    except YamlFileError as exc:
+        r.errors.append(exc.error)
+        return {}
+    r.errors.extend(errors)
+    if tree is None:
+        return {}
+    if tree.kind == "map" and "settings" in tree.value:
+        top = r.mapping(tree, f"the top level of {path.name}", ("settings",))
+        block = (top or {}).get("settings")
+        return {} if block is None else _merge_blocks(r, [block], in_config_dir=False)
+    # a settings file may also be flat: the keys of the settings block at the top level
+    return _merge_blocks(r, [tree], in_config_dir=False)
+
+
+# a top-level "settings:" key starts a line (or the file is one flow mapping)
+_MAY_HAVE_SETTINGS = re.compile(rb"""^(?:["']?settings["']?\s*:|\s*\{)""", re.MULTILINE)
+
+
+def _config_dir_layer(r: _Reader, config_dir: str) -> dict[str, Any]:
+    if not Path(config_dir).is_dir():
+        return {}
+    blocks: list[YNode] = []
+    for file in config_files(config_dir):
+        # only files that can hold a settings block are parsed: a large center would
+        # otherwise be read twice by every command
+        try:
+            if file.stat().st_size > MAX_FILE_BYTES or \
+                    not _MAY_HAVE_SETTINGS.search(file.read_bytes()):
+                continue
+            tree, _ = load_yaml(file, str(file))
+        except (OSError, YamlFileError):
+            continue  # file-level problems are load_center's to report
+        if tree is not None and tree.kind == "map" and "settings" in tree.value:
+            blocks.append(tree.value["settings"])
+    return _merge_blocks(r, blocks, in_config_dir=True)
+
+
+def _env_layer(r: _Reader, env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for var, key in ENV_KEYS.items():
+        if var not in env:
+            continue
+        value = env[var]
+        if key == "esl":
+            got = _parse_esl_text(value, f"${var}")
+            if isinstance(got, str):
+                r.errors.append(ConfigError(f"${var}", 0, 0, got))
+                continue
+            out[key] = _name_nodes(got)
+        elif key == "redis_url":
+            out[key] = value or None
+        elif key == "http_listen":
+            out[key] = value  # empty = no HTTP API
+        elif value:
+            out[key] = value
+    return out
+
+
+def load_settings(path: str | None = None, env: Mapping[str, str] = os.environ) -> Settings:
+    """Settings from env, a settings file and the config directory over the defaults.
+
+    Raises ``ConfigErrors`` (file:line:column and a sentence) when a layer is wrong.
+    """
+    r = _Reader(env)
+    env_layer = _env_layer(r, env)
+    file_path = path or env.get("HOTLINE_SETTINGS") or None
+    file_layer: dict[str, Any] = {}
+    if file_path:
+        p = Path(file_path)
+        if not p.is_file():
+            r.errors.append(ConfigError(str(p), 0, 0, "the settings file does not exist."))
+        else:
+            file_layer = _settings_file_layer(r, p)
+    defaults = {k: getattr(_DEFAULTS, k if k != "esl" else "esl_nodes") for k in SETTINGS_KEYS}
+    config_dir = ChainMap(env_layer, file_layer, defaults)["config_dir"]
+    dir_layer = _config_dir_layer(r, config_dir)
+    if r.errors:
+        raise ConfigErrors(r.errors)
+    chain = ChainMap(env_layer, file_layer, dir_layer, defaults)
+    values = {k: chain[k] for k in SETTINGS_KEYS}
+    values["esl_nodes"] = values.pop("esl")
+    settings = Settings(**values)
+    logger.debug("settings: config %s, database %s, %d ESL nodes", settings.config_dir,
+                 settings.database_url.split("@")[-1], len(settings.esl_nodes))
+    return settings

@@ -1,0 +1,1 @@
+"""Live state (who is doing what now) and the daemon's HTTP surface."""

@@ -1,1 +1,0 @@
-"""Alembic migrations of the statistics database (run by ``daemon.store.migrate``)."""

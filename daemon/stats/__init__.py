@@ -1,0 +1,1 @@
+"""Statistics over the stored records: KPIs, reports, staffing."""

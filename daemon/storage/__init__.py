@@ -1,0 +1,1 @@
+"""The statistics database: schema, migrations, writer, journal, replay, call log, manual inputs."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the statistics database (run by ``daemon.storage.store.migrate``)."""
