@@ -447,3 +447,25 @@ def test_rerender_removes_files_of_a_removed_tenant_but_not_hand_written_ones(
     assert not (tmp_path / f"directory/{CITY}.xml").exists()
     assert (tmp_path / f"dialplan/{DEMO}.xml").exists()
     assert mine.exists()
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+def test_files_with_passwords_or_pins_are_never_world_readable_whatever_the_umask(
+        tmp_path: Path, umask: int) -> None:
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        written = render(city_center(), tmp_path)
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in written}
+    secret = {rel: mode for rel, mode in modes.items()
+              if rel.startswith("directory/") or rel == "scripts/hotline_data.json"}
+    assert secret and all(mode == 0o640 for mode in secret.values()), secret  # SIP passwords, PINs
+    assert all(mode == 0o644 for rel, mode in modes.items() if rel not in secret), modes
+    # the group is the directory's (the FreeSWITCH group in a stock install)
+    data = tmp_path / "scripts/hotline_data.json"
+    assert data.stat().st_gid == data.parent.stat().st_gid
+    assert not [p for p in tmp_path.rglob("*.tmp")]

@@ -752,14 +752,36 @@ def scripts_data(center: CallCenter) -> dict[str, Any]:
 
 
 # ---- writing -----------------------------------------------------------------------------
-def write_atomic(path: Path, content: str) -> None:
-    """Write ``content`` (UTF-8) so readers see the old file or the new one, never half."""
+# Rendered files that hold secrets: the directory (SIP passwords) and the desk-phone data
+# file (agent PINs). They get owner read/write and group read, the group being the one of
+# the directory they are written to (the FreeSWITCH group in a stock install, which is what
+# lets the switch read them); everybody else gets nothing, whatever the umask.
+SECRET_MODE = 0o640
+PUBLIC_MODE = 0o644
+
+
+def holds_secrets(path: Path) -> bool:
+    """True for a rendered file with passwords or PINs in it (see ``SECRET_MODE``)."""
+    return path.name == "hotline_data.json" or (path.parent.name == "directory"
+                                               and path.suffix == ".xml")
+
+
+def write_atomic(path: Path, content: str, *, secret: bool | None = None) -> None:
+    """Write ``content`` (UTF-8) so readers see the old file or the new one, never half.
+
+    A file holding secrets (``secret``, by default ``holds_secrets(path)``) is never
+    readable by others, not even for a moment: the temporary file is created 0600
+    (mkstemp), given the directory's group, made 0640 and only then renamed into place.
+    """
+    secret = holds_secrets(path) if secret is None else secret
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(content)
-        os.chmod(tmp, 0o644)
+            if secret:
+                _give_directory_group(fh.fileno(), path)
+        os.chmod(tmp, SECRET_MODE if secret else PUBLIC_MODE)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -767,6 +789,17 @@ def write_atomic(path: Path, content: str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _give_directory_group(fd: int, path: Path) -> None:
+    gid = path.parent.stat().st_gid
+    if os.fstat(fd).st_gid == gid:
+        return
+    try:
+        os.fchown(fd, -1, gid)
+    except OSError:  # not a member of that group: the file keeps ours (still 0640)
+        logger.warning("cannot give %s the group %d of its directory; check that FreeSWITCH "
+                       "can read it", path, gid)
 
 
 def render_files(center: CallCenter) -> dict[str, str]:
