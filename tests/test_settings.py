@@ -124,7 +124,7 @@ def test_bad_environment_values_and_missing_settings_file(tmp_path, monkeypatch)
     with pytest.raises(ConfigErrors) as info:
         load_settings(str(tmp_path / "missing.yaml"), env={"HOTLINE_ESL": "host:port:pw"})
     assert sorted(str(e) for e in info.value.errors) == sorted([
-        "$HOTLINE_ESL: $HOTLINE_ESL has 'host:port:pw', whose port 'port' is not a number.",
+        "$HOTLINE_ESL: $HOTLINE_ESL: the port is not a number ([name=]host[:port[:password]]).",
         f"{tmp_path / 'missing.yaml'}: the settings file does not exist.",
     ])
 
@@ -160,3 +160,44 @@ def test_the_http_api_address_comes_from_the_environment_and_empty_turns_it_off(
     assert load_settings(env={"HOTLINE_HTTP_LISTEN": "127.0.0.1:9099"}).http_listen == (
         "127.0.0.1:9099")
     assert load_settings(env={"HOTLINE_HTTP_LISTEN": ""}).http_listen == ""
+
+
+def test_a_password_may_hold_colons():
+    nodes = load_settings(env={"HOTLINE_ESL": "fs1:8021:TOPSECRET:x"}).esl_nodes
+    assert nodes[0].password == "TOPSECRET:x"
+
+
+@pytest.mark.parametrize("value", [
+    "vm127.0.0.1-1-TOPSECRET",        # an address run into a password: not a host name
+    "127.0.0.1:80x21:TOPSECRET",      # a bad port
+    "127.0.0.1:99999:TOPSECRET",      # a port out of range
+    "fs one=127.0.0.1:8021:TOPSECRET",  # a bad node name
+    "ok.example:8021:pw, bad_host!:8021:TOPSECRET",
+    "TOPSECRET@127.0.0.1:8021",
+])
+def test_a_malformed_hotline_esl_is_refused_without_echoing_the_password(tmp_path, monkeypatch,
+                                                                       value):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigErrors) as info:
+        load_settings(env={"HOTLINE_ESL": value})
+    text = " ".join(str(e) for e in info.value.errors)
+    assert len(info.value.errors) == 1 and text.startswith("$HOTLINE_ESL: "), text
+    assert "TOPSECRET" not in text
+
+
+@pytest.mark.parametrize("host", ["fs1", "freeswitch.example.com", "10.0.0.7", "[::1]",
+                                  "fs-1.dc2.example", "localhost."])
+def test_host_names_and_addresses_are_accepted(host):
+    node = load_settings(env={"HOTLINE_ESL": f"{host}:8022:pw"}).esl_nodes[0]
+    assert (node.host, node.port, node.password) == (host.strip("[]"), 8022, "pw")
+
+
+def test_a_yaml_esl_host_that_is_not_a_host_name_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    file = tmp_path / "s.yaml"
+    file.write_text("esl:\n  - {host: 'vm127.0.0.1-1-x', password: TOPSECRET}\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_settings(str(file), env={})
+    assert [str(e) for e in info.value.errors] == [
+        f"{file}:2:12: 'host' of ESL node 1 of 'esl' of the settings is not a host name or "
+        f"an IP address."]

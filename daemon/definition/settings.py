@@ -17,6 +17,7 @@ Relative paths are relative to the current directory.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -41,26 +42,60 @@ _DEFAULTS = Settings()
 
 _Parsed = tuple[str | None, str, int, str]  # name (None = unnamed), host, port, password
 
+ESL_FORMAT = "[name=]host[:port[:password]]"
+# a host name label: letters, digits and hyphens, not starting or ending with a hyphen
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def valid_host(host: str) -> bool:
+    """An IPv4/IPv6 address or a DNS host name (RFC 1123) whose last label starts with a
+    letter - top-level domains do (RFC 3696), so a typo such as ``vm127.0.0.1-1-SECRET``
+    (an address run into a password) is refused instead of being resolved and logged."""
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    return (0 < len(host) <= 253 and all(_LABEL.match(label) for label in labels)
+            and labels[-1][0].isalpha())
+
 
 def _parse_esl_text(text: str, what: str) -> list[_Parsed] | str:
-    """``[name=]host:port[:password]`` items, comma-separated; a str return is the error."""
+    """``[name=]host:port[:password]`` items, comma-separated; a str return is the error.
+
+    An error names the item by its position and never quotes it: an item holds a
+    password, and a malformed one may hold it anywhere.
+    """
     items = [x.strip() for x in text.split(",") if x.strip()]
     if not items:
         return f"{what} names no ESL node."
     parsed: list[_Parsed] = []
-    for item in items:
+    for i, item in enumerate(items, 1):
+        which = f"{what} item {i}" if len(items) > 1 else what
         name = None
         if "=" in item.split(":", 1)[0]:
             name, item = item.split("=", 1)
-        host, _, rest = item.partition(":")
+            if not _LABEL.match(name):
+                return (f"{which}: the node name must be letters, digits and hyphens "
+                        f"({ESL_FORMAT}).")
+        if item.startswith("["):  # [IPv6]:port:password
+            close = item.find("]")
+            host, rest = (item[:close + 1], item[close + 2:]) if close > 0 else (item, "")
+        else:
+            host, _, rest = item.partition(":")
         port_text, _, password = rest.partition(":")
-        try:
-            port = int(port_text) if port_text else 8021
-        except ValueError:
-            return f"{what} has '{item}', whose port '{port_text}' is not a number."
-        if not host or not 0 < port < 65536:
-            return f"{what} has '{item}', which is not host:port:password."
-        parsed.append((name, host, port, password or "ClueCon"))
+        if not valid_host(host):
+            return (f"{which}: the host is not a host name or an IP address ({ESL_FORMAT}; "
+                    f"the value is not shown, it may hold the password).")
+        if port_text and not port_text.isdigit():
+            return f"{which}: the port is not a number ({ESL_FORMAT})."
+        port = int(port_text) if port_text else 8021
+        if not 0 < port < 65536:
+            return f"{which}: the port must be 1 to 65535, not {port}."
+        parsed.append((name, host.strip("[]"), port, password or "ClueCon"))
     return parsed
 
 
@@ -123,6 +158,9 @@ def _read_esl(r: _Reader, node: YNode, what: str) -> Any:
         if body is None or "host" not in body:
             return _BAD
         host = r.text(body["host"], f"'host' of {w}")
+        if host is not _BAD and not valid_host(host):
+            r.error(body["host"].src, f"'host' of {w} is not a host name or an IP address.")
+            host = _BAD
         port = r.integer(body["port"], f"'port' of {w}", 1, 65535) if "port" in body else 8021
         password = r.secret(body["password"], f"'password' of {w}") \
             if "password" in body else "ClueCon"
