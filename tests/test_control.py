@@ -309,3 +309,27 @@ def test_node_connections_reuse_a_live_connection_and_reopen_a_dropped_one():
         with pytest.raises(ControlError, match="no ESL node named 'n9'"):
             conns("n9")
         conns.close()
+
+
+def test_cli_agent_break_refuses_a_reason_the_tenant_does_not_have(peer, fake):
+    from cli import hotline
+
+    env = {"HOTLINE_ESL": f"{peer.host}:{peer.port}:{peer.password}",
+           "HOTLINE_CONFIG_DIR": str(REPO / "config"), "HOTLINE_SETTINGS": ""}
+    for name in ("1001@hotline.test", "2001@hotline.cityutil.cn"):
+        fake.agents[name]["status"] = "Available"
+    runner = CliRunner()
+    # cityutil lists its reasons; the demo tenant hotline.test defines none at all
+    result = runner.invoke(hotline, ["agent", "break", "2001", "nap"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "no break reason 'nap'" in result.output
+    assert "1=lunch, 2=training, 3=meeting, 4=restroom" in result.output
+    result = runner.invoke(hotline, ["agent", "break", "1001", "nap"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "defines no break reasons" in result.output and "Traceback" not in result.output
+    assert peer.events_sent() == [] and not any(" set " in c for c in api_sent(peer))
+    assert fake.agents["1001@hotline.test"]["status"] == "Available"
+    # without a reason, and with one the tenant has, the break goes through
+    assert runner.invoke(hotline, ["agent", "break", "1001"], env=env).exit_code == 0
+    result = runner.invoke(hotline, ["agent", "break", "2001", "training"], env=env)
+    assert result.exit_code == 0 and "(training)" in result.output, result.output

@@ -112,14 +112,17 @@ def resolve_queue(center: CallCenter, name: str) -> str:
 
 
 def break_reason(tenant: Tenant, reason: str | None) -> str | None:
-    """A break reason by name or digit (None: no reason). Unknown names are refused."""
+    """A break reason by name or digit (None: no reason). A reason the tenant does not
+    define is refused - also when it defines none: the engine would store it on the break
+    interval and the reports would count a reason nobody configured."""
     if reason is None:
         return None
     for r in tenant.break_reasons:
         if reason in (r.name, r.digit):
             return r.name
     if not tenant.break_reasons:
-        return reason
+        raise ControlError(f"no break reason {reason!r} in tenant {tenant.id}: it defines no "
+                           f"break reasons (give none, or add break_reasons to the tenant)")
     names = ", ".join(f"{r.digit}={r.name}" for r in tenant.break_reasons)
     raise ControlError(f"no break reason {reason!r} in tenant {tenant.id} ({names})")
 
