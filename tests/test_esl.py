@@ -384,3 +384,49 @@ def test_a_slow_consumer_pushes_back_on_the_switch_instead_of_buffering_everythi
     wait_for(lambda: len(got) == 2000)
     assert [f.raw for f in got] == frames
     conn.close()
+
+
+# --- frames a switch never sends: refused or timed out, never silently waited for -------
+
+def test_a_16_mib_content_length_drops_the_link_instead_of_swallowing_the_stream(peer, caplog):
+    got: list = []
+    conn = connect(peer, on_frames=got.extend)
+    conn.subscribe(["ALL"])
+    link = peer.wait_subscribed()
+    link.write(event_frame(heartbeat(1)))
+    link.write(b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % (16 * 1024 * 1024))
+    link.send_events([event_frame(heartbeat(n)) for n in range(2, 48)])
+    with caplog.at_level(logging.WARNING, logger="daemon.switch.esl"):
+        assert conn.wait_closed(5), "the link is dropped (the supervisor reconnects)"
+    assert len(got) == 1  # the event before it; the 46 behind it are not taken as a body
+    assert conn.stats["oversized"] == 1
+    assert any("frame refused" in r.getMessage() and "over the bound" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_frame_that_stops_half_way_is_declared_stalled_and_the_link_dropped(peer, caplog):
+    conn = connect(peer, frame_stall_timeout=0.3, idle_timeout=30)
+    conn.subscribe(["ALL"])
+    frame = event_frame(heartbeat(1, **{"Event-Info": "x" * 500}))
+    peer.wait_subscribed().write(frame[:300])  # ... and nothing more, the socket stays open
+    started = gevent.get_hub().loop.now()
+    with caplog.at_level(logging.WARNING, logger="daemon.switch.esl"):
+        assert conn.wait_closed(5)
+    assert gevent.get_hub().loop.now() - started < 3
+    assert conn.stats["stalled"] == 1
+    assert any("frame stalled: 300 of" in r.getMessage() for r in caplog.records)
+
+
+def test_a_steady_stream_of_frames_is_not_a_stall(peer):
+    got: list = []
+    conn = connect(peer, frame_stall_timeout=0.3, on_frames=got.extend)
+    conn.subscribe(["ALL"])
+    link = peer.wait_subscribed()
+    frames = [event_frame(heartbeat(n)) for n in range(40)]
+    data = b"".join(frames)
+    for i in range(0, len(data), 97):  # every read ends inside a frame, for 2 s in all
+        link.write(data[i:i + 97])
+        gevent.sleep(2.0 / (len(data) / 97))
+    wait_for(lambda: len(got) == 40)
+    assert conn.connected and conn.stats["stalled"] == 0
+    conn.close()

@@ -233,3 +233,40 @@ def test_percent_decoding_is_memoised_within_a_bound():
     assert [frames.decode(v) for v in values][-1] == f"caller {frames._DECODED_MAX + 49}@hotline.test"
     assert len(frames._DECODED) <= frames._DECODED_MAX
     assert frames.decode(b"Z%C3%B6e%ZZ") == "Zöe%ZZ"  # invalid escapes stay as they are
+
+
+def test_an_event_longer_than_any_switch_sends_is_refused_not_waited_for():
+    """A 16 MiB Content-Length once swallowed the rest of a stream as its body."""
+    from daemon.switch.frames import MAX_EVENT_BODY, FrameTooLarge
+
+    big = b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % (16 * 1024 * 1024)
+    parser = EslParser()
+    with pytest.raises(FrameTooLarge, match="over the bound of 1048576 bytes"):
+        parser.feed(GOOD + big + GOOD * 46)
+    frames, _errors = parser.feed_resync(b"")
+    assert [f.raw for f in frames] == [GOOD] * 46  # the parser resynchronises (a live link also reconnects)
+    just = b"Event-Name: HEARTBEAT\n".ljust(MAX_EVENT_BODY, b"x")
+    assert EslParser().feed(b"Content-Length: %d\nContent-Type: text/event-plain\n\n%s"
+                            % (len(just), just))[0].body == just
+
+
+def test_a_command_reply_may_be_larger_than_an_event_up_to_its_own_bound():
+    from daemon.switch.frames import MAX_BODY, FrameTooLarge
+
+    body = b"{" + b"x" * (4 * 1024 * 1024) + b"}"  # `show channels as json` of a full switch
+    frame = b"Content-Type: api/response\nContent-Length: %d\n\n%s" % (len(body), body)
+    assert EslParser().feed(frame)[0].body == body
+    with pytest.raises(FrameTooLarge):
+        EslParser().feed(b"Content-Type: api/response\nContent-Length: %d\n\n" % (MAX_BODY + 1))
+
+
+def test_the_frame_in_progress_is_visible_until_it_completes():
+    parser = EslParser()
+    assert parser.partial is None and parser.completed == 0
+    parser.feed(GOOD + GOOD[:10])
+    assert parser.completed == 1 and parser.partial == (10, 0)  # envelope not complete yet
+    head = GOOD.index(b"\n\n") + 2
+    parser.feed(GOOD[10:head + 5])
+    assert parser.partial == (head + 5, len(GOOD))
+    parser.feed(GOOD[head + 5:])
+    assert parser.partial is None and parser.completed == 2

@@ -31,7 +31,10 @@ Also new: ``bgapi`` results matched by the ``Job-UUID`` we send with the
 command (registered before sending, so a fast BACKGROUND_JOB is not missed);
 an idle timeout (no bytes, not even HEARTBEAT, for N seconds = dead link); a
 bounded reader->dispatcher backlog (a slow consumer stops the reader, and TCP
-pushes back on the switch, instead of the heap growing); ``on_frames`` hands
+pushes back on the switch, instead of the heap growing); frames bounded by what a switch sends
+(``frames.MAX_EVENT_BODY``/``MAX_BODY``: a bigger Content-Length drops the link, which the
+supervisor reconnects) and a frame still incomplete after ``frame_stall_timeout`` s drops it
+too, both logged and counted in ``stats``; ``on_frames`` hands
 on one list of event frames per socket read (the daemon's fast path); command
 arguments with line breaks are refused (they would smuggle a second command).
 
@@ -54,11 +57,15 @@ import gevent.socket as gsocket
 from greenswitch.esl import InboundESL, NotConnectedError
 
 from daemon.switch.events import Event
-from daemon.switch.frames import EslParser, Frame, decode
+from daemon.switch.frames import EslParser, Frame, FrameError, FrameTooLarge, decode
 
 logger = logging.getLogger(__name__)
 
 READ_CHUNK = 256 * 1024
+# A frame the switch started must be complete within this: FreeSWITCH writes a frame in
+# one go (the largest reply, a few MB, takes milliseconds even over a WAN), so a frame
+# still open after 10 s is a stalled link or a lying Content-Length eating the stream.
+FRAME_STALL_S = 10.0
 
 
 class EslError(Exception):
@@ -113,8 +120,10 @@ class _HardenedInbound(InboundESL):
     def __init__(self, host: str, port: int, password: str, timeout: float,
                  on_frame: FrameCallback | None, on_event: EventCallback | None,
                  on_disconnect: Callable[[], None] | None, idle_timeout: float | None,
-                 on_frames: FramesCallback | None = None, max_backlog: int = 64) -> None:
+                 on_frames: FramesCallback | None = None, max_backlog: int = 64,
+                 frame_stall_timeout: float | None = FRAME_STALL_S) -> None:
         super().__init__(host, port, password, timeout=timeout)
+        self.frame_stall_timeout = frame_stall_timeout
         self.on_frames = on_frames
         self.on_frame = on_frame
         self.on_event = on_event
@@ -133,6 +142,8 @@ class _HardenedInbound(InboundESL):
         self._rejected = False
         self.frames_received = 0
         self.garbage_frames = 0
+        self.oversized_frames = 0  # Content-Length over the bound: the link was dropped
+        self.stalled_frames = 0  # a frame not complete in frame_stall_timeout: link dropped
 
     # --- connection -------------------------------------------------------------------
     def connect(self) -> None:
@@ -169,6 +180,9 @@ class _HardenedInbound(InboundESL):
         sock = self.sock
         idle = 0.0
         reason = "closed by peer"
+        parser = self._parser
+        # the frame in progress: which one (frames completed before it) and since when
+        frame_no, frame_since = 0, 0.0
         try:
             while self._run:
                 try:
@@ -178,27 +192,62 @@ class _HardenedInbound(InboundESL):
                     if self.idle_timeout and idle >= self.idle_timeout:
                         reason = f"nothing received for {self.idle_timeout:g} s"
                         break
-                    continue
+                    data = None
                 except OSError as exc:
                     reason = f"read error: {exc}"
                     break
-                if not data:
-                    if self._parser.buffered:
-                        reason = ("closed by peer in the middle of a frame "
-                                  f"({self._parser.buffered} bytes)")
-                    break
-                idle = 0.0
-                frames, errors = self._parser.feed_resync(data)
-                for error in errors:
-                    self.garbage_frames += 1
-                    logger.warning("esl garbage skipped host=%s error=%s", self.host, error)
-                if frames:
-                    self._route(frames)
+                if data is not None:
+                    if not data:
+                        if parser.buffered:
+                            reason = ("closed by peer in the middle of a frame "
+                                      f"({parser.buffered} bytes)")
+                        break
+                    idle = 0.0
+                    refused = self._feed(data)
+                    if refused is not None:
+                        self.oversized_frames += 1
+                        logger.warning("esl frame refused host=%s error=%s; dropping the link",
+                                       self.host, refused)
+                        reason = f"frame refused: {refused}"
+                        break
+                stall = self.frame_stall_timeout
+                if stall:
+                    now = time.monotonic()
+                    if parser.partial is None or parser.completed != frame_no:
+                        frame_no, frame_since = parser.completed, now
+                    elif now - frame_since >= stall:
+                        have, need = parser.partial
+                        self.stalled_frames += 1
+                        reason = (f"frame stalled: {have} of {need or '?'} bytes after "
+                                  f"{now - frame_since:.0f} s")
+                        logger.warning("esl %s host=%s; dropping the link", reason, self.host)
+                        break
         except Exception:  # never let the reader die silently with connected=True
             logger.exception("esl reader failed host=%s", self.host)
             reason = "reader failed"
         finally:
             self._mark_dead(reason)
+
+    def _feed(self, data: bytes) -> FrameTooLarge | None:
+        """Parse and route ``data``; an oversized frame is returned (the link is then out
+        of step: nothing after it in this read is trusted), garbage is skipped."""
+        while True:
+            try:
+                frames = self._parser.feed(data)
+            except FrameTooLarge as exc:
+                if exc.frames:
+                    self._route(exc.frames)
+                return exc
+            except FrameError as exc:
+                self.garbage_frames += 1
+                logger.warning("esl garbage skipped host=%s error=%s", self.host, exc)
+                if exc.frames:
+                    self._route(exc.frames)
+                data = b""
+                continue
+            if frames:
+                self._route(frames)
+            return None
 
     def _route(self, frames: list[Frame]) -> None:
         events: list[Frame] = []
@@ -414,12 +463,14 @@ class EslConnection:
                  on_frame: FrameCallback | None = None, on_event: EventCallback | None = None,
                  on_disconnect: Callable[[], None] | None = None,
                  idle_timeout: float | None = None,
-                 on_frames: FramesCallback | None = None, max_backlog: int = 64) -> None:
+                 on_frames: FramesCallback | None = None, max_backlog: int = 64,
+                 frame_stall_timeout: float | None = FRAME_STALL_S) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
         self._esl = _HardenedInbound(host, port, password, timeout, on_frame, on_event,
-                                     on_disconnect, idle_timeout, on_frames, max_backlog)
+                                     on_disconnect, idle_timeout, on_frames, max_backlog,
+                                     frame_stall_timeout)
 
     def __repr__(self) -> str:  # never shows the password
         return f"EslConnection({self.host}:{self.port})"
@@ -435,7 +486,9 @@ class EslConnection:
 
     @property
     def stats(self) -> dict[str, int]:
-        return {"frames": self._esl.frames_received, "garbage": self._esl.garbage_frames}
+        esl = self._esl
+        return {"frames": esl.frames_received, "garbage": esl.garbage_frames,
+                "oversized": esl.oversized_frames, "stalled": esl.stalled_frames}
 
     def connect(self) -> "EslConnection":
         self._esl.connect()
