@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, func, inspect, select, text
 
 from daemon.engine.records import AgentInterval, CallRecord, EngineOutput, Segment
 from daemon.storage import schema
-from daemon.storage.store import Store, StoreUnavailable, migrate, rows_of
+from daemon.storage.store import Store, StoreUnavailable, _dump_rows, migrate, rows_of
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -239,10 +239,9 @@ def test_a_spill_file_holding_two_versions_of_a_record_is_written_in_one_batch_n
     # a multi-row ON CONFLICT DO UPDATE may not touch a row twice: the store keeps one
     # version per key (the last) instead of falling back to row-by-row writes
     spill = tmp_path / "spill"
-    spill.mkdir()
+    spill.mkdir(mode=0o700)
     rows = rows_of(day_of_calls(600, version=1)) + rows_of(day_of_calls(600, version=2))
-    (spill / "spill-000000000001.jsonl").write_text(
-        "".join(json.dumps([table, row]) + "\n" for table, _key, row in rows))
+    _dump_rows(spill / "spill-000000000001.jsonl", [(table, row) for table, _key, row in rows])
     store = Store(empty_db_url, spill_dir=spill, batch_size=2000)
     store.flush()
     store.close()
@@ -443,7 +442,7 @@ def test_a_row_postgres_refuses_is_set_aside_and_the_rest_of_the_batch_is_writte
     assert counts(direct)["calls"] == 2 and counts(direct)["segments"] == 1
     assert store.stats.rejected_rows == 1
     [rejected] = spill.glob("rejected-*.jsonl")
-    assert json.loads(rejected.read_text())[1]["segment_id"] == "c1:survey:1"
+    assert json.loads(rejected.read_text().splitlines()[0])[1]["segment_id"] == "c1:survey:1"
 
 
 def status(agent: str, started: int, value: str, ended: int | None = None) -> AgentInterval:

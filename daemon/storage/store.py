@@ -26,12 +26,26 @@ to a temporary name, fsynced, then renamed). Spill files are replayed oldest
 first before the memory buffer, so the newest version of a record is always
 the last one written: nothing lost, nothing duplicated. Spill files left by a
 stopped daemon are written by the next ``Store`` on the same ``spill_dir``.
+
+Spill files are ours and nobody else's: ``spill_dir`` is made 0700 and not used at
+all (``spill_problem`` says why, logged as an error; records then stay in memory during
+an outage - the journal has every event anyway) when it is a symlink, not owned by us,
+or writable by group or others; each file is written 0600 and ends with a trailer line holding its row count
+and SHA-256. A file that is not ours (owner, mode, symlink) or not exactly what we
+write (trailer, tables, columns, types) is never written to the database: it is
+renamed ``refused-<name>`` and logged. The default ``spill_dir`` (replay, CLI) lives
+in the user's state directory (``$XDG_STATE_HOME/hotline``, ``~/.local/state/hotline``),
+never in a shared ``/tmp``; the daemon keeps its spill next to the journal.
 What is only in memory when the process dies is recovered from the journal
 (``hotline replay``), which is written before the engine sees an event.
 
 A record the database refuses for a reason other than connectivity (e.g. a
 constraint) is written row by row so one bad row cannot block the others; rows
 still refused are logged and kept in ``rejected-<n>.jsonl`` in ``spill_dir``.
+
+A database that refuses us for good - it does not exist, the password or the role
+is wrong - is not an outage: the writer still retries (someone may create it) but
+logs it as an error, and ``problem`` holds the reason for ``/health``.
 """
 from __future__ import annotations
 
@@ -40,7 +54,7 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -74,7 +88,39 @@ TABLE_ORDER = ("calls", "segments", "agent_intervals", "dispositions")
 
 
 class StoreUnavailable(RuntimeError):
-    """The database cannot be reached; the records stay buffered."""
+    """The database cannot be reached; the records stay buffered.
+
+    ``permanent`` is the reason when waiting will not help (see ``permanent_reason``).
+    """
+
+    def __init__(self, message: str, permanent: str | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class SpillDirError(RuntimeError):
+    """The spill directory is not private to us (owner, mode, symlink)."""
+
+
+# What a server says when retrying cannot help: PostgreSQL's FATAL errors at connect
+# (psycopg2 gives them no SQLSTATE, only the text) and SQLite's missing directory.
+_PERMANENT_ERRORS = (
+    ("does not exist", "the database (or role) does not exist"),
+    ("password authentication failed", "authentication failed"),
+    ("authentication failed", "authentication failed"),
+    ("no pg_hba.conf entry", "the server does not accept this user from here (pg_hba.conf)"),
+    ("permission denied", "permission denied"),
+    ("unable to open database file", "the SQLite file cannot be created or opened"),
+)
+
+
+def permanent_reason(exc: BaseException) -> str | None:
+    """Why ``exc`` (a connectivity error) is no outage, or None for a real outage."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    for needle, reason in _PERMANENT_ERRORS:
+        if needle in text:
+            return reason
+    return None
 
 
 # --- engine and migrations --------------------------------------------------------------------
@@ -304,8 +350,10 @@ class StoreStats:
 
 
 def default_spill_dir(url: str) -> Path:
+    """Private to the user (never a shared /tmp where another user can plant files)."""
     digest = hashlib.sha1(url.encode()).hexdigest()[:10]
-    return Path(tempfile.gettempdir()) / f"hotline-spill-{digest}"
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "hotline" / f"spill-{digest}"
 
 
 Key = tuple[str, str]
@@ -325,7 +373,18 @@ class Store:
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.spill_dir = Path(spill_dir) if spill_dir else default_spill_dir(url)
+        # the directory is checked before anything in it is read; one that is not ours
+        # alone is not used at all (records then stay in memory during an outage)
+        self.spill_problem: str | None = None
+        try:
+            private_dir(self.spill_dir)
+        except SpillDirError as exc:
+            self.spill_problem = str(exc)
+            logger.error("%s: spill files there are ignored, and records stay in memory "
+                         "while the database is away", exc)
         self.stats = StoreStats()
+        self.problem: str | None = None  # why the database refuses us for good (not an outage)
+        self._last_caught_up = time.monotonic()
         self._migrated = not migrate_schema
         self._migration_deferred = False
         self._migrate_if_needed(raise_unavailable=False)
@@ -338,6 +397,7 @@ class Store:
         self._io = threading.RLock()  # one database writer at a time
         self._pending: dict[Key, Any] = {}  # a record, or a row (see _as_rows)
         self._spill_gen = 0
+        self._refused: set[Path] = set()
         self._next_spill = self._first_spill_number()
         self._wake = threading.Event()
         self._stopping = False
@@ -386,15 +446,31 @@ class Store:
         """False while the last write attempt failed (the database is unreachable)."""
         return self._healthy
 
+    @property
+    def lag_s(self) -> float:
+        """Seconds since the writer last had nothing waiting (0 when nothing waits now)."""
+        if not self._pending and self._healthy:
+            return 0.0
+        return time.monotonic() - self._last_caught_up
+
     def flush(self) -> None:
         """Write everything buffered (spill files first, oldest first); raise StoreUnavailable."""
         with self._io:
             try:
                 self._flush_all()
-            except StoreUnavailable:
+            except StoreUnavailable as exc:
                 self._healthy = False
+                if exc.permanent and exc.permanent != self.problem:
+                    logger.error("the database refuses the daemon: %s (%s). This is not an "
+                                 "outage: fix database_url. Events are still journaled and "
+                                 "records buffered; retrying every %.0f s", exc.permanent, exc,
+                                 self.retry_max_s)
+                self.problem = exc.permanent
                 raise
             self._healthy = True
+            self.problem = None
+            if not self._pending:
+                self._last_caught_up = time.monotonic()
 
     def start_writer(self) -> None:
         """Run the single background writer (a greenlet under gevent, else a thread)."""
@@ -461,10 +537,13 @@ class Store:
                     logger.info("database reachable again; buffered records written")
                 delay = 0.0
             except StoreUnavailable as exc:
-                delay = min(self.retry_max_s, max(self.retry_initial_s, delay * 2))
+                if exc.permanent:  # said loudly once (flush); retried slowly, not logged each time
+                    delay = self.retry_max_s
+                else:
+                    delay = min(self.retry_max_s, max(self.retry_initial_s, delay * 2))
+                    logger.warning("database write failed (%s); %d records buffered, retry in "
+                                   "%.1fs", exc, len(self._pending), delay)
                 retry_at = time.monotonic() + delay
-                logger.warning("database write failed (%s); %d records buffered, retry in %.1fs",
-                               exc, len(self._pending), delay)
                 if stopping:
                     return  # close() spills what is left
             except Exception:  # the writer must outlive any surprise; the records stay buffered
@@ -487,11 +566,16 @@ class Store:
             # the daemon starts (and journals, and buffers) while the database is down;
             # said once - the writer's retries log the outage themselves
             if not self._migration_deferred:
-                logger.warning("database unreachable, schema migration deferred: %s",
-                               _short(exc))
+                reason = permanent_reason(exc)
+                if reason:
+                    logger.error("the database refuses the daemon: %s (%s); schema migration "
+                                 "deferred, events are still journaled", reason, _short(exc))
+                else:
+                    logger.warning("database unreachable, schema migration deferred: %s",
+                                   _short(exc))
             self._migration_deferred = True
             if raise_unavailable:
-                raise StoreUnavailable(_short(exc)) from exc
+                raise StoreUnavailable(_short(exc), permanent_reason(exc)) from exc
             return
         self._migrated = True
         if self._migration_deferred:
@@ -504,6 +588,10 @@ class Store:
                 try:
                     rows = _read_spill(path)
                 except FileNotFoundError:  # another store on the same spill_dir took it
+                    continue
+                except SpillFileError as exc:
+                    if not _refuse(path, exc):
+                        self._refused.add(path)  # could not move it: never read it again
                     continue
                 self._write_rows(rows)
                 path.unlink(missing_ok=True)
@@ -528,7 +616,7 @@ class Store:
                     batch.pop(key, None)  # committed: not re-buffered if a later chunk fails
         except StoreUnavailable:
             with self._lock:
-                if self._spill_gen != gen:
+                if self._spill_gen != gen and self._spill_dir_usable():
                     # newer versions may sit in a spill file: ours must be written before them
                     self._write_spill(number, _as_rows(batch.items()))
                 else:
@@ -558,7 +646,7 @@ class Store:
         except Exception as exc:
             if _is_connectivity(exc):
                 self.stats.failures += 1
-                raise StoreUnavailable(_short(exc)) from exc
+                raise StoreUnavailable(_short(exc), permanent_reason(exc)) from exc
             self._write_one_by_one(by_table, exc)
             return
         self.stats.batches += 1
@@ -598,13 +686,15 @@ class Store:
                 except Exception as exc:
                     if _is_connectivity(exc):
                         self.stats.failures += 1
-                        raise StoreUnavailable(_short(exc)) from exc
+                        raise StoreUnavailable(_short(exc), permanent_reason(exc)) from exc
                     logger.error("row refused by the database, kept in rejected file: %s %s: %s",
                                  table, row.get(next(iter(row))), _short(exc))
                     rejected.append((table, row))
         if rejected:
             self.stats.rejected_rows += len(rejected)
-            self.spill_dir.mkdir(parents=True, exist_ok=True)
+            if not self._spill_dir_usable():
+                logger.error("%d refused rows not kept: %s", len(rejected), self.spill_problem)
+                return
             with self._lock:
                 number = self._next_spill
                 self._next_spill += 1
@@ -613,17 +703,31 @@ class Store:
     # -- spilling --------------------------------------------------------------------------------
 
     def _first_spill_number(self) -> int:
+        if self.spill_problem:
+            return 1
         numbers = [int(p.stem.split("-", 1)[1]) for p in self._spill_files()]
         numbers += [int(p.stem.split("-", 1)[1]) for p in self.spill_dir.glob("rejected-*.jsonl")
                     if p.stem.split("-", 1)[1].isdigit()]
         return max(numbers, default=0) + 1
 
     def _spill_files(self) -> list[Path]:
-        if not self.spill_dir.is_dir():
+        if self.spill_problem or not self.spill_dir.is_dir():
             return []
-        return sorted(p for p in self.spill_dir.glob("spill-*.jsonl") if p.stem[6:].isdigit())
+        return sorted(p for p in self.spill_dir.glob("spill-*.jsonl")
+                      if p.stem[6:].isdigit() and p not in self._refused)
+
+    def _spill_dir_usable(self) -> bool:
+        if self.spill_problem is None:
+            try:
+                private_dir(self.spill_dir)  # again: it may have been changed under us
+            except SpillDirError as exc:
+                self.spill_problem = str(exc)
+                logger.error("%s: records stay in memory while the database is away", exc)
+        return self.spill_problem is None
 
     def _spill_memory(self) -> None:
+        if not self._spill_dir_usable():
+            return  # no private place on disk: memory it is (the journal has every event)
         with self._lock:
             if not self._pending:
                 return
@@ -633,8 +737,7 @@ class Store:
             self._write_spill(number, _as_rows(batch.items()))
 
     def _write_spill(self, number: int, rows: list[tuple[str, dict[str, Any]]]) -> None:
-        # caller holds self._lock
-        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        # caller holds self._lock and checked _spill_dir_usable()
         _dump_rows(self.spill_dir / f"spill-{number:012d}.jsonl", rows)
         self._spill_gen += 1
         self.stats.spilled_rows += len(rows)
@@ -643,26 +746,133 @@ class Store:
                        self.spill_dir / f"spill-{number:012d}.jsonl")
 
 
+class SpillFileError(ValueError):
+    """A spill file we did not write, or not as we write them."""
+
+
+_TRAILER = "hotline-spill"
+
+
+def private_dir(path: Path) -> None:
+    """Make ``path`` (0700) or check an existing one is ours alone; raise SpillDirError."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(path)
+    except OSError as exc:
+        raise SpillDirError(f"spill directory {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise SpillDirError(f"spill directory {path} is not a directory (a symlink?); "
+                            f"refusing to use it")
+    if st.st_uid != os.geteuid():
+        raise SpillDirError(f"spill directory {path} belongs to uid {st.st_uid}, not to us "
+                            f"(uid {os.geteuid()}); refusing to use it")
+    if st.st_mode & 0o022:
+        raise SpillDirError(f"spill directory {path} is writable by others (mode "
+                            f"{stat.S_IMODE(st.st_mode):o}); refusing to use it")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)  # ours and not writable by others: just no longer readable
+
+
 def _dump_rows(path: Path, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    digest = hashlib.sha256()
+    count = 0
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with open(fd, "w", encoding="utf-8") as fh:
         for table, row in rows:
-            fh.write(json.dumps([table, row], separators=(",", ":"), default=str))
-            fh.write("\n")
+            line = json.dumps([table, row], separators=(",", ":"), default=str) + "\n"
+            digest.update(line.encode("utf-8"))
+            count += 1
+            fh.write(line)
+        fh.write(json.dumps({_TRAILER: 1, "rows": count, "sha256": digest.hexdigest()}) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
 def _read_spill(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The rows of a spill file we wrote; SpillFileError for anything else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise SpillFileError(f"cannot be opened safely ({exc.strerror})") from None
+    with open(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise SpillFileError("is not a regular file")
+        if st.st_uid != os.geteuid():
+            raise SpillFileError(f"belongs to uid {st.st_uid}, not to us")
+        if st.st_mode & 0o022:
+            raise SpillFileError(f"is writable by others (mode {stat.S_IMODE(st.st_mode):o})")
+        lines = fh.read().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if not lines:
+        raise SpillFileError("is empty (no trailer)")
+    try:
+        trailer = json.loads(lines.pop())
+    except ValueError:
+        raise SpillFileError("has no trailer line (cut short, or not written by hotline)") from None
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line + b"\n")
+    if (not isinstance(trailer, dict) or trailer.get(_TRAILER) != 1
+            or trailer.get("rows") != len(lines) or trailer.get("sha256") != digest.hexdigest()):
+        raise SpillFileError("does not match its trailer (rows, SHA-256): changed or cut short")
     rows: list[tuple[str, dict[str, Any]]] = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                table, row = json.loads(line)
-                if table in TABLES:
-                    rows.append((table, row))
+    for n, line in enumerate(lines, 1):
+        try:
+            table, row = json.loads(line)
+        except ValueError:
+            raise SpillFileError(f"line {n} is not a [table, row] pair") from None
+        problem = _row_problem(table, row)
+        if problem:
+            raise SpillFileError(f"line {n}: {problem}")
+        rows.append((table, row))
     return rows
+
+
+def _row_problem(table: Any, row: Any) -> str | None:
+    if table not in TABLES or not isinstance(row, dict):
+        return f"unknown table {str(table)[:40]!r}"
+    columns = TABLES[table].columns
+    for name, value in row.items():
+        column = columns.get(name) if isinstance(name, str) else None
+        if column is None:
+            return f"unknown column {str(name)[:40]!r} of {table}"
+        if value is None:
+            if not column.nullable:
+                return f"{table}.{name} is empty"
+            continue
+        python_type = column.type.python_type
+        if python_type is int:
+            if type(value) is not int:
+                return f"{table}.{name} is not a whole number"
+        elif python_type is str:
+            if not isinstance(value, str):
+                return f"{table}.{name} is not text"
+            length = getattr(column.type, "length", None)
+            if length and len(value) > length:
+                return f"{table}.{name} is longer than {length}"
+    if not row.get(_PK[table]):
+        return f"{table} row without {_PK[table]}"
+    return None
+
+
+def _refuse(path: Path, exc: SpillFileError) -> bool:
+    """Move a refused spill file aside (kept for a look, never read again); True if moved."""
+    target = path.with_name(f"refused-{path.name}")
+    try:
+        os.replace(path, target)
+    except OSError as err:
+        logger.error("spill file %s %s; NOT written to the database, and it cannot be moved "
+                     "aside (%s)", path, exc, err)
+        return False
+    logger.error("spill file %s %s; NOT written to the database, kept as %s", path, exc,
+                 target.name)
+    return True
 
 
 def _short(exc: BaseException) -> str:
