@@ -330,12 +330,20 @@ class Service:
             logger.error("http API not started: %s", exc)
 
     def health(self) -> dict[str, Any]:
-        """For ``GET /health``: ok = every node connected (and Redis, when used)."""
+        """For ``GET /health``: ok = every node connected, the database written (and Redis,
+        when used); ``database.error`` says why a database refuses us for good."""
         nodes = {sup.node.name: {"connected": sup.up.is_set(), "attempts": sup.attempts,
                                  "sessions": sup.sessions} for sup in self.supervisors}
         out: dict[str, Any] = {"ok": bool(nodes) and all(n["connected"] for n in nodes.values()),
                                "nodes": nodes, "events": self.events, "errors": self.errors,
                                "journal_errors": self.journal_errors}
+        db_up = getattr(self.store, "healthy", None)
+        if isinstance(db_up, bool):  # a database that refuses us for good says why
+            out["database"] = {"connected": db_up}
+            for key, attr in (("error", "problem"), ("spill_error", "spill_problem")):
+                if getattr(self.store, attr, None):
+                    out["database"][key] = getattr(self.store, attr)
+            out["ok"] = out["ok"] and db_up
         redis_up = getattr(self.live, "connected", None)
         if isinstance(redis_up, bool):
             out["redis_connected"] = redis_up
