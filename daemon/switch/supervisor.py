@@ -96,6 +96,10 @@ class Supervisor:
         self.rng = rng
         self.attempts = 0  # connection attempts so far
         self.sessions = 0  # attempts that got as far as subscribing
+        self.events_received = 0  # event frames handed on (counters: events/s per node)
+        # frames the links refused or gave up on, over every connection (esl.py drops the link)
+        self.oversized_frames = 0
+        self.stalled_frames = 0
         self.connection: EslConnection | None = None
         self.up = gevent.event.Event()  # set while connected and subscribed
         # frames received while the snapshot is taken: handed on right after it
@@ -122,6 +126,7 @@ class Supervisor:
                 self._greenlet.kill(block=False)
 
     def _forward(self, frames: list[Frame]) -> None:
+        self.events_received += len(frames)
         held = self._held
         if held is not None:
             held.extend(frames)
@@ -155,6 +160,9 @@ class Supervisor:
             finally:
                 self.up.clear()
                 conn.close(timeout=1.0)
+                stats = getattr(conn, "stats", {})
+                self.oversized_frames += stats.get("oversized", 0)
+                self.stalled_frames += stats.get("stalled", 0)
             if self._stopping.is_set():
                 break
             delay = backoff_delay(failures, self.backoff_initial, self.backoff_max, self.rng)
