@@ -362,6 +362,11 @@ class SegmentEngine:
         self._dirty_segs.clear()
         return out
 
+    @property
+    def calls_in_flight(self) -> int:
+        """Calls the engine follows that have not hung up (for the daemon's counters)."""
+        return sum(1 for c in self._calls.values() if not c.hungup)
+
     def _purge(self, now_ms: int) -> None:
         self._last_purge_ms = now_ms
         purged = {c.call_id for c in self._calls.values()
