@@ -372,6 +372,9 @@ class Settings:
     journal_max_bytes: int = 64 * 1024 * 1024
     freeswitch_conf_dir: str = "/etc/freeswitch"
     http_listen: str = "127.0.0.1:8089"
+    journal_compress: bool = True  # gzip a journal file once it is rotated
+    journal_retention_days: int = 90  # journal files older than this are deleted; 0 = keep all
+    summary_interval_s: float = 60.0  # the daemon's one-line summary in the log; 0 = off
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from daemon.definition.yamlsrc import MAX_FILE_BYTES, ConfigError, YamlFileError
 logger = logging.getLogger(__name__)
 
 SETTINGS_KEYS = ("config_dir", "database_url", "redis_url", "esl", "journal_dir",
-                 "journal_max_bytes", "freeswitch_conf_dir", "http_listen")
+                 "journal_max_bytes", "freeswitch_conf_dir", "http_listen",
+                 "journal_compress", "journal_retention_days", "summary_interval_s")
 ENV_KEYS = {"HOTLINE_CONFIG_DIR": "config_dir", "HOTLINE_DATABASE_URL": "database_url",
             "HOTLINE_REDIS_URL": "redis_url", "HOTLINE_JOURNAL_DIR": "journal_dir",
             "HOTLINE_ESL": "esl", "HOTLINE_HTTP_LISTEN": "http_listen"}
@@ -130,6 +131,12 @@ def _read_settings(r: _Reader, node: YNode, in_config_dir: bool) -> dict[str, An
             value = None if value == "" else value
         elif key == "journal_max_bytes":
             value = r.integer(v, w, 1024 * 1024, None)
+        elif key == "journal_compress":
+            value = r.boolean(v, w)
+        elif key == "journal_retention_days":
+            value = r.integer(v, w, 0, None)
+        elif key == "summary_interval_s":
+            value = r.number(v, w, 0.0, None)
         elif key == "esl":
             value = _read_esl(r, v, w)
         else:
