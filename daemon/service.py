@@ -156,6 +156,7 @@ class Service:
                 self.supervisor_factory(node, self.on_frames, self.on_snapshot).start())
         logger.info("daemon started nodes=%s", ",".join(n.name for n in self.settings.esl_nodes))
         syncer = gevent.spawn(self._sync_journals) if self.sync_interval_s else None
+        summaries = self._start_summaries()
         try:
             while True:
                 item = self._queue.get()
@@ -170,6 +171,8 @@ class Service:
         finally:
             if syncer is not None:
                 syncer.kill(block=False)
+            if summaries is not None:
+                summaries.kill(block=False)
             self._shutdown()
 
     def _handle(self, node: str, item: list[Frame] | SwitchSnapshot) -> None:
@@ -319,6 +322,21 @@ class Service:
                         sync()
                     except OSError:
                         logger.exception("journal sync failed")
+
+    def counters(self) -> Any:
+        """The running counters (daemon/live/counters.py): the summary line and /metrics."""
+        from daemon.live.counters import read_counters
+
+        return read_counters(self)
+
+    def _start_summaries(self) -> gevent.Greenlet | None:
+        # one line every summary_interval_s (0 = off): a quiet log is not a dead daemon
+        interval = getattr(self.settings, "summary_interval_s", 0)
+        if not interval:
+            return None
+        from daemon.live.counters import log_summaries
+
+        return gevent.spawn(log_summaries, self.counters, interval, gevent.sleep)
 
     def _start_http(self) -> None:
         if self.http is None:
