@@ -168,3 +168,96 @@ def test_a_full_disk_costs_journal_frames_but_never_the_daemon_and_it_recovers(t
     ok, failed, errors, after, files = done.stdout.split()
     assert int(ok) > 0 and int(failed) > 0 and int(errors) == int(failed)
     assert after == "True" and int(files) >= 2  # writing resumed in a new file
+
+
+# --- retention ------------------------------------------------------------------------------
+
+DAY = 86400
+
+
+def age(path, days: float) -> None:
+    import os
+    import time
+
+    when = time.time() - days * DAY
+    os.utime(path, (when, when))
+
+
+def test_files_older_than_the_retention_are_deleted_at_open_and_at_each_rotation(tmp_path):
+    frames = event_frames("queue_timeout.esl")
+    with Journal(tmp_path, max_bytes=60_000, prefix="fs1", compress=True) as journal:
+        for frame in frames:
+            journal.append(frame.raw)
+    old = journal_files(tmp_path, "fs1")
+    assert len(old) > 3
+    for path in old[:2]:
+        age(path, 40)  # last written 40 days ago
+    age(old[2], 20)
+    other_node = tmp_path / "fs2-20261101T000000000000Z-000001.esl.gz"
+    other_node.write_bytes(gzip.compress(frames[0].raw))
+    age(other_node, 400)  # another node's journal: its own Journal prunes it
+    stranger = tmp_path / "notes.txt"
+    stranger.write_text("not a journal")
+    age(stranger, 400)
+
+    journal = Journal(tmp_path, max_bytes=60_000, prefix="fs1", compress=True, retention_days=30)
+    assert journal_files(tmp_path, "fs1") == old[2:]  # the 40-day-old ones are gone at open
+    for frame in frames[:40]:
+        journal.append(frame.raw)
+    age(old[2], 31)
+    for frame in frames[40:]:  # rotations: the next one prunes again
+        journal.append(frame.raw)
+    journal.close()
+    left = journal_files(tmp_path, "fs1")
+    assert old[2] not in left and left[0] == old[3]
+    assert other_node.exists() and stranger.exists()
+
+
+def test_zero_retention_keeps_everything(tmp_path):
+    frames = event_frames("ivr_only.esl")
+    with Journal(tmp_path, prefix="fs1") as journal:
+        journal.append(frames[0].raw)
+    [path] = journal_files(tmp_path, "fs1")
+    age(path, 3650)
+    with Journal(tmp_path, prefix="fs1", retention_days=0) as journal:
+        journal.append(frames[1].raw)
+    assert path.exists()
+
+
+def test_plain_files_an_earlier_run_left_are_gzipped_at_the_first_rotation(tmp_path):
+    frames = event_frames("queue_timeout.esl")
+    with Journal(tmp_path, prefix="fs1") as journal:  # a run without compression ...
+        for frame in frames[:30]:
+            journal.append(frame.raw)
+    [left] = journal_files(tmp_path, "fs1")
+    (tmp_path / (left.name + ".gz.tmp")).write_bytes(b"\x1f\x8b half a gzip")  # ... and a crash
+    age(left, 2)
+    with Journal(tmp_path, max_bytes=60_000, prefix="fs1", compress=True,
+                 retention_days=30) as journal:
+        assert left.exists()  # untouched at open: start-up recovery may be reading it
+        assert not (tmp_path / (left.name + ".gz.tmp")).exists()
+        for frame in frames[30:]:
+            journal.append(frame.raw)
+    files = journal_files(tmp_path, "fs1")
+    assert all(f.name.endswith(".esl.gz") for f in files[:-1]) and files[0].name == left.name + ".gz"
+    import time
+    assert files[0].stat().st_mtime < time.time() - DAY  # keeps its age for the retention
+    back = [f for path in files for f in read_frames(path)]
+    assert [f.raw for f in back] == [f.raw for f in frames]
+
+
+def test_the_daemon_gzips_its_rotated_journal_and_applies_the_retention_setting(tmp_path):
+    import dataclasses
+
+    from daemon.definition.model import EslNode, Settings
+    from daemon.service import build_service
+
+    settings = Settings(esl_nodes=(EslNode("fs1", "127.0.0.1", 1, "pw"),),
+                        database_url=f"sqlite:///{tmp_path / 'h.db'}", http_listen="",
+                        journal_dir=str(tmp_path / "journal"), journal_max_bytes=1024 * 1024)
+    assert settings.journal_compress is True and settings.journal_retention_days == 90
+    settings = dataclasses.replace(settings, journal_retention_days=7)
+    service = build_service(settings)
+    journal = service.journal("fs1")
+    service.store.close()
+    assert (journal.compress, journal.retention_days, journal.prefix) == (True, 7, "fs1")

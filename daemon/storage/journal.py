@@ -13,6 +13,14 @@ the rotated file is gzip-compressed to ``.esl.gz`` in a background OS thread
 leaves the plain file, which replays just the same). The UTC time is the daemon's wall clock when
 the file was opened: it only orders and names files, no statistic reads it.
 
+Retention (``retention_days``, 0 = keep everything): when a journal opens and at every
+rotation, its own files (same directory and prefix) whose last write is older than
+that are deleted - never the file being written. At open, plain files an earlier run
+left behind (a crash before their gzip finished) are compressed like rotated ones, and
+half-written ``.gz.tmp`` files are removed. The file-name scheme stays as it is:
+``hotline replay`` (and anything else reading journals) takes ``.esl`` and ``.esl.gz``
+alike.
+
 Files of one journal (same directory and prefix) form ONE event stream:
 ``hotline replay`` chains them in sequence order (seq counts on across restarts,
 so a wall clock set back does not reorder them) through one engine, so a call
@@ -30,12 +38,14 @@ fsync policy (``fsync=``):
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import gzip
 import logging
 import os
 import re
 import shutil
 import threading
+import time
 import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -69,7 +79,8 @@ class Journal:
     """Appends raw frames to rotated files (see the module docstring)."""
 
     def __init__(self, directory: str | Path, max_bytes: int = 256 * 1024 * 1024, *,
-                 prefix: str = "journal", compress: bool = False, fsync: str = "rotate") -> None:
+                 prefix: str = "journal", compress: bool = False, fsync: str = "rotate",
+                 retention_days: int = 0) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {', '.join(FSYNC_POLICIES)}")
         # the prefix is a node name from the settings: make it a safe file-name word, never fail
@@ -87,7 +98,11 @@ class Journal:
         self.frames = 0
         self.bytes = 0
         self.errors = 0  # appends that failed (disk full, ...)
+        self.retention_days = max(0, retention_days)
+        self._left_overs_done = not compress
         self._compressing: list = []
+        self._tidy_left_overs()
+        self.prune()
 
     @property
     def path(self) -> Path | None:
@@ -124,6 +139,44 @@ class Journal:
         self.frames += 1
         self.bytes += len(raw)
         return True
+
+    def prune(self, now: float | None = None) -> list[Path]:
+        """Delete this journal's files last written more than ``retention_days`` ago."""
+        if not self.retention_days:
+            return []
+        cutoff = (time.time() if now is None else now) - self.retention_days * 86400
+        deleted = []
+        for path in self.files():
+            if path == self._path:
+                continue
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    deleted.append(path)
+            except FileNotFoundError:
+                continue  # its gzip replaced it meanwhile
+            except OSError as exc:
+                logger.error("journal file %s not deleted: %s", path, exc)
+        if deleted:
+            logger.info("journal retention: deleted %d file(s) older than %d days (%s .. %s)",
+                        len(deleted), self.retention_days, deleted[0].name, deleted[-1].name)
+        return deleted
+
+    def _tidy_left_overs(self) -> None:
+        for path in self.directory.glob(f"{glob.escape(self.prefix)}-*.esl.gz.tmp"):
+            path.unlink(missing_ok=True)  # a gzip cut short; its plain file is still there
+
+    def _compress_left_overs(self) -> None:
+        # plain files of earlier runs (their last file, or a gzip a crash interrupted);
+        # done at the first rotation, not at open, so that whatever reads the journal at
+        # start-up (recovery, replay) never sees a file vanish under it
+        self._left_overs_done = True
+        for path in self.files():
+            if path.suffix == ".esl" and path != self._path:
+                gz = path.with_name(path.name + ".gz")
+                if gz.exists():
+                    gz.unlink()  # the plain one is whole: its gzip never finished
+                self._compressing.append(_in_background(_gzip_file, path))
 
     def append_frame(self, frame: Frame) -> None:
         self.append(encode_frame(frame))
@@ -181,6 +234,10 @@ class Journal:
         if path is not None and self.compress and not final:
             self._compressing = [job for job in self._compressing if not _done(job)]
             self._compressing.append(_in_background(_gzip_file, path))
+            if not self._left_overs_done:
+                self._compress_left_overs()
+        if not final:
+            self.prune()
         if final:
             self._path = None
             for job in self._compressing:
@@ -212,14 +269,28 @@ def _done(job) -> bool:
     return ready() if ready is not None else not job.is_alive()
 
 
-def _gzip_file(path: Path) -> Path:
+def _gzip_file(path: Path) -> Path | None:
     target = path.with_name(path.name + ".gz")
     tmp = target.with_name(target.name + ".tmp")
+    try:
+        return _gzip_to(path, target, tmp)
+    except FileNotFoundError:  # deleted by retention meanwhile
+        tmp.unlink(missing_ok=True)
+        return None
+    except OSError as exc:  # disk full: the plain file stays, and replays just the same
+        logger.error("journal file %s not compressed: %s", path, exc)
+        tmp.unlink(missing_ok=True)
+        return None
+
+
+def _gzip_to(path: Path, target: Path, tmp: Path) -> Path:
+    st = path.stat()
     with open(path, "rb") as src, open(tmp, "wb") as raw:
         with gzip.GzipFile(filename=path.name, mode="wb", fileobj=raw, compresslevel=6) as gz:
             shutil.copyfileobj(src, gz, READ_CHUNK)
         raw.flush()
         os.fsync(raw.fileno())
+    os.utime(tmp, (st.st_atime, st.st_mtime))  # retention goes by the last frame's time
     os.replace(tmp, target)
     path.unlink()
     return target
