@@ -488,7 +488,8 @@ def build_service(settings: Settings, center: Any = None) -> Service:
     def journal_for(node: str) -> Journal:
         # one journal per node (its files are one stream for replay)
         return Journal(Path(settings.journal_dir), settings.journal_max_bytes,
-                       prefix=journal_prefix(node))
+                       prefix=journal_prefix(node), compress=settings.journal_compress,
+                       retention_days=settings.journal_retention_days)
 
     def engine_for(center: Any, node: str) -> Any:
         from daemon.engine.segments import engine_for as make
