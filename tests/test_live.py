@@ -273,3 +273,67 @@ def test_a_snapshot_prints_for_humans_with_waits_and_agents():
     assert "1002@hotline.test  On Break (lunch)  ?" in text
     assert "1001@hotline.test  Available  In a queue call  call c1" in text
     assert format_snapshot(MemoryLiveState().snapshot(now_ms=0)) == "No live state."
+
+
+# --- Redis back after an outage: rewritten at once, not at the next change ------------------
+
+
+@pytest.fixture
+def redis_via_proxy(redis_url):
+    """(direct URL, URL through a TCP proxy the test cuts and restores) of the test Redis."""
+    from urllib.parse import urlparse
+
+    from tests.test_store import TcpProxy
+
+    parsed = urlparse(redis_url)
+    proxy = TcpProxy((parsed.hostname or "127.0.0.1", parsed.port or 6379))
+    yield redis_url, f"redis://127.0.0.1:{proxy.port}{parsed.path}", proxy
+    proxy.close()
+
+
+def wait_until(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def waiting(url: str) -> list[str]:
+    queue = snapshot_from_redis(url, now_ms=T0 + 10_000)["queues"].get("billing@hotline.test")
+    return [w["call_id"] for w in queue["waiting"]] if queue else []
+
+
+def test_when_redis_comes_back_the_callers_who_left_meanwhile_vanish_at_once(redis_via_proxy):
+    """The probe saw two phantom waiting callers for 55 s: Redis came back, nothing changed
+    on the switch for a while, so nothing rewrote it."""
+    direct, proxied, proxy = redis_via_proxy
+    live = RedisLiveState(proxied, retry_s=30.0, watch_s=0.1)  # backoff far longer than the test
+    live.apply(A_DAY[:4])  # c1 and c2 wait
+    assert waiting(direct) == ["c1", "c2"]
+
+    proxy.cut()
+    live.apply([member("billing@hotline.test", T0 + 5000, action="leave", call_id="c1",
+                       outcome="abandoned"),
+                member("billing@hotline.test", T0 + 6000, action="leave", call_id="c2",
+                       outcome="abandoned")])
+    assert waiting(direct) == ["c1", "c2"]  # stale while the link is down
+    assert wait_until(lambda: not live.connected, 5)
+
+    proxy.restore()  # ... and the switch stays quiet: no change comes to trigger a write
+    assert wait_until(lambda: waiting(direct) == [], 5), "phantom callers still in Redis"
+    assert live.connected
+    assert snapshot_from_redis(direct)["agents"]["1002@hotline.test"]["status"] == "On Break"
+    live.close()
+
+
+def test_a_redis_that_restarted_empty_unnoticed_is_rewritten(own_redis):
+    live = RedisLiveState(own_redis.url, watch_s=0.1)
+    live.apply(A_DAY)
+    own_redis.stop()
+    own_redis.start()  # between two changes: the daemon wrote nothing meanwhile
+    assert wait_until(lambda: snapshot_from_redis(own_redis.url)["agents"], 5), \
+        "the restarted Redis stayed empty"
+    check_a_day(snapshot_from_redis(own_redis.url, now_ms=T0 + 10_000))
+    live.close()

@@ -28,6 +28,13 @@ bounded); an ``apply`` after the backoff (``retry_s`` doubling up to
 ``retry_max_s``) tries to reconnect and, once Redis answers, rewrites the whole
 state in one MULTI/EXEC and publishes ``resync``.
 
+A watcher (a greenlet under gevent, else a thread) looks at Redis every ``watch_s``
+seconds: the moment Redis answers again the whole state is rewritten - not at the
+next change, which on a quiet queue may be minutes away while Redis shows callers
+who left long ago - and a Redis that restarted (its ``run_id`` changed: empty, or
+an old snapshot loaded) while the daemon never noticed is rewritten too. The
+watcher's probes never run in the daemon's event loop.
+
 ``rebuild(agents=..., members=...)`` replaces the state with what the switch
 reports after a reconnect: rows of ``callcenter_config agent list`` and of
 ``callcenter_config queue list members <queue>`` (see ``parse_agent_list`` /
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -286,7 +294,8 @@ class RedisLiveState(LiveState):
     """Live state in Redis, with an in-process mirror that outlives Redis outages."""
 
     def __init__(self, url: str, *, prefix: str = PREFIX, channel: str = CHANNEL,
-                 timeout_s: float = 1.0, retry_s: float = 1.0, retry_max_s: float = 30.0) -> None:
+                 timeout_s: float = 1.0, retry_s: float = 1.0, retry_max_s: float = 30.0,
+                 watch_s: float | None = 1.0) -> None:
         import redis
 
         self._redis_mod = redis
@@ -303,7 +312,14 @@ class RedisLiveState(LiveState):
         self._dirty = True  # write the whole (empty) state on first contact: clears stale keys
         self._next_try = 0.0
         self._failures = 0
+        self._run_id: str | None = None  # the Redis server our last full write went to
+        # apply (the daemon's loop) and the watcher both write: one at a time, and never
+        # while the mirror is half-updated
+        self._lock = threading.RLock()
+        self._closed = False
         self._try_resync("resync")  # clears what a previous daemon left; failing is fine here
+        self.watch_s = watch_s
+        self._watcher = _spawn(self._watch) if watch_s else None
 
     @property
     def connected(self) -> bool:
@@ -345,6 +361,10 @@ class RedisLiveState(LiveState):
     def apply(self, changes: Sequence[LiveChange]) -> None:
         if not changes:
             return
+        with self._lock:
+            self._apply(changes)
+
+    def _apply(self, changes: Sequence[LiveChange]) -> None:
         try:
             pipe = self.client.pipeline(transaction=True)
         except Exception:  # pragma: no cover - building a pipeline does no I/O
@@ -374,22 +394,56 @@ class RedisLiveState(LiveState):
     def rebuild(self, agents: Iterable[AgentRow] = (), members: Iterable[MemberRow] = (),
                 at_ms: int | None = None) -> None:
         at = _now_ms() if at_ms is None else at_ms
-        self._state.rebuild(agents, members, at)
-        self._dirty = True
-        self._next_try = 0.0
-        self._try_resync("rebuild")
+        with self._lock:
+            self._state.rebuild(agents, members, at)
+            self._dirty = True
+            self._next_try = 0.0
+            self._try_resync("rebuild")
 
     def resync(self) -> bool:
         """Try to rewrite the whole state to Redis now; True if Redis took it."""
-        self._next_try = 0.0
-        if not self._dirty:
-            return True
-        return self._try_resync("resync")
+        with self._lock:
+            self._next_try = 0.0
+            if not self._dirty:
+                return True
+            return self._try_resync("resync")
+
+    def check(self) -> None:
+        """One look at Redis (what the watcher does every ``watch_s``): rewrite the whole
+        state at once if Redis is back after an outage or restarted under us."""
+        try:
+            run_id = self.client.info("server").get("run_id")
+        except self._redis_mod.RedisError as exc:
+            if not self._dirty:
+                with self._lock:
+                    self._lost(exc)
+            return
+        if not self._dirty and run_id == self._run_id:
+            return
+        with self._lock:
+            if not self._dirty:
+                logger.warning("Redis restarted (its data is not ours any more): rewriting "
+                               "the live state")
+                self._failures += 1
+            self._dirty = True
+            self._next_try = 0.0
+            self._try_resync("resync")
+
+    def _watch(self) -> None:
+        while not self._closed:
+            time.sleep(self.watch_s)  # cooperative under gevent (monkey-patched)
+            if self._closed:
+                return
+            try:
+                self.check()
+            except Exception:  # the watcher must outlive any surprise
+                logger.exception("Redis watcher error")
 
     def snapshot(self, now_ms: int | None = None) -> dict[str, Any]:
         return self._state.snapshot(_now_ms() if now_ms is None else now_ms)
 
     def close(self) -> None:
+        self._closed = True
         try:
             self.client.close()
         except Exception:  # closing a dead connection is not worth a traceback
@@ -411,6 +465,7 @@ class RedisLiveState(LiveState):
         if time.monotonic() < self._next_try:
             return False
         try:
+            run_id = self.client.info("server").get("run_id")
             stale = list(self.client.scan_iter(match=self._k("*"), count=1000))
             pipe = self.client.pipeline(transaction=True)
             if stale:
@@ -428,9 +483,27 @@ class RedisLiveState(LiveState):
             return False
         if self._failures:
             logger.info("Redis reachable again: live state resynchronised")
+        self._run_id = run_id
         self._dirty = False
         self._delay = 0.0
         return True
+
+
+def _spawn(fn: Callable[[], None]) -> Any:
+    """A greenlet when gevent patched threading (the daemon), else a daemon thread."""
+    try:
+        from gevent import monkey
+
+        patched = monkey.is_module_patched("threading")
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        patched = False
+    if patched:
+        import gevent
+
+        return gevent.spawn(fn)
+    thread = threading.Thread(target=fn, name="hotline-redis-watcher", daemon=True)
+    thread.start()
+    return thread
 
 
 def snapshot_from_redis(url: str, now_ms: int | None = None, *,
