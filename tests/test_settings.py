@@ -201,3 +201,21 @@ def test_a_yaml_esl_host_that_is_not_a_host_name_is_refused(tmp_path, monkeypatc
     assert [str(e) for e in info.value.errors] == [
         f"{file}:2:12: 'host' of ESL node 1 of 'esl' of the settings is not a host name or "
         f"an IP address."]
+
+
+def test_journal_retention_compression_and_summary_settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    defaults = load_settings(env={})
+    assert (defaults.journal_compress, defaults.journal_retention_days,
+            defaults.summary_interval_s) == (True, 90, 60.0)
+    file = tmp_path / "s.yaml"
+    file.write_text("journal_compress: false\njournal_retention_days: 0\nsummary_interval_s: 5\n")
+    s = load_settings(str(file), env={})
+    assert (s.journal_compress, s.journal_retention_days, s.summary_interval_s) == (False, 0, 5.0)
+    file.write_text("journal_compress: gzip\njournal_retention_days: -1\nsummary_interval_s: x\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_settings(str(file), env={})
+    assert [str(e) for e in info.value.errors] == [
+        f"{file}:1:19: 'journal_compress' of the settings must be true or false, not 'gzip'.",
+        f"{file}:2:25: 'journal_retention_days' of the settings must be at least 0, not -1.",
+        f"{file}:3:21: 'summary_interval_s' of the settings must be a number, not 'x'."]
