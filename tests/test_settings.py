@@ -124,7 +124,7 @@ def test_bad_environment_values_and_missing_settings_file(tmp_path, monkeypatch)
     with pytest.raises(ConfigErrors) as info:
         load_settings(str(tmp_path / "missing.yaml"), env={"HOTLINE_ESL": "host:port:pw"})
     assert sorted(str(e) for e in info.value.errors) == sorted([
-        "$HOTLINE_ESL: $HOTLINE_ESL: the port is not a number ([name=]host[:port[:password]]).",
+        "$HOTLINE_ESL: the port is not a number ([name=]host[:port[:password]]).",
         f"{tmp_path / 'missing.yaml'}: the settings file does not exist.",
     ])
 
@@ -182,6 +182,7 @@ def test_a_malformed_hotline_esl_is_refused_without_echoing_the_password(tmp_pat
         load_settings(env={"HOTLINE_ESL": value})
     text = " ".join(str(e) for e in info.value.errors)
     assert len(info.value.errors) == 1 and text.startswith("$HOTLINE_ESL: "), text
+    assert "$HOTLINE_ESL: $HOTLINE_ESL" not in text
     assert "TOPSECRET" not in text
 
 

@@ -72,15 +72,16 @@ def _parse_esl_text(text: str, what: str) -> list[_Parsed] | str:
     """
     items = [x.strip() for x in text.split(",") if x.strip()]
     if not items:
-        return f"{what} names no ESL node."
+        return f"{what + ': ' if what else ''}no ESL node is given."
     parsed: list[_Parsed] = []
     for i, item in enumerate(items, 1):
         which = f"{what} item {i}" if len(items) > 1 else what
+        which = which.strip() + ": " if which.strip() else ""
         name = None
         if "=" in item.split(":", 1)[0]:
             name, item = item.split("=", 1)
             if not _LABEL.match(name):
-                return (f"{which}: the node name must be letters, digits and hyphens "
+                return (f"{which}the node name must be letters, digits and hyphens "
                         f"({ESL_FORMAT}).")
         if item.startswith("["):  # [IPv6]:port:password
             close = item.find("]")
@@ -89,13 +90,13 @@ def _parse_esl_text(text: str, what: str) -> list[_Parsed] | str:
             host, _, rest = item.partition(":")
         port_text, _, password = rest.partition(":")
         if not valid_host(host):
-            return (f"{which}: the host is not a host name or an IP address ({ESL_FORMAT}; "
+            return (f"{which}the host is not a host name or an IP address ({ESL_FORMAT}; "
                     f"the value is not shown, it may hold the password).")
         if port_text and not port_text.isdigit():
-            return f"{which}: the port is not a number ({ESL_FORMAT})."
+            return f"{which}the port is not a number ({ESL_FORMAT})."
         port = int(port_text) if port_text else 8021
         if not 0 < port < 65536:
-            return f"{which}: the port must be 1 to 65535, not {port}."
+            return f"{which}the port must be 1 to 65535, not {port}."
         parsed.append((name, host.strip("[]"), port, password or "ClueCon"))
     return parsed
 
@@ -258,7 +259,7 @@ def _env_layer(r: _Reader, env: Mapping[str, str]) -> dict[str, Any]:
             continue
         value = env[var]
         if key == "esl":
-            got = _parse_esl_text(value, f"${var}")
+            got = _parse_esl_text(value, "")  # the error's location already names ${var}
             if isinstance(got, str):
                 r.errors.append(ConfigError(f"${var}", 0, 0, got))
                 continue
