@@ -20,10 +20,10 @@ CAPTURES = Path(__file__).resolve().parent / "data" / "captures"
 
 
 def sample(at: float, events: dict[str, int], **kw) -> Counters:
-    base = dict(events=sum(events.values()), engine_errors=0, journal_errors=0,
-                calls_in_flight=0, writer_pending=0, writer_lag_s=0.0, spill_files=0,
-                database_ok=True, database_error=None, journal_bytes=0, journal_disk_bytes=0,
-                redis_connected=None)
+    base = {"events": sum(events.values()), "engine_errors": 0, "journal_errors": 0,
+            "calls_in_flight": 0, "writer_pending": 0, "writer_lag_s": 0.0, "spill_files": 0,
+            "database_ok": True, "database_error": None, "journal_bytes": 0,
+            "journal_disk_bytes": 0, "redis_connected": None}
     base.update(kw)
     nodes = tuple(NodeCounters(n, True, e, 1, 0, 0) for n, e in events.items())
     return Counters(at=at, nodes=nodes, **base)

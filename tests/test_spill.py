@@ -62,18 +62,18 @@ def test_the_default_spill_dir_is_in_the_users_state_dir_not_a_shared_tmp(tmp_pa
     assert default_spill_dir(url).parent == tmp_path / "home" / ".local" / "state" / "hotline"
 
 
-def test_spill_files_are_written_0600_in_a_0700_directory_and_read_back(empty_db_url, tmp_path):
+def test_spill_files_are_written_0600_in_a_0700_directory_and_read_back(tmp_path):
     spill = tmp_path / "spill"
-    store = Store(empty_db_url, spill_dir=spill, max_buffer=10)
-    store._migrated = True  # noqa: SLF001 - no database needed to spill
+    url = f"sqlite:///{tmp_path / 'not-yet' / 'h.db'}"  # its directory is missing: no database
+    store = Store(url, spill_dir=spill, max_buffer=10)
     store.write(day_of_calls(8, version=1))  # 16 records: over max_buffer -> a spill file
     [file] = store.spilled_files()
     assert stat.S_IMODE(spill.stat().st_mode) == 0o700
     assert stat.S_IMODE(file.stat().st_mode) == 0o600
-    store._migrated = False  # noqa: SLF001
+    (tmp_path / "not-yet").mkdir()  # the database can be created now
     store.flush()
     store.close()
-    assert len(call_ids(empty_db_url)) == 8 and not store.spilled_files()
+    assert len(call_ids(url)) == 8 and not store.spilled_files()
 
 
 @pytest.mark.parametrize("how", ["world-writable", "another-owner", "symlink"])
