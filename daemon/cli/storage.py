@@ -84,16 +84,19 @@ def _load_center_for_replay(config_dir: str | None):
 def replay(files: tuple[str, ...], db_url: str | None, config_dir: str | None, quiet: bool) -> None:
     """Rebuild calls and segments from journals or captures (plain or .gz).
 
-    Running it twice changes nothing. Files of one daemon journal
+    A file that is not ESL is refused (exit code 1) before anything is written.
+    The database is created or upgraded when needed. Running it twice changes nothing. Files of one daemon journal
     (<node>-<UTC>Z-<seq>.esl[.gz]) are replayed as one stream; any other file
     is a stream of its own.
     """
 
+    from daemon.storage.replay import NotEslError, check_inputs
     from daemon.storage.replay import replay as run_replay
 
-    missing = [f for f in files if not Path(f).is_file()]
-    if missing:
-        raise UserError(f"no such file: {', '.join(missing)}")
+    try:
+        check_inputs(files)
+    except (FileNotFoundError, NotEslError) as exc:
+        raise UserError(str(exc)) from None
     center = _load_center_for_replay(config_dir)
     url = db_url or _default_db_url()
     total = sum(Path(f).stat().st_size for f in files)
@@ -170,27 +173,31 @@ def qa_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the stored score as JSON.")
 def qa_score_cmd(call_id: str, score: int, agent: str, scored_by: str, note: str | None,
              db_url: str | None, config_dir: str | None, as_json: bool) -> None:
-    """Give CALL_ID a QA score of SCORE (0-100) for AGENT."""
+    """Give CALL_ID a QA score of SCORE (0-100) for AGENT.
+
+    The call must be in the database (exit code 1 otherwise) and AGENT must have
+    talked to its caller.
+    """
     from dataclasses import asdict
 
     from daemon.stats.report import make_engine
     from daemon.storage.qa import InputError, add_qa_score
 
     db, center = _report_env(db_url, config_dir)
-    engine = make_engine(db)
-    try:
-        with engine.begin() as conn:
-            saved = add_qa_score(conn, center, call_id, score, agent, scored_by, note)
-    except InputError as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        engine.dispose()
+    with _existing_database(db):
+        engine = make_engine(db)
+        try:
+            with engine.begin() as conn:
+                saved = add_qa_score(conn, center, call_id, score, agent, scored_by, note)
+        except InputError as exc:
+            raise UserError(str(exc)) from None
+        finally:
+            engine.dispose()
     if as_json:
         echo_json(asdict(saved))
         return
-    warn = "" if saved.call_known else " (call not in the database yet)"
     click.echo(f"QA score {saved.score} for {saved.agent} on call {call_id} by "
-               f"{saved.scored_by}{warn}")
+               f"{saved.scored_by}")
 
 
 @hotline.command("disposition")
@@ -202,24 +209,28 @@ def qa_score_cmd(call_id: str, score: int, agent: str, scored_by: str, note: str
 @click.option("--json", "as_json", is_flag=True, help="Print the stored disposition as JSON.")
 def disposition_cmd(call_id: str, code: str, agent: str | None, db_url: str | None,
                 config_dir: str | None, as_json: bool) -> None:
-    """Set the disposition CODE of CALL_ID (checked against the tenant's codes)."""
+    """Set the disposition CODE of CALL_ID (checked against the tenant's codes).
+
+    The call must be in the database (exit code 1 otherwise); an earlier code of the
+    call is replaced.
+    """
     from dataclasses import asdict
 
     from daemon.stats.report import make_engine
     from daemon.storage.qa import InputError, set_disposition
 
     db, center = _report_env(db_url, config_dir)
-    engine = make_engine(db)
-    try:
-        with engine.begin() as conn:
-            saved = set_disposition(conn, center, call_id, code, agent)
-    except InputError as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        engine.dispose()
+    with _existing_database(db):
+        engine = make_engine(db)
+        try:
+            with engine.begin() as conn:
+                saved = set_disposition(conn, center, call_id, code, agent)
+        except InputError as exc:
+            raise UserError(str(exc)) from None
+        finally:
+            engine.dispose()
     if as_json:
         echo_json(asdict(saved))
         return
     what = f" ({saved.name}{', resolved' if saved.resolved else ''})" if saved.name else ""
-    warn = "" if saved.call_known else " (call not in the database yet; code not checked)"
-    click.echo(f"call {call_id}: disposition {saved.code}{what}{warn}")
+    click.echo(f"call {call_id}: disposition {saved.code}{what}")
