@@ -5,7 +5,14 @@ from pathlib import Path
 
 import click
 
-from daemon.cli.base import UserError, _existing_database, _report_env, echo_json, hotline
+from daemon.cli.base import (
+    UserError,
+    _database_errors,
+    _existing_database,
+    _report_env,
+    echo_json,
+    hotline,
+)
 
 
 def _write_out(text: str, out: str | None) -> None:
@@ -193,12 +200,14 @@ def staffing(queue: str, day: str, target: str | None, aht: float | None, shrink
         center = load_center(settings.config_dir)
     except ConfigErrors as exc:
         raise UserError(f"the configuration is not valid:\n{exc}") from exc
+    url = db_url or settings.database_url
     try:
-        plan = build_plan(
-            center, queue, date, tenant_id=tenant, target=target, aht_s=aht,
-            shrinkage=shrinkage, max_occupancy=max_occupancy, interval_min=int(interval_min),
-            weeks=weeks, volume=volume, db_url=db_url or settings.database_url,
-        )
+        with _database_errors(url):  # (only read when there is no --volume/--aht)
+            plan = build_plan(
+                center, queue, date, tenant_id=tenant, target=target, aht_s=aht,
+                shrinkage=shrinkage, max_occupancy=max_occupancy,
+                interval_min=int(interval_min), weeks=weeks, volume=volume, db_url=url,
+            )
     except StaffingError as exc:
         raise UserError(str(exc)) from exc
     data = plan.to_dict()

@@ -7,8 +7,8 @@ import click
 
 from daemon.cli.base import (
     UserError,
-    _database_errors,
     _default_db_url,
+    _existing_database,
     _load_center_or_fail,
     echo_json,
     hotline,
@@ -251,7 +251,7 @@ def recordings_cmd(call_id: str | None, db_url: str | None, as_json: bool) -> No
         center = load_center(_control_settings().config_dir)
     except (ConfigErrors, OSError, UserError):
         center = None  # the paths stored in the database are shown all the same
-    with _database_errors(url):
+    with _existing_database(url):
         rows = recordings(url, call_id, center)
     if call_id and not rows:
         raise UserError(f"no talk segment of call {call_id}")
