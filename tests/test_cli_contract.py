@@ -200,7 +200,7 @@ def test_a_postgresql_database_that_does_not_exist_is_named(pg_database_url):
 
     missing = make_url(pg_database_url).set(database="hotline_no_such_database")
     url = missing.render_as_string(hide_password=False)
-    for args in (("calls",), ("report",), ("recordings",)):
+    for args in (("calls",), ("report",), ("disposition", "c1", "1")):
         one_line_user_error(hotline(*args, "--db", url, "--config", str(EXAMPLE)),
                             "cannot use the database", "hotline_no_such_database",
                             "does not exist")
