@@ -81,7 +81,10 @@ def test_calls_from_to_selects_calls_by_start_time(replayed_url):
     result = run("calls", "--json", "--db", replayed_url, "--from", "2026-11-23")
     assert json.loads(result.output) == []
     result = run("calls", "--json", "--db", replayed_url, "--tenant", "other.example")
-    assert json.loads(result.output) == []
+    assert result.exit_code == 1 and "no tenant 'other.example' (tenants: cityutil, demo)" in \
+        result.output
+    result = run("calls", "--json", "--db", replayed_url, "--tenant", "cityutil")
+    assert json.loads(result.output) == []  # a tenant of the model without calls
     result = run("calls", "--json", "--db", replayed_url, "--tenant", "hotline.test")
     assert len(json.loads(result.output)) == 2
     result = run("calls", "--json", "--db", replayed_url, "--tenant", "demo")

@@ -19,16 +19,9 @@ from click.testing import CliRunner
 
 from cli import main
 from daemon.definition.moments import MomentError, parse_moment
+from daemon.live.http_api import HttpApi
 from tests.conftest import CAPTURES, REPO
-from tests.test_http_api import (  # noqa: F401 - fixtures
-    AGENT,
-    api,
-    blocking,
-    busy_center_state,
-    center,
-    closed_port,
-    settings_file,
-)
+from tests.test_http_api import AGENT, blocking, busy_center_state, closed_port, settings_file
 
 EXAMPLE = REPO / "config"
 ANSWERED = "30082806-037b-4dba-8e24-9e170e1bf74c"  # answered_ivr, 12:07:09 in Berlin
@@ -393,6 +386,18 @@ def test_report_with_a_missing_config_directory_is_an_error(db, tmp_path):
 
 
 # --- agent status reads the daemon's live state --------------------------------------------------
+
+@pytest.fixture
+def api():
+    """The daemon's HTTP API serving a live state: 1001 on break (lunch), 1002 waiting."""
+    from daemon.definition.config import load_center
+
+    server = HttpApi("127.0.0.1:0", busy_center_state().snapshot, load_center(EXAMPLE)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
 
 def agent_status(settings: str, *args: str):
     return blocking(lambda: hotline("agent", "status", *args,

@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.definition.moments import MomentError, parse_moment
 from daemon.definition.model import Action, ActionKind, CallCenter, IvrMenu, Queue, Tenant
+from daemon.definition.moments import MomentError, parse_moment
 from daemon.definition.render import describe_action
 from daemon.definition.schedule import agent_availability, schedule_state
 from daemon.definition.tiers import effective_tiers

@@ -28,8 +28,8 @@ from typing import Any, Sequence
 from sqlalchemy import func, select, union_all
 from sqlalchemy.engine import Connection
 
-from daemon.definition.moments import MomentError, parse_ms
 from daemon.definition.model import CallCenter, Tenant
+from daemon.definition.moments import MomentError, parse_ms
 from daemon.stats import kpi as K
 from daemon.stats.intervals import (
     SIZES,

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select, true
@@ -165,6 +166,11 @@ def call_log(db_url: str, *, start: str | None = None, end: str | None = None,
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
+            if only is not None and only.domain not in views and conn.execute(
+                    select(calls_t.c.call_id).where(calls_t.c.tenant == only.domain).limit(1)
+            ).first() is None:
+                names = ", ".join(sorted(v.id for v in views.values())) or "none configured"
+                raise CallLogError(f"no tenant {tenant!r} (tenants: {names})")
             call_rows = conn.execute(query).all()
             by_call: dict[str, list[Any]] = {row.call_id: [] for row in call_rows}
             ids = list(by_call)
