@@ -14,16 +14,19 @@ from daemon.storage.calllog import (
     call_log,
     format_table,
     iso_ms,
-    parse_when,
 )
 from daemon.storage.store import Store
-from tests.conftest import CAPTURES
+from tests.conftest import CAPTURES, REPO
+
+EXAMPLE = str(REPO / "config")  # tenant demo (hotline.test) on Europe/Berlin time
 
 ANSWERED = "30082806-037b-4dba-8e24-9e170e1bf74c"  # answered_ivr
 TIMEOUT = "2e518ac2-c8da-4e74-b7c0-b0364b7af5aa"  # queue_timeout
 
 
 def run(*args: str):
+    if args and args[0] == "calls":
+        args = (*args, "--config", EXAMPLE)
     return CliRunner().invoke(hotline, list(args), catch_exceptions=False)
 
 
@@ -42,16 +45,10 @@ def test_times_are_iso_8601_utc_with_milliseconds():
     assert iso_ms(None) is None
 
 
-def test_from_and_to_accept_dates_and_datetimes_in_utc_or_with_an_offset():
-    day = parse_when("2026-11-22")
-    assert iso_ms(day) == "2026-11-22T00:00:00.000Z"
-    assert iso_ms(parse_when("2026-11-22", end=True)) == "2026-11-23T00:00:00.000Z"
-    assert iso_ms(parse_when("2026-11-22T11:07:09.492Z")) == "2026-11-22T11:07:09.492Z"
-    assert iso_ms(parse_when("2026-11-22T19:07:09+08:00")) == "2026-11-22T11:07:09.000Z"
-    assert iso_ms(parse_when("2026-11-22 11:07")) == "2026-11-22T11:07:00.000Z"  # naive = UTC
-    for bad in ("yesterday", "2026-13-01", "22/11/2026", ""):
-        with pytest.raises(ValueError):
-            parse_when(bad)
+def test_times_on_a_tenants_clock_carry_its_offset():
+    from zoneinfo import ZoneInfo
+
+    assert iso_ms(1_795_345_629_492, ZoneInfo("Europe/Berlin")) == "2026-11-22T12:07:09.492+01:00"
 
 
 def test_calls_json_lists_every_call_with_every_documented_field(replayed_url):
@@ -64,8 +61,9 @@ def test_calls_json_lists_every_call_with_every_documented_field(replayed_url):
         for seg in call["segments"]:
             assert list(seg) == list(SEGMENT_FIELDS)
     answered = calls[0]
-    assert answered["started_at"] == "2026-11-22T11:07:09.492Z"
-    assert answered["outcome"] == "answered" and answered["tenant"] == "hotline.test"
+    assert answered["started_at"] == "2026-11-22T12:07:09.492+01:00"  # demo's wall clock
+    assert answered["outcome"] == "answered"
+    assert (answered["tenant"], answered["domain"]) == ("demo", "hotline.test")
     ivr = answered["segments"][0]
     assert (ivr["kind"], ivr["queue"], ivr["agent"], ivr["outcome"], ivr["digits"]) == (
         "ivr", None, None, None, "1")
@@ -83,9 +81,25 @@ def test_calls_from_to_selects_calls_by_start_time(replayed_url):
     result = run("calls", "--json", "--db", replayed_url, "--from", "2026-11-23")
     assert json.loads(result.output) == []
     result = run("calls", "--json", "--db", replayed_url, "--tenant", "other.example")
-    assert json.loads(result.output) == []
+    assert result.exit_code == 1 and "no tenant 'other.example' (tenants: cityutil, demo)" in \
+        result.output
+    result = run("calls", "--json", "--db", replayed_url, "--tenant", "cityutil")
+    assert json.loads(result.output) == []  # a tenant of the model without calls
     result = run("calls", "--json", "--db", replayed_url, "--tenant", "hotline.test")
     assert len(json.loads(result.output)) == 2
+    result = run("calls", "--json", "--db", replayed_url, "--tenant", "demo")
+    assert len(json.loads(result.output)) == 2
+
+
+def test_from_and_to_are_read_on_the_tenants_clock_unless_utc(replayed_url):
+    # the answered call starts 12:07:09 Berlin = 11:07:09 UTC, the timeout one 12:10:43
+    result = run("calls", "--json", "--db", replayed_url, "--from", "2026-11-22 12:08")
+    assert [c["call_id"] for c in json.loads(result.output)] == [TIMEOUT]
+    result = run("calls", "--json", "--db", replayed_url, "--utc", "--from", "2026-11-22 12:08")
+    assert json.loads(result.output) == []
+    result = run("calls", "--json", "--db", replayed_url, "--utc", "--to", "2026-11-22 11:08")
+    [only] = json.loads(result.output)
+    assert (only["call_id"], only["started_at"]) == (ANSWERED, "2026-11-22T11:07:09.492Z")
 
 
 def test_calls_for_one_call_prints_a_table_for_humans(replayed_url):
@@ -99,7 +113,7 @@ def test_calls_for_one_call_prints_a_table_for_humans(replayed_url):
 def test_a_bad_date_is_a_user_error_with_exit_code_1(replayed_url):
     result = run("calls", "--db", replayed_url, "--from", "last tuesday")
     assert result.exit_code == 1
-    assert "not an ISO date" in result.output
+    assert "cannot read --from 'last tuesday'" in result.output
     assert run("calls", "--db", replayed_url, "--from", "2026-11-23", "--to", "2026-11-22").exit_code == 1
 
 
@@ -117,8 +131,17 @@ def test_replaying_again_from_the_cli_leaves_the_call_log_identical(replayed_url
     assert run("calls", "--json", "--db", replayed_url).output == before
 
 
-def test_an_empty_database_is_an_empty_call_log(tmp_path):
+def test_a_missing_database_is_refused_and_not_created(tmp_path):
     result = run("calls", "--db", f"sqlite:///{tmp_path / 'new.db'}")
+    assert result.exit_code == 1 and "does not exist" in result.output
+    assert not (tmp_path / "new.db").exists()
+
+
+def test_an_empty_hotline_database_is_an_empty_call_log(empty_db_url):
+    from daemon.storage.store import migrate
+
+    migrate(empty_db_url)
+    result = run("calls", "--db", empty_db_url)
     assert result.exit_code == 0 and result.output.strip() == "No calls."
 
 
@@ -137,13 +160,14 @@ def test_open_calls_and_extra_segment_fields_come_out_as_stored(empty_db_url, tm
     assert "score=5" in format_table([call])
 
 
-def test_replaying_a_file_that_is_not_esl_skips_it_with_a_warning(tmp_path):
+def test_replaying_a_file_that_is_not_esl_is_refused_before_anything_is_written(tmp_path):
     junk = tmp_path / "notes.esl"
     junk.write_bytes(b"these are not events\n\n" + bytes(range(256)) * 10)
-    result = CliRunner().invoke(hotline, ["replay", "--quiet", str(junk), "--db",
-                                          f"sqlite:///{tmp_path / 'j.db'}"])
-    assert result.exit_code == 0
-    assert "0 calls" in result.output
+    result = CliRunner().invoke(hotline, ["replay", "--quiet", str(CAPTURES / "hold.esl"),
+                                          str(junk), "--db", f"sqlite:///{tmp_path / 'j.db'}"])
+    assert result.exit_code == 1
+    assert f"not an ESL capture or journal: {junk}" in result.output
+    assert not (tmp_path / "j.db").exists()
 
 
 def test_an_unreachable_or_unknown_database_is_a_user_error_without_the_password(tmp_path):
@@ -166,7 +190,9 @@ def test_the_example_in_docs_calls_json_is_what_replaying_answered_ivr_gives(tmp
     url = f"sqlite:///{tmp_path / 'doc.db'}"
     replay([CAPTURES / "answered_ivr.esl"], url, None, engine_factory=lambda _center, node:
            SegmentEngine(node=node, agent_wrapup_s={"1001@hotline.test": 3}))
-    assert call_log(url) == example
+    from daemon.definition.config import load_center
+
+    assert call_log(url, center=load_center(EXAMPLE)) == example
 
 
 def test_the_call_log_reads_a_sqlite_database_while_the_daemon_holds_a_write_transaction(tmp_path):

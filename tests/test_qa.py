@@ -88,10 +88,12 @@ def test_disposition_resolves_the_call_for_fcr(acme):
     assert run(url)[0]["fcr"] == pytest.approx(500 / 7, abs=1e-3)
 
 
-def test_disposition_for_an_unknown_call_is_kept_unchecked(acme):
+def test_a_disposition_or_qa_score_for_a_call_that_does_not_exist_is_refused(acme):
     url, cfg = acme
-    code, out = cli("disposition", "not-yet-replayed", "42", "--db", url, "--config", cfg)
-    assert code == 0, out
-    assert "not in the database yet" in out
-    stored = {r["call_id"]: r for r in rows_of(url, schema.dispositions)}
-    assert stored["not-yet-replayed"]["code"] == "42"
+    code, out = cli("disposition", "no-such-call", "42", "--db", url, "--config", cfg)
+    assert code == 1 and "no call no-such-call in the database" in out
+    code, out = cli("qa", "score", "no-such-call", "90", "--agent", "1002", "--by", "lead",
+                    "--db", url, "--config", cfg)
+    assert code == 1 and "no call no-such-call in the database" in out
+    assert "no-such-call" not in {r["call_id"] for r in rows_of(url, schema.dispositions)}
+    assert "no-such-call" not in {r["call_id"] for r in rows_of(url, schema.qa_scores)}

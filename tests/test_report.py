@@ -195,7 +195,7 @@ def test_drill_down_cli(acme):
 @pytest.mark.parametrize("args,message", [
     (("--kpi", "nope"), "unknown KPI 'nope'"),
     (("--queue", "nope"), "no tenant has queue 'nope'"),
-    (("--from", "March"), "cannot read the time"),
+    (("--from", "March"), "cannot read --from 'March'"),
     (("--from", "2026-03-03", "--to", "2026-03-01"), "--to must be after --from"),
 ])
 def test_report_user_errors(acme, args, message):
@@ -245,11 +245,15 @@ def test_report_from_replayed_captures(empty_db_url):
     assert t["queue_placement_rate"] == pytest.approx(600 / 7, abs=1e-3)
 
 
-def test_report_on_a_database_without_statistics(tmp_path):
-    code, out = cli("report", "--db", f"sqlite:///{tmp_path / 'empty.db'}", "--config",
-                    str(tmp_path / "no-config"))
-    assert code == 1
-    assert "no statistics yet" in out
+def test_report_on_a_missing_database_or_one_without_statistics(tmp_path):
+    code, out = cli("report", "--db", f"sqlite:///{tmp_path / 'none.db'}")
+    assert code == 1 and "does not exist" in out
+    assert not (tmp_path / "none.db").exists()
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "empty.db").close()
+    code, out = cli("report", "--db", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert code == 1 and "has no Hotline tables yet" in out
 
 
 def test_busy_hour_capture_matches_its_truth_file(empty_db_url):

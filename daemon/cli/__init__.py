@@ -16,15 +16,24 @@ from daemon.cli.base import UserError, echo_json, hotline
 __all__ = ["hotline", "main", "UserError", "echo_json"]
 
 
-def main() -> None:
-    """Console entry point with the exit-code contract: internal errors exit 2."""
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point with the exit-code contract: a user's mistake exits 1 with one
+    line on stderr, an internal error exits 2. ``argv`` defaults to ``sys.argv[1:]``."""
     try:
-        hotline.main(standalone_mode=False)
+        hotline.main(args=argv, prog_name="hotline", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:  # a bare `hotline` asks for the help
+        click.echo(exc.format_message())
+        sys.exit(0)
+    except click.UsageError as exc:
+        # usage mistakes are user errors too (click would say 2, which we keep for internal
+        # ones), told in one line that points at the help instead of repeating the usage
+        where = exc.ctx.command_path if exc.ctx is not None else "hotline"
+        click.echo(f"Error: {exc.format_message()} (see '{where} --help')", err=True)
+        sys.exit(1)
     except click.ClickException as exc:
         exc.show()
-        # usage mistakes are user errors too (click would say 2, which we keep for internal ones)
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
@@ -33,4 +42,3 @@ def main() -> None:
         logging.getLogger("hotline").debug("internal error", exc_info=True)
         click.echo(f"hotline: internal error: {exc.__class__.__name__}: {exc}", err=True)
         sys.exit(2)
-

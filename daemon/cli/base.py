@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from pathlib import Path
 
 import click
 
@@ -62,6 +63,40 @@ def _database_errors(url: str):
         raise UserError(f"cannot use the database {_safe_url(url)}: {reason}") from None
     except ArgumentError as exc:
         raise UserError(f"not a database URL: {_safe_url(url)} ({exc})") from None
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("psycopg"):
+            raise
+        raise UserError("PostgreSQL needs its driver, which is not installed: "
+                        "pip install 'hotline[postgres]'") from None
+
+
+@contextlib.contextmanager
+def _existing_database(url: str):
+    """Around a command that reads (or adds rows to) the statistics: the database must
+    already exist and hold Hotline's tables. Reading never creates one (SQLite would
+    quietly make an empty file) and never migrates; database errors are user errors."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+
+    from daemon.storage.store import make_engine
+
+    with _database_errors(url):
+        parsed = make_url(url)
+        name = parsed.database
+        if parsed.get_backend_name() == "sqlite" and name not in (None, "", ":memory:") \
+                and not name.startswith("file:") and not Path(name).is_file():
+            raise UserError(f"the database {name} does not exist: give --db, or fill it with "
+                            "the daemon or `hotline replay` first")
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                ready = inspect(conn).has_table("calls")
+        finally:
+            engine.dispose()
+        if not ready:
+            raise UserError(f"the database {_safe_url(url)} has no Hotline tables yet: fill it "
+                            "with the daemon or `hotline replay` first")
+        yield
 
 
 def _safe_url(url: str) -> str:
@@ -96,10 +131,14 @@ def _load_center_or_fail(directory: str | None):
 
 
 def _report_env(db_url: str | None, config_dir: str | None):
-    """(database URL, model or None) for report/qa/disposition; config errors are user errors."""
+    """(database URL, model or None) for report/qa/disposition/calls; config errors are user
+    errors. Without --config a missing config_dir of the settings means "no model"; a
+    --config DIR that does not exist is a mistake."""
     from daemon.definition.config import ConfigErrors
     from daemon.stats.report import load_environment
 
+    if config_dir is not None and not Path(config_dir).is_dir():
+        raise UserError(f"--config {config_dir}: no such directory")
     try:
         return load_environment(db_url, config_dir)
     except ConfigErrors as exc:

@@ -31,7 +31,12 @@ def render(directory: str | None, out_dir: str) -> None:
     from daemon.definition.render import render as render_center
 
     directory, center = _load_center_or_fail(directory)
-    written = render_center(center, out_dir)
+    try:
+        written = render_center(center, out_dir)
+    except OSError as exc:  # a file where a folder must be, no permission, a full disk
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise UserError(f"cannot write to --out {out_dir}: {exc.strerror or exc}{where}") \
+            from None
     click.echo(f"wrote {len(written)} files to {out_dir}:")
     for path in written:
         click.echo(f"  {Path(path).relative_to(out_dir)}")
@@ -39,8 +44,12 @@ def render(directory: str | None, out_dir: str) -> None:
 
 @hotline.command()
 @click.argument("number")
-@click.option("--at", "at", default=None, metavar="'YYYY-MM-DD HH:MM'",
-              help="When the call comes in, on the tenant's wall clock (default: now).")
+@click.option("--at", "at", default=None, metavar="WHEN",
+              help="When the call comes in, on the tenant's wall clock (UTC with --utc): "
+                   "'YYYY-MM-DD HH:MM', an ISO time with Z or +HH:MM, 'today 09:05', "
+                   "'yesterday 18:30', now (default).")
+@click.option("--utc", is_flag=True,
+              help="Read --at as UTC (the walk and its output stay on the tenant's clock).")
 @click.option("--caller", default=None, metavar="NUMBER", help="The caller's number.")
 @click.option("--digits", default="", metavar="D1,D2,...",
               help="What the caller enters at each menu prompt, in order (e.g. 1,2).")
@@ -48,8 +57,8 @@ def render(directory: str | None, out_dir: str) -> None:
 @click.option("--config", "config_dir", default=None, metavar="DIR",
               help="Call-center YAML directory (default: the config_dir setting).")
 @click.option("--json", "as_json", is_flag=True, help="Print the steps as JSON (for scripts).")
-def trace(number: str, at: str | None, caller: str | None, digits: str, tenant: str | None,
-          config_dir: str | None, as_json: bool) -> None:
+def trace(number: str, at: str | None, utc: bool, caller: str | None, digits: str,
+          tenant: str | None, config_dir: str | None, as_json: bool) -> None:
     """Walk a call through the model and explain every step.
 
     NUMBER is a number (DID) of a tenant, or an agent extension / conference
@@ -69,7 +78,8 @@ def trace(number: str, at: str | None, caller: str | None, digits: str, tenant: 
     _, center = _load_center_or_fail(config_dir)
     try:
         result = trace_call(center, number, at, caller=caller,
-                            digits=[d for d in digits.split(",") if d.strip()], tenant=tenant)
+                            digits=[d for d in digits.split(",") if d.strip()], tenant=tenant,
+                            utc=utc)
     except TraceError as exc:
         raise UserError(str(exc)) from None
     if as_json:

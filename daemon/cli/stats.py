@@ -5,27 +5,47 @@ from pathlib import Path
 
 import click
 
-from daemon.cli.base import UserError, _report_env, echo_json, hotline
+from daemon.cli.base import (
+    UserError,
+    _database_errors,
+    _existing_database,
+    _report_env,
+    echo_json,
+    hotline,
+)
 
 
 def _write_out(text: str, out: str | None) -> None:
     if out is None:
         click.echo(text, nl=False)
         return
-
-    Path(out).write_text(text, encoding="utf-8")
+    try:
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as exc:  # a missing folder, a file in the way, no permission
+        raise UserError(f"cannot write --out {out}: {exc.strerror or exc}") from None
     click.echo(f"wrote {out}", err=True)
+
+
+def _fmt(fmt: str, as_json: bool) -> str:
+    if as_json and fmt not in ("table", "json"):
+        raise UserError(f"--json and --format {fmt} contradict each other: give one")
+    return "json" if as_json else fmt
 
 
 def _report_options(fn):
     for opt in reversed([
         click.option("--from", "from_", metavar="WHEN",
-                     help="Start (tenant time zone): YYYY-MM-DD[THH:MM], today, yesterday. "
+                     help="Start, on the tenant's wall clock (UTC with --utc): YYYY-MM-DD, "
+                          "YYYY-MM-DDTHH:MM[Z|+HH:MM], today, yesterday. "
                           "Default: the first call in the database."),
         click.option("--to", metavar="WHEN",
                      help="End: a date is inclusive, a date-time exclusive. "
                           "Default: the last call."),
-        click.option("--tenant", default=None, help="Tenant id (default: every tenant)."),
+        click.option("--utc", is_flag=True,
+                     help="Read --from/--to, align the intervals and print times in UTC "
+                          "instead of the tenant's zone."),
+        click.option("--tenant", default=None,
+                     help="Tenant id (or its domain; default: every tenant)."),
         click.option("--queue", default=None, help="Only this queue (id without domain)."),
         click.option("--agent", default=None, help="Only this agent (id without domain)."),
         click.option("--db", "db_url", default=None, metavar="URL",
@@ -50,13 +70,18 @@ def _report_options(fn):
               help="KPI ids to show (default: all; see docs/KPIS.md).")
 @click.option("--format", "fmt", default="table", show_default=True,
               type=click.Choice(["table", "csv", "json", "html"]))
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--out", default=None, metavar="FILE", help="Write to FILE instead of stdout.")
 @click.pass_context
-def report_cmd(ctx: click.Context, from_: str | None, to: str | None, tenant: str | None,
-           queue: str | None, agent: str | None, db_url: str | None, config_dir: str | None,
-           interval: str, by: str, kpis: str | None, fmt: str, out: str | None) -> None:
-    """KPI report per interval and tenant/queue/team/agent (times in the tenant's zone).
+def report_cmd(ctx: click.Context, from_: str | None, to: str | None, utc: bool,
+               tenant: str | None, queue: str | None, agent: str | None, db_url: str | None,
+               config_dir: str | None, interval: str, by: str, kpis: str | None, fmt: str,
+               as_json: bool, out: str | None) -> None:
+    """KPI report per interval and tenant/queue/team/agent.
 
+    Times are in the tenant's zone (intervals aligned to its wall clock), or in UTC
+    with --utc. The JSON is the rows of the table (interval_start/interval_end with
+    their UTC offset, tenant id, group, KPIs); the thresholds used go to stderr.
     Sub-command `report calls` lists the calls behind one KPI.
     """
     if ctx.invoked_subcommand is not None:
@@ -70,26 +95,28 @@ def report_cmd(ctx: click.Context, from_: str | None, to: str | None, tenant: st
         threshold_notes,
     )
 
+    fmt = _fmt(fmt, as_json)
     db, center = _report_env(db_url, config_dir)
     ids = tuple(k.strip() for k in kpis.split(",") if k.strip()) if kpis else ()
-    req = ReportRequest(from_, to, interval, by, tenant, queue, agent, ids)
-    engine = make_engine(db)
+    req = ReportRequest(from_, to, interval, by, tenant, queue, agent, ids, utc=utc)
     notes: list[str] = []
-    try:
-        with engine.connect() as conn:
-            if fmt == "html":
-                from daemon.stats.report_html import render_html
+    with _existing_database(db):
+        engine = make_engine(db)
+        try:
+            with engine.connect() as conn:
+                if fmt == "html":
+                    from daemon.stats.report_html import render_html
 
-                text = render_html(conn, center, req)
-            else:
-                report = build_report(conn, center, req)
-                text = render(report, fmt)
-                if fmt in ("csv", "json"):  # table and html state them in the body
-                    notes = threshold_notes(report)
-    except ReportError as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        engine.dispose()
+                    text = render_html(conn, center, req)
+                else:
+                    report = build_report(conn, center, req)
+                    text = render(report, fmt)
+                    if fmt in ("csv", "json"):  # table and html state them in the body
+                        notes = threshold_notes(report)
+        except ReportError as exc:
+            raise UserError(str(exc)) from None
+        finally:
+            engine.dispose()
     _write_out(text, out)
     for line in notes:  # stderr: the csv/json body stays plain rows
         click.echo(line, err=True)
@@ -100,22 +127,28 @@ def report_cmd(ctx: click.Context, from_: str | None, to: str | None, tenant: st
 @click.option("--kpi", "kpi_id", required=True, metavar="ID", help="The KPI to explain.")
 @click.option("--format", "fmt", default="table", show_default=True,
               type=click.Choice(["table", "csv", "json"]))
-def report_calls(from_: str | None, to: str | None, tenant: str | None, queue: str | None,
-                 agent: str | None, db_url: str | None, config_dir: str | None, kpi_id: str,
-                 fmt: str) -> None:
-    """List the calls in a KPI's numerator and denominator (drill-down)."""
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+def report_calls(from_: str | None, to: str | None, utc: bool, tenant: str | None,
+                 queue: str | None, agent: str | None, db_url: str | None,
+                 config_dir: str | None, kpi_id: str, fmt: str, as_json: bool) -> None:
+    """List the calls in a KPI's numerator and denominator (drill-down).
+
+    `at` is on the tenant's wall clock with its UTC offset (UTC with --utc).
+    """
     from daemon.stats.report import ReportError, ReportRequest, drill_calls, drill_text, make_engine
 
+    fmt = _fmt(fmt, as_json)
     db, center = _report_env(db_url, config_dir)
-    engine = make_engine(db)
-    try:
-        with engine.connect() as conn:
-            rows = drill_calls(conn, center, ReportRequest(from_, to, "day", "tenant", tenant,
-                                                           queue, agent), kpi_id)
-    except ReportError as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        engine.dispose()
+    with _existing_database(db):
+        engine = make_engine(db)
+        try:
+            with engine.connect() as conn:
+                rows = drill_calls(conn, center, ReportRequest(
+                    from_, to, "day", "tenant", tenant, queue, agent, utc=utc), kpi_id)
+        except ReportError as exc:
+            raise UserError(str(exc)) from None
+        finally:
+            engine.dispose()
     if fmt == "json":
         echo_json(rows)
     else:
@@ -167,12 +200,14 @@ def staffing(queue: str, day: str, target: str | None, aht: float | None, shrink
         center = load_center(settings.config_dir)
     except ConfigErrors as exc:
         raise UserError(f"the configuration is not valid:\n{exc}") from exc
+    url = db_url or settings.database_url
     try:
-        plan = build_plan(
-            center, queue, date, tenant_id=tenant, target=target, aht_s=aht,
-            shrinkage=shrinkage, max_occupancy=max_occupancy, interval_min=int(interval_min),
-            weeks=weeks, volume=volume, db_url=db_url or settings.database_url,
-        )
+        with _database_errors(url):  # (only read when there is no --volume/--aht)
+            plan = build_plan(
+                center, queue, date, tenant_id=tenant, target=target, aht_s=aht,
+                shrinkage=shrinkage, max_occupancy=max_occupancy,
+                interval_min=int(interval_min), weeks=weeks, volume=volume, db_url=url,
+            )
     except StaffingError as exc:
         raise UserError(str(exc)) from exc
     data = plan.to_dict()

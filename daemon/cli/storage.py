@@ -12,7 +12,9 @@ from daemon.cli.base import (
     UserError,
     _database_errors,
     _default_db_url,
+    _existing_database,
     _report_env,
+    _safe_url,
     echo_json,
     hotline,
 )
@@ -82,16 +84,19 @@ def _load_center_for_replay(config_dir: str | None):
 def replay(files: tuple[str, ...], db_url: str | None, config_dir: str | None, quiet: bool) -> None:
     """Rebuild calls and segments from journals or captures (plain or .gz).
 
-    Running it twice changes nothing. Files of one daemon journal
+    A file that is not ESL is refused (exit code 1) before anything is written.
+    The database is created or upgraded when needed. Running it twice changes nothing. Files of one daemon journal
     (<node>-<UTC>Z-<seq>.esl[.gz]) are replayed as one stream; any other file
     is a stream of its own.
     """
 
+    from daemon.storage.replay import NotEslError, check_inputs
     from daemon.storage.replay import replay as run_replay
 
-    missing = [f for f in files if not Path(f).is_file()]
-    if missing:
-        raise UserError(f"no such file: {', '.join(missing)}")
+    try:
+        check_inputs(files)
+    except (FileNotFoundError, NotEslError) as exc:
+        raise UserError(str(exc)) from None
     center = _load_center_for_replay(config_dir)
     url = db_url or _default_db_url()
     total = sum(Path(f).stat().st_size for f in files)
@@ -111,32 +116,41 @@ def replay(files: tuple[str, ...], db_url: str | None, config_dir: str | None, q
 
 
 @hotline.command()
-@click.option("--from", "from_", metavar="DATE", help="Calls that started at or after (ISO date/time, UTC).")
-@click.option("--to", metavar="DATE", help="Calls that started before (a bare date includes that day).")
+@click.option("--from", "from_", metavar="WHEN",
+              help="Calls that started at or after WHEN: YYYY-MM-DD, YYYY-MM-DDTHH:MM[Z|+HH:MM], "
+                   "today, yesterday; on each call's tenant's wall clock (UTC with --utc).")
+@click.option("--to", metavar="WHEN", help="Calls that started before WHEN (a date includes "
+                                           "that whole day).")
 @click.option("--call", "call_id", metavar="UUID", help="Just this call.")
-@click.option("--tenant", help="Just this tenant (domain).")
+@click.option("--tenant", help="Just this tenant: its id (demo) or its domain (hotline.test).")
+@click.option("--utc", is_flag=True, help="Read --from/--to and print times in UTC instead of "
+                                          "each tenant's local time.")
 @click.option("--json", "as_json", is_flag=True, help="The call log as JSON (docs/CALLS_JSON.md).")
 @click.option("--db", "db_url", help="Database URL (default: from the settings, else sqlite:///hotline.db).")
+@click.option("--config", "config_dir", default=None, metavar="DIR",
+              help="Call-center YAML (default: from the settings): tenant ids and time zones.")
 def calls(from_: str | None, to: str | None, call_id: str | None, tenant: str | None,
-          as_json: bool, db_url: str | None) -> None:
-    """The call log: each call with its segments."""
-    from daemon.storage.calllog import call_log, format_table, parse_when
+          utc: bool, as_json: bool, db_url: str | None, config_dir: str | None) -> None:
+    """The call log: each call with its segments.
 
-    try:
-        start = parse_when(from_) if from_ else None
-        end = parse_when(to, end=True) if to else None
-    except ValueError as exc:
-        raise UserError(f"bad --from/--to: {exc}") from None
-    if start is not None and end is not None and end <= start:
-        raise UserError("--to must be after --from")
-    url = db_url or _default_db_url()
-    from daemon.storage.store import migrate
+    Times are on the wall clock of each call's tenant (ISO 8601 with the UTC offset),
+    or in UTC with --utc. --from/--to are read the same way: with several tenants, a
+    date means each tenant's own day. Tenants are named by their id; the JSON has
+    the domain as a field of its own. A tenant the configuration does not know is
+    named by its domain, in UTC. The database must exist: this command never creates
+    one.
+    """
+    from daemon.storage.calllog import CallLogError, call_log, format_table
 
-    with _database_errors(url):
-        migrate(url)  # an empty or older database is a valid, empty call log
-        log = call_log(url, start_ms=start, end_ms=end, call_id=call_id, tenant=tenant)
+    url, center = _report_env(db_url, config_dir)
+    with _existing_database(url):
+        try:
+            log = call_log(url, start=from_, end=to, call_id=call_id, tenant=tenant,
+                           center=center, utc=utc)
+        except CallLogError as exc:
+            raise UserError(str(exc)) from None
     if call_id and not log:
-        raise UserError(f"no call {call_id} in {url}")
+        raise UserError(f"no call {call_id} in {_safe_url(url)}")
     if as_json:
         echo_json(log)
     else:
@@ -159,27 +173,31 @@ def qa_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the stored score as JSON.")
 def qa_score_cmd(call_id: str, score: int, agent: str, scored_by: str, note: str | None,
              db_url: str | None, config_dir: str | None, as_json: bool) -> None:
-    """Give CALL_ID a QA score of SCORE (0-100) for AGENT."""
+    """Give CALL_ID a QA score of SCORE (0-100) for AGENT.
+
+    The call must be in the database (exit code 1 otherwise) and AGENT must have
+    talked to its caller.
+    """
     from dataclasses import asdict
 
     from daemon.stats.report import make_engine
     from daemon.storage.qa import InputError, add_qa_score
 
     db, center = _report_env(db_url, config_dir)
-    engine = make_engine(db)
-    try:
-        with engine.begin() as conn:
-            saved = add_qa_score(conn, center, call_id, score, agent, scored_by, note)
-    except InputError as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        engine.dispose()
+    with _existing_database(db):
+        engine = make_engine(db)
+        try:
+            with engine.begin() as conn:
+                saved = add_qa_score(conn, center, call_id, score, agent, scored_by, note)
+        except InputError as exc:
+            raise UserError(str(exc)) from None
+        finally:
+            engine.dispose()
     if as_json:
         echo_json(asdict(saved))
         return
-    warn = "" if saved.call_known else " (call not in the database yet)"
     click.echo(f"QA score {saved.score} for {saved.agent} on call {call_id} by "
-               f"{saved.scored_by}{warn}")
+               f"{saved.scored_by}")
 
 
 @hotline.command("disposition")
@@ -191,24 +209,28 @@ def qa_score_cmd(call_id: str, score: int, agent: str, scored_by: str, note: str
 @click.option("--json", "as_json", is_flag=True, help="Print the stored disposition as JSON.")
 def disposition_cmd(call_id: str, code: str, agent: str | None, db_url: str | None,
                 config_dir: str | None, as_json: bool) -> None:
-    """Set the disposition CODE of CALL_ID (checked against the tenant's codes)."""
+    """Set the disposition CODE of CALL_ID (checked against the tenant's codes).
+
+    The call must be in the database (exit code 1 otherwise); an earlier code of the
+    call is replaced.
+    """
     from dataclasses import asdict
 
     from daemon.stats.report import make_engine
     from daemon.storage.qa import InputError, set_disposition
 
     db, center = _report_env(db_url, config_dir)
-    engine = make_engine(db)
-    try:
-        with engine.begin() as conn:
-            saved = set_disposition(conn, center, call_id, code, agent)
-    except InputError as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        engine.dispose()
+    with _existing_database(db):
+        engine = make_engine(db)
+        try:
+            with engine.begin() as conn:
+                saved = set_disposition(conn, center, call_id, code, agent)
+        except InputError as exc:
+            raise UserError(str(exc)) from None
+        finally:
+            engine.dispose()
     if as_json:
         echo_json(asdict(saved))
         return
     what = f" ({saved.name}{', resolved' if saved.resolved else ''})" if saved.name else ""
-    warn = "" if saved.call_known else " (call not in the database yet; code not checked)"
-    click.echo(f"call {call_id}: disposition {saved.code}{what}{warn}")
+    click.echo(f"call {call_id}: disposition {saved.code}{what}")

@@ -7,8 +7,8 @@ import click
 
 from daemon.cli.base import (
     UserError,
-    _database_errors,
     _default_db_url,
+    _existing_database,
     _load_center_or_fail,
     echo_json,
     hotline,
@@ -88,7 +88,7 @@ def reload_cmd(directory: str | None, dry_run: bool, node: str | None, as_json: 
 
 @hotline.group("agent")
 def agent_group() -> None:
-    """Agent status over ESL: login, logout, break, ready, status."""
+    """Agents: login, logout, break, ready (over ESL); status (from the daemon's live state)."""
 
 
 def _agent_action(action: str, agent: str, reason: str | None, node: str | None,
@@ -147,23 +147,57 @@ def agent_ready(agent: str, node: str | None, as_json: bool) -> None:
     _agent_action("ready", agent, None, node, as_json)
 
 
+_SOURCES = {"redis": "Redis (the daemon's live state)", "switch": "the switch",
+            "daemon": "the daemon's HTTP API"}
+
+
+def _source_line(data: dict, skipped: list[str]) -> str:
+    where = _SOURCES.get(data["source"], data["source"])
+    if data.get("source_url"):
+        where += f" ({data['source_url']})"
+    return f"source: {where}" + (f" ({'; '.join(skipped)})" if skipped else "")
+
+
 @agent_group.command("status")
 @click.argument("agent", required=False)
+@click.option("--switch", "from_switch", is_flag=True,
+              help="Ask the switch even when Redis or the daemon could answer.")
 @_node_option
 @_json_option
-def agent_status_cmd(agent: str | None, node: str | None, as_json: bool) -> None:
-    """Status and state of AGENT (default: every agent of the configuration)."""
-    from daemon.switch.control import agent_status
+def agent_status_cmd(agent: str | None, from_switch: bool, node: str | None,
+                     as_json: bool) -> None:
+    """Status and state of AGENT (default: every agent of the configuration).
+
+    Reads the daemon's live state from Redis (redis_url), else from the daemon's HTTP
+    API (http_listen), else asks the switch; the output says which (JSON: source,
+    and agents with agent, on_switch, status, state, queues, reason, call_id).
+    """
+    from daemon.switch.control import agent_status, agent_status_live, read_live_state
 
     settings = _control_settings()
     _, center = _load_center_or_fail(settings.config_dir)
-    with _control_errors(), _switch(settings, node) as conn:
-        rows = agent_status(conn, center, agent)
+    with _control_errors():
+        live, skipped = (None, []) if from_switch else read_live_state(settings.redis_url,
+                                                                        settings.http_listen)
+        data: dict = {"source": live.source if live is not None else "switch"}
+        if live is not None:
+            if live.where:
+                data["source_url"] = live.where
+            data["agents"] = agent_status_live(center, live, agent)
+        else:
+            with _switch(settings, node) as conn:
+                rows = agent_status(conn, center, agent)
+            data["agents"] = [{**r, "reason": None, "call_id": None} for r in rows]
+    if skipped:
+        data["skipped"] = skipped
     if as_json:
-        echo_json(rows)
+        echo_json(data)
         return
-    for r in rows:
+    click.echo(_source_line(data, skipped))
+    for r in data["agents"]:
         where = "not on the switch" if not r["on_switch"] else f"{r['status']} / {r['state']}"
+        if r.get("reason"):
+            where += f" ({r['reason']})"
         click.echo(f"{r['agent']:32} {where:40} {' '.join(r['queues'])}")
 
 
@@ -202,10 +236,7 @@ def queue_status_cmd(queue: str | None, from_switch: bool, node: str | None,
     if as_json:
         echo_json(data)
         return
-    source = {"redis": "Redis (the daemon's live state)", "switch": "the switch",
-              "daemon": f"the daemon's HTTP API ({data.get('source_url', '')})"}
-    click.echo(f"source: {source.get(data['source'], data['source'])}"
-               + (f" ({'; '.join(skipped)})" if skipped else ""))
+    click.echo(_source_line(data, skipped))
     for name, q in data["queues"].items():
         longest = "-" if q["longest_wait_s"] is None else f"{q['longest_wait_s']} s"
         click.echo(f"{name}: {q['count']} waiting, longest {longest}")
@@ -251,7 +282,7 @@ def recordings_cmd(call_id: str | None, db_url: str | None, as_json: bool) -> No
         center = load_center(_control_settings().config_dir)
     except (ConfigErrors, OSError, UserError):
         center = None  # the paths stored in the database are shown all the same
-    with _database_errors(url):
+    with _existing_database(url):
         rows = recordings(url, call_id, center)
     if call_id and not rows:
         raise UserError(f"no talk segment of call {call_id}")

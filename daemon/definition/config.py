@@ -30,7 +30,7 @@ from daemon.definition.gcpause import paused_gc
 from daemon.definition.model import Action, ActionKind, Source
 from daemon.definition.reader import _BAD, _ID, ConfigErrors, _Reader, config_files, suggest
 from daemon.definition.settings import check_settings_nodes
-from daemon.definition.yamlsrc import ConfigError, YamlFileError, YNode, load_yaml
+from daemon.definition.yamlsrc import MAX_FILE_BYTES, ConfigError, YamlFileError, YNode, load_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +109,13 @@ class _TenantBuilder:
         # collections whose container is unusable: references into them would only echo that
         self.broken: set[str] = set()
         # a file of the directory could not be read: what it defined is unknown, so
-        # "does not exist" would be guesswork (set by load_center)
-        self.partial = False
+        # "does not exist" is only said of names that file does not even mention
+        # (its text, set by load_center; None when every file was read)
+        self.unread_text: str | None = None
         self.queue_ext_src: dict[str, Source] = {}  # queue id -> where its extension was written
+        # what could be read of a tenant that cannot be built (domain "": unknown), still
+        # checked against the other tenants
+        self.provisional: m.Tenant | None = None
 
     # ---- merging the parts of a tenant ----------------------------------------------------
     def merge(self) -> None:
@@ -185,6 +189,16 @@ class _TenantBuilder:
 
         if _BAD in (domain, timezone, language, name, codes) or domain is None \
                 or timezone is None:
+            # the tenant cannot be built, but its references can still be checked on what
+            # was read: every mistake in one run, not the next batch after a fix
+            self.provisional = m.Tenant(
+                id=self.id, name=self.id, domain="", timezone="UTC", numbers=self.numbers,
+                schedules=self.schedules, ivr_menus=self.menus, queues=self.queues,
+                agents=self.agents, teams=self.teams, skills=self.skills,
+                conferences=self.conferences, break_reasons=breaks, dispositions=dispositions,
+                costs=costs, src=self.src,
+            )
+            _check_tenant(r, self.provisional, self, codes_known=codes is not _BAD)
             return None
         tenant = m.Tenant(
             id=self.id, name=name, domain=domain, timezone=timezone, language=language,
@@ -813,7 +827,8 @@ class _TenantBuilder:
 
 
 # ---- cross references --------------------------------------------------------------------
-def _check_tenant(r: _Reader, t: m.Tenant, b: _TenantBuilder) -> None:
+def _check_tenant(r: _Reader, t: m.Tenant, b: _TenantBuilder, *,
+                  codes_known: bool = True) -> None:
     tw = f"tenant '{t.id}'"
     queues = {q.id: q for q in t.queues}
     menus = {x.name: x for x in t.ivr_menus}
@@ -827,8 +842,10 @@ def _check_tenant(r: _Reader, t: m.Tenant, b: _TenantBuilder) -> None:
 
     def ref(src: Source, what: str, kind: str, name: str, known: Iterable[str],
             coll: str) -> None:
-        if name in known or name in written[coll] or coll in b.broken or b.partial:
+        if name in known or name in written[coll] or coll in b.broken:
             return
+        if b.unread_text is not None and (name in b.unread_text or "\0" in b.unread_text):
+            return  # it may be defined in the file that could not be read
         r.error(src, f"{what} refers to {kind} '{name}', which {tw} does not define"
                      f"{suggest(name, known)}")
 
@@ -876,7 +893,7 @@ def _check_tenant(r: _Reader, t: m.Tenant, b: _TenantBuilder) -> None:
             if req.skill not in skills:
                 ref(req.src, qw, "skill", req.skill, skills, "skills")
                 continue
-            if not b.partial and best_level.get(req.skill, 0) < req.min_level:
+            if b.unread_text is None and best_level.get(req.skill, 0) < req.min_level:
                 r.error(req.src, f"{qw} requires skill '{req.skill}' at level {req.min_level} "
                                  f"or more, but no agent of {tw} has it.")
         if q.callback.enabled and q.max_wait_s and q.callback.after_s >= q.max_wait_s:
@@ -906,6 +923,8 @@ def _check_tenant(r: _Reader, t: m.Tenant, b: _TenantBuilder) -> None:
     codes = {key: getattr(t.feature_codes, attr) for key, attr in FEATURE_KEYS.items()}
     code_src = getattr(b, "feature_src", {})
     default_src = b.single["feature_codes"].src if "feature_codes" in b.single else t.src
+    if not codes_known:  # the feature_codes block is wrong (reported): no guesses from it
+        return
     for key, code in codes.items():
         src = code_src.get(key, default_src)
         claim(code, f"feature code '{key}'", src)
@@ -924,7 +943,9 @@ def _check_center(r: _Reader, tenants: list[m.Tenant]) -> None:
     did_home: dict[str, tuple[m.Tenant, m.Number]] = {}
     domain_home: dict[str, m.Tenant] = {}
     for t in tenants:
-        if t.domain in domain_home:
+        if not t.domain:  # a tenant whose domain could not be read
+            pass
+        elif t.domain in domain_home:
             first = domain_home[t.domain]
             r.error(t.src, f"tenant '{t.id}' uses domain {t.domain}, which tenant '{first.id}' "
                            f"already uses ({first.src.file}:{first.src.line}).")
@@ -954,6 +975,7 @@ class Tree:
     files: list[tuple[Path, YNode]]
     errors: list[ConfigError]
     unreadable: int = 0  # files that could not be used at all (their errors are in errors)
+    unread_text: str = ""  # the raw text of those files: which names they may define
 
 
 def read_tree(path: str | Path) -> Tree:
@@ -973,11 +995,21 @@ def read_tree(path: str | Path) -> Tree:
         except YamlFileError as exc:
             out.errors.append(exc.error)
             out.unreadable += 1
+            out.unread_text += _raw_text(file)
             continue
         out.errors.extend(errs)
         if tree is not None:
             out.files.append((file, tree))
     return out
+
+
+def _raw_text(file: Path) -> str:
+    try:
+        if file.stat().st_size > MAX_FILE_BYTES:
+            return "\0"  # too big to tell: every name may be in it
+        return file.read_bytes().decode("utf-8", "replace") + "\n"
+    except OSError:
+        return "\0"
 
 
 TOP_KEYS = ("tenants", "settings")
@@ -1021,13 +1053,16 @@ def _load_center(path: str | Path, env: Mapping[str, str]) -> m.CallCenter:
                                                          "are empty."))
     unreadable = parsed.unreadable > 0
     tenants: list[m.Tenant] = []
+    read: list[m.Tenant] = []  # and the tenants that could not be built, as far as read
     for tid, tparts in parts.items():
         builder = _TenantBuilder(r, tid, tparts)
-        builder.partial = unreadable
+        builder.unread_text = parsed.unread_text if unreadable else None
         tenant = builder.build()
         if tenant is not None:
             tenants.append(tenant)
-    _check_center(r, tenants)
+        if (tenant or builder.provisional) is not None:
+            read.append(tenant or builder.provisional)
+    _check_center(r, read)
     if r.errors:
         raise ConfigErrors(r.errors)
     center = m.CallCenter(tuple(tenants))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daemon.definition.model import Action, ActionKind, CallCenter, IvrMenu, Queue, Tenant
+from daemon.definition.moments import MomentError, parse_moment
 from daemon.definition.render import describe_action
 from daemon.definition.schedule import agent_availability, schedule_state
 from daemon.definition.tiers import effective_tiers
@@ -95,18 +96,19 @@ class Trace:
         return out
 
 
-def parse_at(value: str | dt.datetime | None, tz: zoneinfo.ZoneInfo) -> dt.datetime:
-    """A moment in the tenant's zone: naive times are read as the tenant's wall clock."""
+def parse_at(value: str | dt.datetime | None, tz: zoneinfo.ZoneInfo,
+             *, utc: bool = False) -> dt.datetime:
+    """A moment in the tenant's zone: naive times are read as the tenant's wall clock
+    (as UTC with ``utc``); the words are those of ``daemon.definition.moments``."""
     if value is None:
         return dt.datetime.now(tz)
     if isinstance(value, str):
         try:
-            value = dt.datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise TraceError(f"--at must be a time like '2026-11-23 09:05', not {value!r}") \
-                from None
+            value = parse_moment(value, "UTC" if utc else tz.key, option="--at")
+        except MomentError as exc:
+            raise TraceError(str(exc)) from None
     if value.tzinfo is None:
-        return value.replace(tzinfo=tz)
+        return value.replace(tzinfo=dt.timezone.utc if utc else tz).astimezone(tz)
     return value.astimezone(tz)
 
 
@@ -431,14 +433,15 @@ def offered_after_s(q: Queue, level: int, levels: Sequence[int]) -> int:
 
 def trace_call(center: CallCenter, number: str, at: str | dt.datetime | None = None, *,
                caller: str | None = None, digits: Sequence[str] = (),
-               tenant: str | None = None) -> Trace:
-    """Walk ``number`` at ``at`` (tenant wall clock when naive); see the module doc."""
+               tenant: str | None = None, utc: bool = False) -> Trace:
+    """Walk ``number`` at ``at`` (tenant wall clock when naive, UTC with ``utc``); see the
+    module doc."""
     t, kind = _find_entry(center, number, tenant)
     try:
         tz = zoneinfo.ZoneInfo(t.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise TraceError(f"tenant {t.id} has an unknown time zone {t.timezone!r}") from None
-    when = parse_at(at, tz)
+    when = parse_at(at, tz, utc=utc)
     digits = tuple(d.strip() for d in digits if d.strip())
     w = _Walker(t, when, caller, digits)
     if kind == "number":

@@ -140,6 +140,8 @@ _MERGE = "\0merge"  # frame key of a plain "<<"
 _INT_TAG = "tag:yaml.org,2002:int"
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _NULL_TAG = "tag:yaml.org,2002:null"
+# bytes are never a configuration value: refused rather than carried into the model
+_REFUSED_SCALAR_TAGS = frozenset({"tag:yaml.org,2002:binary"})
 _PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9_]*)")
 _BOOLS = {"yes": True, "true": True, "on": True, "no": False, "false": False, "off": False}
 
@@ -207,15 +209,23 @@ class _Composer:
         if tag == _NULL_TAG:
             return YNode.at("scalar", file, line, column, None, value)
         build = self.constructor.yaml_constructors.get(tag)
-        if build is None:
-            self.error(pos, f"the tag {tag} is not supported here; write plain values.")
+        if build is None or tag in _REFUSED_SCALAR_TAGS:
+            self.error(pos, f"the tag {_short_tag(tag)} is not supported here; write plain "
+                            f"values.")
             return YNode.at("scalar", file, line, column, value, value)
         node = yaml.ScalarNode(tag, value, ev.start_mark, ev.end_mark, ev.style)
         try:
             built = build(self.constructor, node)
-        except (yaml.YAMLError, ValueError) as exc:
+        except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc)
             self.error(pos, f"cannot read the value '{value}': {problem}.")
+            built = value
+        except Exception:  # noqa: BLE001 - see below
+            # PyYAML's constructors assume an explicit tag (!!bool maybe, !!int "",
+            # !!timestamp x) fits its regex and fail with KeyError, IndexError or
+            # AttributeError when it does not: the value is wrong, not the program
+            self.error(pos, f"'{value}' is not a valid {_short_tag(tag)} value; write the "
+                            f"value without the tag, or fix it.")
             built = value
         return YNode.at("scalar", file, line, column, built, value)
 
@@ -289,7 +299,8 @@ class _Composer:
             if len(stack) >= MAX_DEPTH:
                 raise self.fail(pos, f"the values are nested more than {MAX_DEPTH} levels deep.")
             if ev.tag not in (None, "!", _MAP_TAG, _SEQ_TAG):
-                self.error(pos, f"the tag {ev.tag} is not supported here; write plain values.")
+                self.error(pos, f"the tag {_short_tag(ev.tag)} is not supported here; write "
+                                f"plain values.")
             if cls is map_start:
                 node = YNode.at("map", self.file, pos[0], pos[1], {})
             else:
@@ -344,6 +355,12 @@ class _Composer:
                     if k not in node.value:
                         node.value[k] = v
                         keys[k] = part.keys.pos[k]
+
+
+def _short_tag(tag: str) -> str:
+    """``tag:yaml.org,2002:bool`` as the user wrote it: ``!!bool``."""
+    prefix = "tag:yaml.org,2002:"
+    return "!!" + tag[len(prefix):] if tag.startswith(prefix) else tag
 
 
 def _fail(file: str, line: int, column: int, message: str) -> YamlFileError:

@@ -9,9 +9,10 @@ denominator. Which KPIs mean what is in ``daemon.stats.kpi`` and docs/KPIS.md.
 Default range (no --from/--to): the whole range of the tenant's data (the
 intervals from its first to its last call), or today when there is no data —
 a manager running ``hotline report`` after a replay sees every call.
---from/--to are read in the tenant's zone: a date or a date and time; --to
-given as a date is inclusive (the whole day), as a date-time exclusive. The
-range is widened to whole intervals.
+--from/--to are read in the tenant's zone (in UTC with ``utc``; the words are those of
+``daemon.definition.moments``: ISO, today, yesterday); --to given as a date is
+inclusive (the whole day), as a date-time exclusive. The range is widened to whole
+intervals.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ import datetime as dt
 import io
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,6 +29,7 @@ from sqlalchemy import func, select, union_all
 from sqlalchemy.engine import Connection
 
 from daemon.definition.model import CallCenter, Tenant
+from daemon.definition.moments import MomentError, parse_ms
 from daemon.stats import kpi as K
 from daemon.stats.intervals import (
     SIZES,
@@ -37,7 +38,6 @@ from daemon.stats.intervals import (
     from_ms,
     intervals,
     local_midnight_ms,
-    to_ms,
 )
 from daemon.storage import schema
 
@@ -60,6 +60,7 @@ class ReportRequest:
     queue: str | None = None
     agent: str | None = None
     kpis: tuple[str, ...] = ()  # empty: all
+    utc: bool = False  # --from/--to and the intervals in UTC instead of the tenant's zone
 
 
 @dataclass(frozen=True)
@@ -130,30 +131,21 @@ def tenants_of(conn: Connection, center: CallCenter | None) -> list[Tenant]:
 
 # --- time bounds -----------------------------------------------------------------------------
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+def report_zone(tenant: Tenant, req: ReportRequest) -> str:
+    """The zone a report reads --from/--to in and aligns its intervals to: the tenant's
+    wall clock, or UTC with --utc (shifts and rosters stay on the tenant's clock)."""
+    return "UTC" if req.utc else tenant.timezone
 
 
-def parse_bound(text: str, tz: str, *, end: bool, today: dt.date | None = None) -> int:
-    """A --from/--to value in the tenant's zone -> epoch ms (a date as --to: the day after)."""
-    from zoneinfo import ZoneInfo
-
-    t = text.strip()
-    if today is None:
-        today = dt.datetime.now(ZoneInfo(tz)).date()
-    if t in ("today", "yesterday"):
-        day = today if t == "today" else today - dt.timedelta(days=1)
-        return local_midnight_ms(day + dt.timedelta(days=1) if end else day, tz)
-    if _DATE.match(t):
-        day = dt.date.fromisoformat(t)
-        return local_midnight_ms(day + dt.timedelta(days=1) if end else day, tz)
+def parse_bound(text: str, tz: str, *, end: bool, now_ms: int | None = None,
+                option: str = "--from") -> int:
+    """A --from/--to value (see ``daemon.definition.moments``) -> epoch ms."""
+    now = None if now_ms is None else dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc)
     try:
-        moment = dt.datetime.fromisoformat(t.replace(" ", "T"))
-    except ValueError:
-        raise ReportError(f"cannot read the time {text!r}: write YYYY-MM-DD or "
-                          "YYYY-MM-DDTHH:MM (tenant time zone)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(tz))
-    return to_ms(moment)
+        return parse_ms(text, tz, end=end, now=now, option=option)
+    except MomentError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def data_range(conn: Connection, tenant: str) -> tuple[int, int] | None:
@@ -172,17 +164,18 @@ def data_range(conn: Connection, tenant: str) -> tuple[int, int] | None:
 
 def resolve_range(conn: Connection, tenant: Tenant, req: ReportRequest,
                   now_ms: int) -> tuple[int, int]:
-    today = from_ms(now_ms, tenant.timezone).date()
-    start = parse_bound(req.start, tenant.timezone, end=False, today=today) if req.start else None
-    end = parse_bound(req.end, tenant.timezone, end=True, today=today) if req.end else None
+    tz = report_zone(tenant, req)
+    today = from_ms(now_ms, tz).date()
+    start = (parse_bound(req.start, tz, end=False, now_ms=now_ms, option="--from")
+             if req.start else None)
+    end = parse_bound(req.end, tz, end=True, now_ms=now_ms, option="--to") if req.end else None
     if start is None or end is None:
         found = data_range(conn, tenant.domain)
         if found is None:
-            found = (local_midnight_ms(today, tenant.timezone),
-                     local_midnight_ms(today + dt.timedelta(days=1), tenant.timezone))
+            found = (local_midnight_ms(today, tz),
+                     local_midnight_ms(today + dt.timedelta(days=1), tz))
         if start is None:
-            start = found[0] if end is None or found[0] < end else floor_ms(end - 1, "day",
-                                                                           tenant.timezone)
+            start = found[0] if end is None or found[0] < end else floor_ms(end - 1, "day", tz)
         if end is None:
             end = found[1] if found[1] > start else start + 1
     if end <= start:
@@ -268,7 +261,8 @@ def build_report(conn: Connection, center: CallCenter | None, req: ReportRequest
     for tenant in tenants:
         _check_request(tenant, req, center is not None)
         start, end = resolve_range(conn, tenant, req, now_ms)
-        ivs = intervals(start, end, req.interval, tenant.timezone)
+        tz = report_zone(tenant, req)
+        ivs = intervals(start, end, req.interval, tz)
         scope = K.scope_for(tenant, ivs, by=req.by,
                             queue=tenant.qualified(req.queue) if req.queue else None,
                             agent=tenant.qualified(req.agent) if req.agent else None,
@@ -276,7 +270,7 @@ def build_report(conn: Connection, center: CallCenter | None, req: ReportRequest
         values = K.compute(conn, scope, kpi_ids)
         used = {q.queue for q in scope.thresholds}
         report.tenants.append(TenantRange(
-            tenant.id, tenant.timezone, ivs[0].start.isoformat(), ivs[-1].end.isoformat(),
+            tenant.id, tz, ivs[0].start.isoformat(), ivs[-1].end.isoformat(),
             tuple(t for t in scope.thresholds if req.queue is None
                   or t.queue == tenant.qualified(req.queue))
             # queues met in the data but not in the model get the published defaults
@@ -356,7 +350,8 @@ def drill_calls(conn: Connection, center: CallCenter | None, req: ReportRequest,
     for tenant in tenants:
         _check_request(tenant, req, center is not None)
         start, end = resolve_range(conn, tenant, req, now_ms)
-        whole = [Interval(start, end, tenant.timezone)]
+        tz = report_zone(tenant, req)
+        whole = [Interval(start, end, tz)]
         scope = K.scope_for(tenant, whole, queue=tenant.qualified(req.queue) if req.queue else None,
                             agent=tenant.qualified(req.agent) if req.agent else None,
                             now_ms=now_ms)
@@ -366,7 +361,7 @@ def drill_calls(conn: Connection, center: CallCenter | None, req: ReportRequest,
                 "tenant": tenant.id, "part": r.part, "call_id": r.call_id,
                 "queue": _local(tenant, r.queue) if r.queue else None,
                 "agent": _local(tenant, r.agent) if r.agent else None,
-                "at": (from_ms(r.at_ms, tenant.timezone).isoformat()
+                "at": (from_ms(r.at_ms, tz).isoformat()
                        if r.at_ms is not None else None),
                 "value": (None if r.value is None else
                           round(r.value / 1000, 3) if ms_value else round(r.value, 4)),

@@ -142,7 +142,7 @@ def render_html(conn: Connection, center: CallCenter | None, req: ReportRequest,
         now_ms = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
     report = build_report(conn, center, req, now_ms=now_ms)
     chart_req = ReportRequest(req.start, req.end, req.interval, "tenant", req.tenant, req.queue,
-                              req.agent, CHART_KPIS)
+                              req.agent, CHART_KPIS, utc=req.utc)
     totals = build_report(conn, center, chart_req, now_ms=now_ms)
     plt = _plt()
     charts: list[TenantCharts] = []
@@ -154,7 +154,7 @@ def render_html(conn: Connection, center: CallCenter | None, req: ReportRequest,
         targets = {t.service_level_target_pct for t in tr.thresholds}
         target = targets.pop() if len(targets) == 1 else K.DEFAULT_SERVICE_LEVEL_TARGET_PCT
         start, end = resolve_range(conn, tenant, req, now_ms)
-        scope = K.scope_for(tenant, [Interval(start, end, tenant.timezone)], by="agent",
+        scope = K.scope_for(tenant, [Interval(start, end, tr.timezone)], by="agent",
                             queue=None, agent=tenant.qualified(req.agent) if req.agent else None,
                             now_ms=now_ms)
         occ = K.compute(conn, scope, ("occupancy",))

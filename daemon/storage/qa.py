@@ -84,18 +84,17 @@ def add_qa_score(conn: Connection, center: CallCenter | None, call_id: str, scor
     if not scored_by.strip():
         raise InputError("say who scored the call (--by NAME)")
     known, domain, tenant = _call_tenant(conn, center, call_id)
+    if not known:
+        raise InputError(f"no call {call_id} in the database (check the id with `hotline calls`)")
     qualified = _qualify(agent, domain, center)
     if tenant is not None and tenant.agent(qualified.split("@", 1)[0]) is None:
         raise InputError(f"tenant {tenant.id!r} has no agent {agent!r}")
-    if known:
-        took_part = conn.execute(select(schema.segments.c.segment_id).where(
-            schema.segments.c.call_id == call_id, schema.segments.c.agent == qualified,
-            schema.segments.c.kind == "talk").limit(1)
-        ).scalar()
-        if took_part is None:
-            raise InputError(f"agent {agent!r} did not talk to the caller of call {call_id}")
-    else:
-        logger.warning("QA score for call %s, which is not (yet) in the database", call_id)
+    took_part = conn.execute(select(schema.segments.c.segment_id).where(
+        schema.segments.c.call_id == call_id, schema.segments.c.agent == qualified,
+        schema.segments.c.kind == "talk").limit(1)
+    ).scalar()
+    if took_part is None:
+        raise InputError(f"agent {agent!r} did not talk to the caller of call {call_id}")
     ms = _now_ms() if now_ms is None else now_ms
     new_id = conn.execute(insert(schema.qa_scores).values(
         call_id=call_id, agent=qualified, score=score, scored_by=scored_by.strip(), note=note,
@@ -107,14 +106,16 @@ def set_disposition(conn: Connection, center: CallCenter | None, call_id: str, c
                     agent: str | None = None, now_ms: int | None = None) -> DispositionEntry:
     """Store the disposition code of a call (source "cli"), replacing an earlier one.
 
-    When the call is in the database and its tenant in the model, the code must be one
-    of the tenant's dispositions; an unknown call is stored as given (it may be
-    replayed later).
+    The call must be in the database (a mistyped id would otherwise be stored for a
+    call that never comes); when its tenant is in the model, the code must be one of
+    the tenant's dispositions.
     """
     code = code.strip()
     if not code:
         raise InputError("a disposition code cannot be empty")
     known, domain, tenant = _call_tenant(conn, center, call_id)
+    if not known:
+        raise InputError(f"no call {call_id} in the database (check the id with `hotline calls`)")
     name = resolved = None
     if tenant is not None:
         match = next((d for d in tenant.dispositions if d.code == code), None)

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from daemon.storage.journal import JOURNAL_NAME, iter_frame_batches
+from daemon.storage.journal import JOURNAL_NAME, iter_chunks, iter_frame_batches
 from daemon.storage.store import Store
 from daemon.switch.events import Event
+from daemon.switch.frames import EslParser
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,42 @@ class ReplayStats:
     calls: int  # distinct records produced
     segments: int
     intervals: int
+
+
+class NotEslError(ValueError):
+    """An input file that is not an ESL capture or journal (one sentence per file)."""
+
+
+SNIFF_BYTES = 1 << 20  # a capture or journal has its first frame long before this
+
+
+def is_esl(path: str | Path, limit: int = SNIFF_BYTES) -> bool:
+    """Whether ``path`` (plain or gzip) starts with ESL frames: a frame with a
+    Content-Type within its first ``limit`` bytes. An empty file is a journal that
+    was just rotated: it counts as ESL (with no events)."""
+    parser = EslParser()
+    seen = 0
+    for data, _pos in iter_chunks(path):
+        seen += len(data)
+        frames, _skipped = parser.feed_resync(data)
+        if any(f.content_type for f in frames):
+            return True
+        if seen >= limit:
+            break
+    return seen == 0
+
+
+def check_inputs(paths: Iterable[str | Path]) -> None:
+    """Refuse, before anything is written, files that are missing or not ESL."""
+    files = [Path(p) for p in paths]
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such file: {', '.join(missing)}")
+    foreign = [str(p) for p in files if not is_esl(p)]
+    if foreign:
+        raise NotEslError(f"not an ESL capture or journal: {', '.join(foreign)} (hotline replay "
+                          "reads the .esl/.esl.gz files the daemon journals or a capture of "
+                          "an ESL event stream)")
 
 
 def plan_streams(paths: Iterable[str | Path]) -> list[list[Path]]:
@@ -92,12 +129,12 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
     """Feed journals/captures through the engine into ``db_url``; returns what was done.
 
     ``progress(n)`` is called with the number of input bytes consumed since the last call.
+    Raises ``FileNotFoundError`` / :class:`NotEslError` (nothing written) for a missing
+    file or one that is not ESL.
     """
     factory = engine_factory or _default_engine_factory
     files = [Path(p) for p in paths]
-    missing = [str(p) for p in files if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"no such file: {', '.join(missing)}")
+    check_inputs(files)
     own_store = store is None
     if store is None:
         store = Store(db_url, batch_size=2000, max_buffer=200_000)

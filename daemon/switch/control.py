@@ -304,6 +304,35 @@ def queue_status(center: CallCenter, queue: str | None = None, *, redis_url: str
     return out
 
 
+def agent_status_live(center: CallCenter, live: LiveSource,
+                      agent: str | None = None) -> list[dict[str, Any]]:
+    """The rows of :func:`agent_status`, from the daemon's live state instead of the switch.
+
+    ``on_switch`` says whether the daemon knows the agent (it mirrors the switch's agent
+    list); ``queues`` are the agent's tiers in the model, as the daemon loaded them onto
+    the switch. A break reason and the call an agent is on come along when known.
+    """
+    if agent is not None:
+        names = [resolve_agent(center, agent).qualified]
+    else:
+        names = sorted({t.qualified(a.id) for t in center.tenants for a in t.agents})
+    queues_of: dict[str, list[str]] = {}
+    for q, members in _model_tiers(center).items():
+        for a in members:
+            queues_of.setdefault(a, []).append(q)
+    known = live.snapshot.get("agents", {})
+    out = []
+    for name in names:
+        row = known.get(name)
+        out.append({"agent": name, "on_switch": row is not None,
+                    "status": row.get("status") if row else None,
+                    "state": row.get("state") if row else None,
+                    "queues": sorted(queues_of.get(name, [])),
+                    "reason": row.get("reason") if row else None,
+                    "call_id": row.get("call_id") if row else None})
+    return out
+
+
 def _agent_label(status: str, state: str) -> str:
     if not status:
         return "unknown"
