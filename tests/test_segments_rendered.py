@@ -306,3 +306,41 @@ def test_a_callback_dialed_half_an_hour_after_the_request_keeps_its_request():
     assert seconds(callback.duration_ms) == approx(8.90 + 1800)
     (talk,) = rep.segs(CALLBACK_CALL, "talk")
     assert seconds(talk.duration_ms) == approx(6.02)
+
+
+# --- the call log -----------------------------------------------------------------------
+
+def test_hotline_calls_json_shows_who_listened_and_the_callback_conversation(empty_db_url):
+    """`hotline replay` (with config/, as the daemon) then `hotline calls --json`."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cli import hotline
+    from tests.conftest import CAPTURES, REPO
+
+    result = CliRunner().invoke(hotline, [
+        "replay", "--quiet", "--config", str(REPO / "config"),
+        str(CAPTURES / "whisper_barge.esl"), str(CAPTURES / "callback_connected.esl"),
+        "--db", empty_db_url], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+    def call(call_id: str) -> dict:
+        out = CliRunner().invoke(hotline, ["calls", "--json", "--call", call_id,
+                                           "--db", empty_db_url], catch_exceptions=False)
+        assert out.exit_code == 0, out.output
+        (found,) = json.loads(out.output)
+        return found
+
+    supervised = call(WHISPER_CALL)
+    sessions = [(s["target"], s["agent"], s["attrs"]["mode"], s["duration_ms"],
+                 s["started_at"][11:23]) for s in supervised["segments"]
+                if s["kind"] == "supervision"]
+    assert sessions == [("1003", "1001@hotline.test", "listen", 6040, "15:49:35.985"),
+                        ("1003", "1001@hotline.test", "barge", 6060, "15:49:44.585")]
+    called_back = call(CALLBACK_CALL)
+    assert [s["kind"] for s in called_back["segments"]] == ["queue", "callback", "ring", "talk"]
+    talk = called_back["segments"][-1]
+    assert (talk["agent"], talk["duration_ms"], talk["hangup_by"], talk["attrs"]["callback"]) == (
+        "2002@hotline.cityutil.cn", 6020, "caller", "true")
+    assert talk["queue_entered_at"] == called_back["segments"][0]["started_at"]
