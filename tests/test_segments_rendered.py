@@ -344,3 +344,24 @@ def test_hotline_calls_json_shows_who_listened_and_the_callback_conversation(emp
     assert (talk["agent"], talk["duration_ms"], talk["hangup_by"], talk["attrs"]["callback"]) == (
         "2002@hotline.cityutil.cn", 6020, "caller", "true")
     assert talk["queue_entered_at"] == called_back["segments"][0]["started_at"]
+
+
+def test_after_a_reconnect_a_callback_conversation_still_up_stays_open_and_a_lost_one_ends():
+    from daemon.switch.supervisor import SwitchSnapshot
+
+    upto = [e for e in events("callback_connected") if e.timestamp_ms < 1796399648000]
+
+    def reconciled(channels: list[str]) -> Replay:
+        eng = config_engine()
+        rep = feed_all(eng, upto)
+        snapshot = SwitchSnapshot("vm", "", "", channels={
+            "row_count": len(channels), "rows": [{"uuid": u} for u in channels]})
+        rep.add(eng.reconcile(snapshot))
+        return rep
+
+    up = reconciled([CALLBACK_AGENT_LEG])  # the caller's leg is gone, the dialer's call is up
+    (talk,) = up.segs(CALLBACK_CALL, "talk")
+    assert talk.ended_ms is None
+    lost = reconciled([])
+    (talk,) = lost.segs(CALLBACK_CALL, "talk")
+    assert talk.ended_ms is not None and dict(talk.attrs)["closed_by"] == "reconcile"

@@ -30,7 +30,16 @@ What the segments mean is defined by the capture README (the ground truth,
   ``CHANNEL_UNHOLD`` on the agent's leg); the last piece says who hung up;
 * ``wrapup``: the agent's wrap-up-time from ``bridge-agent-end``, cut short by
   a status change inside it (re-emitted shorter);
-* ``transfer``: zero length where the caller left the agent and went on.
+* ``transfer``: zero length where the caller left the agent and went on into
+  another extension - not into the dialplan's own ``transfer_after_bridge``
+  destination (a survey queue's ``hotline-qexit-<queue>``), which is no transfer;
+* ``survey``: from the caller's leg running ``python hotline_survey`` to its end or
+  the hang-up; ``hotline::survey`` brings the score;
+* ``callback``: from ``hotline::callback`` request to the dialer's result; the
+  dialer's legs (``hotline_callback_call_id``) add the agent's ``ring`` (the phone
+  rings to its answer) and the ``talk`` with the customer to the same call;
+* ``supervision``: a supervisor's leg running ``eavesdrop`` on the agent's leg, to
+  that leg's hang-up; mode listen / whisper / barge from its eavesdrop variables.
 """
 from __future__ import annotations
 
@@ -254,6 +263,8 @@ class SegmentEngine:
             call = self._calls[call_id]
             if call_id in alive or call.node not in nodes or not self._in_flight(call):
                 continue
+            if call.callback_legs is not None and call.callback_legs.agent_leg in alive:
+                continue  # the caller is long gone, but the dialer's call is up
             try:
                 self._close_vanished(call, last_ms)
             except Exception:  # one call's surprise must not keep the others open
@@ -290,6 +301,13 @@ class SegmentEngine:
             call.extra_talk_id = None
         for conf_id in call.conference_ids.values():
             self._close(call, conf_id, at)
+        for seg_id in call.supervision_ids.values():
+            self._close(call, seg_id, at)
+        legs = call.callback_legs
+        if legs is not None:  # the dialer's call ended unseen too: its last sign of life
+            self._close(call, legs.ring_id, last_ms)
+            self._callback_talk_end(call, legs, last_ms, "system")
+            call.callback_legs = None
         for sid in call.seg_ids:
             seg = segs.get(sid)
             if seg is not None and ((sid in was_open and seg.ended_ms is not None)
@@ -1283,13 +1301,16 @@ class SegmentEngine:
 
     def _callback_of_leg(self, uuid: str | None,
                          role: str | None = None) -> tuple[CallState, CallbackLegs] | None:
+        """The call and the dialer's current attempt a callback leg belongs to (a leg of an
+        earlier attempt belongs to none)."""
         leg = self._legs.get(uuid or "")
         if leg is None or not leg[1].startswith("cb-") or (role and leg[1] != role):
             return None
         call = self._calls.get(leg[0])
-        if call is None or call.callback_legs is None:
+        legs = call.callback_legs if call is not None else None
+        if legs is None or (uuid != legs.agent_leg and uuid not in legs.customer_legs):
             return None
-        return call, call.callback_legs
+        return call, legs
 
     def _callback_bridge(self, ev: Event, ts: int) -> None:
         found = self._callback_of_leg(ev.uuid)
@@ -1316,9 +1337,10 @@ class SegmentEngine:
         if role == "supervisor":
             self._supervision_end(uuid, ts)
             return
-        legs = call.callback_legs
-        if legs is None:
+        found = self._callback_of_leg(uuid)
+        if found is None:
             return
+        legs = found[1]
         if role == "cb-customer":
             if not legs.customer_gone:
                 legs.customer_gone = True
@@ -1342,10 +1364,14 @@ class SegmentEngine:
         uuid = ev.uuid or ""
         target = (ev.get("Application-Data") or "").partition(" ")[0]
         leg = self._legs.get(target)
+        agent = None
         if leg is not None and leg[1] == "agent":
             call = self._calls.get(leg[0])
             visit = call.visits.get(leg[2]) if call is not None else None
             heard = "agent"
+        elif leg is not None and leg[1] == "cb-agent":  # the agent's callback conversation
+            call, visit, heard = self._calls.get(leg[0]), None, "agent"
+            agent = call.callback_legs.agent if call and call.callback_legs else None
         else:
             call = self._calls.get(target)
             visit = next((v for v in call.visits.values() if v.in_talk), None) if call else None
@@ -1368,7 +1394,7 @@ class SegmentEngine:
             supervisor = ev.get("Caller-Caller-ID-Number")
         call.supervision_ids[uuid] = self._new_seg(
             call, f"{call.call_id}:supervision:{uuid}", "supervision", ts, visit,
-            agent=visit.agent if visit else None, target=supervisor or None,
+            agent=visit.agent if visit else agent, target=supervisor or None,
             attrs=tuple(sorted(attrs.items())))
         self._legs[uuid] = (call.call_id, "supervisor", visit.member_uuid if visit else "")
         self._internal.add(uuid)
