@@ -212,7 +212,8 @@ def test_caller_presses_the_armed_exit_key_and_the_dialplan_goes_on_to_emergency
     first, second = rep.segs(EXIT_KEY_CALL, "queue")
     assert (first.queue, first.outcome, seconds(first.duration_ms)) == (
         "outage_water@hotline.cityutil.cn", "exit-key", approx(96.54))
-    assert dict(first.attrs)["cancel_reason"] == "EXIT_WITH_KEY"
+    assert dict(first.attrs) == {"cause": "Cancel", "cancel_reason": "EXIT_WITH_KEY",
+                                 "exit_key": "*"}
     assert (second.queue, second.outcome, seconds(second.duration_ms)) == (
         "emergency@hotline.cityutil.cn", "short-abandon", approx(7.96))
     assert rep.segs(EXIT_KEY_CALL, "callback") == []  # the script asked nothing (switch9's fix)

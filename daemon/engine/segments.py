@@ -1066,10 +1066,12 @@ class SegmentEngine:
         # bridge; member-queue-end carries that leg's variables
         self._queue_end(call, visit, ts, reason=ev.get("CC-Cancel-Reason") or "",
                         cause=ev.get("CC-Cause") or "", answer_state=ev.get("Answer-State"),
-                        recording=ev.get("variable_cc_record_filename"))
+                        recording=ev.get("variable_cc_record_filename"),
+                        exit_key=ev.get("variable_cc_exit_key"))
 
     def _queue_end(self, call: CallState, visit: Visit, ts: int, reason: str, cause: str,
-                   answer_state: str | None, recording: str | None = None) -> None:
+                   answer_state: str | None, recording: str | None = None,
+                   exit_key: str | None = None) -> None:
         """The queue stay ends (member-queue-end): an answered one is done with its talk,
         any other gets its outcome from the cancel reason and the wait."""
         visit.ended = True
@@ -1093,8 +1095,11 @@ class SegmentEngine:
             outcome = "exit-key"
         else:
             outcome = self._abandon_outcome(visit, wait_ms)
+        attrs = (("cause", cause), ("cancel_reason", reason))
+        if outcome == "exit-key" and exit_key:
+            attrs += (("exit_key", exit_key),)  # the key the caller pressed
         self._update(call, f"{call.call_id}:queue:{visit.member_uuid}", ended_ms=ts,
-                     outcome=outcome, attrs=(("cause", cause), ("cancel_reason", reason)))
+                     outcome=outcome, attrs=attrs)
         for ring_id in visit.rings.values():  # still ringing when the caller left
             self._close(call, ring_id, ts, outcome="caller-abandoned")
         visit.rings.clear()
