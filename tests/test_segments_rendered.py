@@ -366,3 +366,18 @@ def test_after_a_reconnect_a_callback_conversation_still_up_stays_open_and_a_los
     lost = reconciled([])
     (talk,) = lost.segs(CALLBACK_CALL, "talk")
     assert talk.ended_ms is not None and dict(talk.attrs)["closed_by"] == "reconcile"
+
+
+def test_caller_hanging_up_during_the_survey_leaves_one_unanswered_survey():
+    """fs_scripts fire hotline::survey without a score after such a hang-up."""
+    stream, unanswered = [], None
+    for ev in events("survey_call"):
+        if ev.get("Event-Subclass") == "hotline::survey":
+            unanswered = Event(re.sub(rb"\nHotline-Score: [^\n]*", b"", ev.raw))
+            continue
+        stream.append(ev)
+        if ev.uuid == SURVEY_CALL and ev.name == "CHANNEL_HANGUP_COMPLETE":
+            stream.append(shifted(unanswered, ev.timestamp_ms + 20 - unanswered.timestamp_ms))
+    rep = feed_all(config_engine(), stream)
+    (survey,) = rep.segs(SURVEY_CALL, "survey")
+    assert (survey.score, seconds(survey.duration_ms)) == (None, approx(3.04))

@@ -652,7 +652,6 @@ class SegmentEngine:
             self._close(call, call.voicemail_id, ts)
         elif app == "python" and _script(ev) == SURVEY_SCRIPT:
             self._close(call, call.survey_id, ts)
-            call.survey_id = None
 
     def _on_bridge(self, ev: Event, ts: int) -> None:
         call = self._calls.get(ev.uuid or "")
@@ -788,7 +787,6 @@ class SegmentEngine:
             self._close_ivr(call, ts)
             self._close(call, call.voicemail_id, ts)
             self._close(call, call.survey_id, ts)
-            call.survey_id = None
             for seg_id in call.supervision_ids.values():  # nothing left to listen to
                 self._close(call, seg_id, ts)
             self._exit_key_was_hangup(call, ts)
@@ -1195,7 +1193,8 @@ class SegmentEngine:
     def _survey_start(self, call: CallState, ev: Event, ts: int) -> None:
         """The caller's leg runs Hotline's survey script: the survey lasts until the script
         returns or the caller hangs up; ``hotline::survey`` brings its score."""
-        if call.survey_id is not None:
+        seg = self._segs.get(call.survey_id or "")
+        if seg is not None and seg.ended_ms is None:
             return
         visit = next((v for v in reversed(call.visits.values()) if v.answered_ms is not None),
                      None)
@@ -1205,6 +1204,7 @@ class SegmentEngine:
             queue=queue[0] if queue else (visit.queue if visit else None),
             agent=visit.agent if visit else None)
         call.survey_seq += 1
+        call.survey_heard = False
 
     def _on_survey(self, ev: Event, ts: int) -> None:
         call = self._hotline_call(ev)
@@ -1212,9 +1212,12 @@ class SegmentEngine:
             return
         queue, agent = ev.get("Hotline-Queue") or None, ev.get("Hotline-Agent") or None
         score = to_int(ev.get("Hotline-Score"))
-        if call.survey_id is not None:  # the survey the caller is in now
-            seg = self._segs[call.survey_id]
-            self._update(call, call.survey_id, score=score, queue=queue or seg.queue,
+        seg = self._segs.get(call.survey_id or "")
+        if seg is not None and not call.survey_heard:
+            # the result of the survey script the caller ran (a caller who hung up during
+            # it gets the event, without a score, after the hangup)
+            call.survey_heard = True
+            self._update(call, seg.segment_id, score=score, queue=queue or seg.queue,
                          agent=agent or seg.agent)
             return
         self._new_seg(call, f"{call.call_id}:survey:{call.survey_seq}", "survey", ts,

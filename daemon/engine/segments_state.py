@@ -153,7 +153,8 @@ class CallState:
     voicemail_id: str | None = None
     callback_id: str | None = None
     survey_seq: int = 0
-    survey_id: str | None = None  # the survey the caller is in now (its script runs)
+    survey_id: str | None = None  # the survey script the caller ran last
+    survey_heard: bool = False  # its hotline::survey event came (it may follow the hangup)
     callback_legs: "CallbackLegs | None" = None  # the dialer's legs of a callback attempt
     supervision_ids: dict[str, str] = field(default_factory=dict)  # supervisor leg -> segment
     extra_seq: int = 0
