@@ -148,16 +148,22 @@ def test_supervisor_listens_then_barges_two_supervision_segments_on_the_call():
     assert (seconds(talk.duration_ms), talk.hangup_by) == (approx(20.12), "caller")
 
 
-def test_a_whisper_to_the_agent_only_is_mode_whisper():
+@pytest.mark.parametrize("variable, heard_by", [
+    # eavesdropping on the agent's leg, whisper_bleg reaches the agent and whisper_aleg
+    # the caller (issue 9: Hotline's whisper_aleg was heard on the caller's side only)
+    ("variable_eavesdrop_whisper_bleg", "agent"),
+    ("variable_eavesdrop_whisper_aleg", "caller"),
+])
+def test_a_whisper_to_one_side_is_mode_whisper_and_says_who_heard_it(variable, heard_by):
     listen_leg = "ffac31ad-7934-4f93-af4c-698a9cabf50e"
     stream = []
     for ev in events("whisper_barge"):
         if ev.uuid == listen_leg and ev.get("Application") == "eavesdrop":
-            ev = with_header(ev, "variable_eavesdrop_whisper_aleg", "true")
+            ev = with_header(ev, variable, "true")
         stream.append(ev)
     rep = feed_all(config_engine(), stream)
     first = rep.segs(WHISPER_CALL, "supervision")[0]
-    assert dict(first.attrs) == {"mode": "whisper", "whisper_to": "agent",
+    assert dict(first.attrs) == {"mode": "whisper", "whisper_to": heard_by,
                                  "supervisor_leg": listen_leg}
 
 

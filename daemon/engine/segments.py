@@ -1386,14 +1386,19 @@ class SegmentEngine:
             heard = "caller"
         if call is None or not uuid or uuid in call.supervision_ids:
             return
-        whisper_a = ev.get("variable_eavesdrop_whisper_aleg") == "true"  # the leg listened on
-        whisper_b = ev.get("variable_eavesdrop_whisper_bleg") == "true"  # its bridged party
+        # eavesdrop mixes the supervisor into the listened-on leg's read stream for
+        # whisper_aleg (so its bridged party hears it: with the agent's leg, the caller -
+        # seen on a real 1.10.12, issue 9) and into its write stream for whisper_bleg (the
+        # listened-on party itself hears it)
+        whisper_a = ev.get("variable_eavesdrop_whisper_aleg") == "true"
+        whisper_b = ev.get("variable_eavesdrop_whisper_bleg") == "true"
+        partner = "caller" if heard == "agent" else "agent"
         attrs = {"supervisor_leg": uuid}
         if whisper_a and whisper_b:
             attrs["mode"] = "barge"
         elif whisper_a or whisper_b:
             attrs["mode"] = "whisper"
-            attrs["whisper_to"] = heard if whisper_a else ("caller" if heard == "agent" else "agent")
+            attrs["whisper_to"] = partner if whisper_a else heard
         else:
             attrs["mode"] = "listen"
         if ev.get("Call-Direction") == "outbound":  # the supervise command rang the desk
