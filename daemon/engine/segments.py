@@ -1232,7 +1232,8 @@ class SegmentEngine:
         queue = ev.get("Hotline-Queue") or None
         # the caller keeps the place from the queue join: the stay's own time (ms), else
         # the script's (mod_callcenter gives it the join in whole seconds)
-        entered = self._callback_entered(call, queue) or to_int(ev.get("Hotline-Joined-MS"))
+        joined = to_int(ev.get("Hotline-Joined-MS"))
+        entered = self._callback_entered(call, queue, joined) or joined
         if ev.get("Hotline-Action") == "result":
             agent = ev.get("Hotline-Agent") or None
             if seg_id not in self._segs:
@@ -1271,10 +1272,13 @@ class SegmentEngine:
 
     # ------------------------------------------------- callback dialer legs
 
-    def _callback_entered(self, call: CallState, queue: str | None) -> int | None:
-        """When the caller joined the queue a callback of ``queue`` keeps the place of."""
+    def _callback_entered(self, call: CallState, queue: str | None,
+                          joined_ms: int | None = None) -> int | None:
+        """When the caller joined the queue a callback of ``queue`` keeps the place of: that
+        stay's join (to the ms; ``joined_ms``, whole seconds, picks the stay when given)."""
         for visit in reversed(call.visits.values()):
-            if queue is None or visit.queue == queue:
+            if ((queue is None or visit.queue == queue)
+                    and (joined_ms is None or visit.joined_ms // 1000 == joined_ms // 1000)):
                 return visit.joined_ms
         seg = self._segs.get(call.callback_id or "")
         return seg.queue_entered_ms if seg is not None else None
