@@ -1275,10 +1275,11 @@ class SegmentEngine:
     def _callback_entered(self, call: CallState, queue: str | None,
                           joined_ms: int | None = None) -> int | None:
         """When the caller joined the queue a callback of ``queue`` keeps the place of: that
-        stay's join (to the ms; ``joined_ms``, whole seconds, picks the stay when given)."""
+        stay's join (to the ms; ``joined_ms``, mod_callcenter's whole seconds, picks the stay
+        when given)."""
         for visit in reversed(call.visits.values()):
             if ((queue is None or visit.queue == queue)
-                    and (joined_ms is None or visit.joined_ms // 1000 == joined_ms // 1000)):
+                    and (joined_ms is None or abs(visit.joined_ms - joined_ms) < 2000)):
                 return visit.joined_ms
         seg = self._segs.get(call.callback_id or "")
         return seg.queue_entered_ms if seg is not None else None
