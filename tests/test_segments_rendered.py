@@ -387,3 +387,14 @@ def test_caller_hanging_up_during_the_survey_leaves_one_unanswered_survey():
     rep = feed_all(config_engine(), stream)
     (survey,) = rep.segs(SURVEY_CALL, "survey")
     assert (survey.score, seconds(survey.duration_ms)) == (None, approx(3.04))
+
+
+def test_the_agent_ending_the_callback_conversation_is_an_agent_hang_up():
+    evs = events("callback_connected")
+    hangup = next(e for e in evs if e.uuid == CALLBACK_AGENT_LEG and e.name == "CHANNEL_HANGUP")
+    early = hangup.timestamp_ms - 2000  # the agent hangs up 2 s before the customer would
+    stream = [e for e in evs if e.timestamp_ms <= early] + [shifted(hangup, -2000)] + [
+        e for e in evs if e.timestamp_ms > early]
+    rep = feed_all(config_engine(), stream)
+    (talk,) = rep.segs(CALLBACK_CALL, "talk")
+    assert (talk.hangup_by, seconds(talk.duration_ms)) == ("agent", approx(4.02))
