@@ -21,6 +21,7 @@ SEGMENT_KINDS = (
     "voicemail",
     "survey",
     "callback",
+    "supervision",  # a supervisor listening / whispering / barging in (target = supervisor)
 )
 
 # queue segment outcomes

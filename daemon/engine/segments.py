@@ -30,7 +30,16 @@ What the segments mean is defined by the capture README (the ground truth,
   ``CHANNEL_UNHOLD`` on the agent's leg); the last piece says who hung up;
 * ``wrapup``: the agent's wrap-up-time from ``bridge-agent-end``, cut short by
   a status change inside it (re-emitted shorter);
-* ``transfer``: zero length where the caller left the agent and went on.
+* ``transfer``: zero length where the caller left the agent and went on into
+  another extension - not into the dialplan's own ``transfer_after_bridge``
+  destination (a survey queue's ``hotline-qexit-<queue>``), which is no transfer;
+* ``survey``: from the caller's leg running ``python hotline_survey`` to its end or
+  the hang-up; ``hotline::survey`` brings the score;
+* ``callback``: from ``hotline::callback`` request to the dialer's result; the
+  dialer's legs (``hotline_callback_call_id``) add the agent's ``ring`` (the phone
+  rings to its answer) and the ``talk`` with the customer to the same call;
+* ``supervision``: a supervisor's leg running ``eavesdrop`` on the agent's leg, to
+  that leg's hang-up; mode listen / whisper / barge from its eavesdrop variables.
 """
 from __future__ import annotations
 
@@ -41,6 +50,7 @@ from typing import TYPE_CHECKING
 from daemon.engine.records import CallRecord, EngineOutput, LiveChange, Segment
 from daemon.engine.segments_agents import AgentBook, WrapUp
 from daemon.engine.segments_state import (
+    CallbackLegs,
     CallState,
     Visit,
     channel_uuids,
@@ -71,6 +81,12 @@ MAX_CLOCK_STEP_MS = 3600 * 1000
 SEEN_WINDOW = 20000
 # mod_callcenter may report a caller's hang-up as a break-out a moment before the hangup event
 EXIT_KEY_RACE_MS = 500
+# member-queue-end CC-Cancel-Reason of a caller who pressed one of cc_exit_keys (1.10.12;
+# older versions said BREAK_OUT, as for a hang-up)
+EXIT_WITH_KEY = "EXIT_WITH_KEY"
+# Hotline's own queue exit extension (daemon/definition/render.py), reached after the bridge
+# through transfer_after_bridge in survey queues
+QUEUE_EXIT_PREFIX = "hotline-qexit-"
 
 # Only these events are ever decoded; everything else is skipped on a byte peek.
 _INTERESTING = frozenset({
@@ -107,13 +123,17 @@ class SegmentEngine:
     def __init__(self, node: str = "", agent_wrapup_s: Mapping[str, int] = {},
                  short_abandon_s: Mapping[str, int] = {},
                  internal_numbers: frozenset[str] | set[str] = frozenset(),
-                 did_tenants: Mapping[str, str] = {}) -> None:
+                 did_tenants: Mapping[str, str] = {},
+                 agent_extensions: Mapping[str, str] = {}) -> None:
         self.node = node
         self.agent_wrapup_s: dict[str, int] = dict(agent_wrapup_s)
         self.short_abandon_s: dict[str, int] = dict(short_abandon_s)
         # Caller numbers of agents' own phones: their calls are consult legs, not calls.
         self.internal_numbers = frozenset(internal_numbers)
         self.did_tenants: dict[str, str] = dict(did_tenants)  # DID -> tenant domain
+        # "<extension>@<domain>" of an agent's desk phone -> the qualified agent: who the
+        # callback dialer rings (its leg names the phone, not the agent)
+        self.agent_extensions: dict[str, str] = dict(agent_extensions)
         self._calls: dict[str, CallState] = {}
         self._legs: dict[str, tuple[str, str, str]] = {}  # uuid -> (call_id, role, member_uuid)
         self._internal: set[str] = set()
@@ -243,6 +263,8 @@ class SegmentEngine:
             call = self._calls[call_id]
             if call_id in alive or call.node not in nodes or not self._in_flight(call):
                 continue
+            if call.callback_legs is not None and call.callback_legs.agent_leg in alive:
+                continue  # the caller is long gone, but the dialer's call is up
             try:
                 self._close_vanished(call, last_ms)
             except Exception:  # one call's surprise must not keep the others open
@@ -279,6 +301,13 @@ class SegmentEngine:
             call.extra_talk_id = None
         for conf_id in call.conference_ids.values():
             self._close(call, conf_id, at)
+        for seg_id in call.supervision_ids.values():
+            self._close(call, seg_id, at)
+        legs = call.callback_legs
+        if legs is not None:  # the dialer's call ended unseen too: its last sign of life
+            self._close(call, legs.ring_id, last_ms)
+            self._callback_talk_end(call, legs, last_ms, "system")
+            call.callback_legs = None
         for sid in call.seg_ids:
             seg = segs.get(sid)
             if seg is not None and ((sid in was_open and seg.ended_ms is not None)
@@ -371,6 +400,7 @@ class SegmentEngine:
         self._last_purge_ms = now_ms
         purged = {c.call_id for c in self._calls.values()
                   if (c.hungup and all(v.ended for v in c.visits.values())
+                      and not self._awaits_callback(c)
                       and now_ms - c.last_ms > PURGE_AFTER_MS)
                   or now_ms - c.last_ms > STALE_AFTER_MS}
         if not purged:
@@ -384,6 +414,14 @@ class SegmentEngine:
         # one pass over the legs for all purged calls (not one per call)
         for uuid in [u for u, leg in self._legs.items() if leg[0] in purged]:
             del self._legs[uuid]
+
+    def _awaits_callback(self, call: CallState) -> bool:
+        """A requested callback (or one being dialed) is remembered until it is done: its
+        result and the dialer's legs come minutes or hours after the caller hung up."""
+        if call.callback_legs is not None:
+            return True
+        seg = self._segs.get(call.callback_id or "")
+        return seg is not None and seg.ended_ms is None
 
     def _put(self, call: CallState, seg: Segment) -> None:
         if seg.segment_id not in self._segs:
@@ -450,6 +488,9 @@ class SegmentEngine:
     def _is_call_leg(self, ev: Event, uuid: str) -> bool:
         """Only the caller's inbound leg (the one that runs the DID) is a call."""
         if uuid in self._internal:
+            return False
+        if ev.get("variable_hotline_callback_call_id"):
+            self._internal.add(uuid)  # a leg the callback dialer opened for an earlier call
             return False
         if ev.get("variable_cc_side") == "agent" or ev.get("variable_cc_member_session_uuid"):
             self._internal.add(uuid)  # a leg mod_callcenter dialed for an agent
@@ -556,6 +597,10 @@ class SegmentEngine:
 
     def _on_create(self, ev: Event, ts: int) -> None:
         uuid = ev.uuid
+        callback_of = ev.get("variable_hotline_callback_call_id")
+        if uuid and callback_of:
+            self._callback_leg(ev, uuid, callback_of, ts)
+            return
         if uuid and uuid not in self._calls:
             call = self._call_from_channel(ev, ts)
             if call is not None:
@@ -564,15 +609,22 @@ class SegmentEngine:
 
     def _on_answer(self, ev: Event, ts: int) -> None:
         call = self._calls.get(ev.uuid or "")
-        if call is not None and call.answered_ms is None:
+        if call is None:
+            found = self._callback_of_leg(ev.uuid, "cb-agent")
+            if found is not None:  # the agent picked up the callback dialer's call
+                self._close(found[0], found[1].ring_id, ts, outcome="answered")
+            return
+        if call.answered_ms is None:
             call.answered_ms = ts
             self._call_from_channel(ev, ts)
 
     def _on_execute(self, ev: Event, ts: int) -> None:
         call = self._calls.get(ev.uuid or "")
+        app = ev.get("Application") or ""
+        if app == "eavesdrop":
+            self._supervision_start(ev, ts)
         if call is None:
             return
-        app = ev.get("Application") or ""
         if app == "ivr":
             self._open_ivr(call, ev.get("Application-Data") or "", ts)
         elif app == "voicemail":
@@ -583,20 +635,33 @@ class SegmentEngine:
         dest = ev.get("Caller-Destination-Number")
         if not call.hungup and dest:
             # the caller's leg runs another extension after its agent left: a blind transfer
-            # (a survey or announcement in the same extension is not one)
+            # (a survey or announcement in the same extension is not one, nor the
+            # extension the dialplan itself continues in after the bridge)
             left = self._left_by_agent(call)
-            if (left is not None and left.transfer_id is None and left.extension
-                    and dest != left.extension):
-                self._mark_transfer(call, left, "blind", dest, None)
+            if left is not None and left.transfer_id is None and not left.after_bridge:
+                if _after_bridge_destination(ev, dest):
+                    left.after_bridge = True
+                elif left.extension and dest != left.extension:
+                    self._mark_transfer(call, left, "blind", dest, None)
+        if app == "python" and _script(ev) == SURVEY_SCRIPT:
+            self._survey_start(call, ev, ts)
 
     def _on_execute_complete(self, ev: Event, ts: int) -> None:
         call = self._calls.get(ev.uuid or "")
-        if call is not None and call.voicemail_id and ev.get("Application") == "voicemail":
+        app = ev.get("Application")
+        if app == "eavesdrop":
+            self._supervision_end(ev.uuid or "", ts)
+        if call is None:
+            return
+        if call.voicemail_id and app == "voicemail":
             self._close(call, call.voicemail_id, ts)
+        elif app == "python" and _script(ev) == SURVEY_SCRIPT:
+            self._close(call, call.survey_id, ts)
 
     def _on_bridge(self, ev: Event, ts: int) -> None:
         call = self._calls.get(ev.uuid or "")
         if call is None:
+            self._callback_bridge(ev, ts)
             return
         other = ev.get("Other-Leg-Unique-ID") or ""
         leg = self._legs.get(other)
@@ -617,6 +682,11 @@ class SegmentEngine:
     def _on_unbridge(self, ev: Event, ts: int) -> None:
         call = self._calls.get(ev.uuid or "")
         if call is None:
+            found = self._callback_of_leg(ev.uuid, "cb-agent")
+            if found is not None:  # the agent and the customer part
+                legs = found[1]
+                self._callback_talk_end(found[0], legs, ts,
+                                        "caller" if legs.customer_gone else "agent")
             return
         caller_gone = ev.get("Answer-State") == "hangup" or call.caller_side_hungup
         other = ev.get("Other-Leg-Unique-ID")
@@ -694,7 +764,9 @@ class SegmentEngine:
         call = self._calls.get(leg[0])
         if call is None:
             return
-        if leg[1] == "a":
+        if leg[1] in ("cb-agent", "cb-customer", "supervisor"):
+            self._leg_hangup(call, leg[1], uuid, ev, ts)
+        elif leg[1] == "a":
             call.caller_side_hungup = True
             for visit in call.visits.values():
                 if visit.in_talk and visit.first_hangup is None:
@@ -719,6 +791,9 @@ class SegmentEngine:
                     visit.first_hangup_own_leg = call.a_leg is None
             self._close_ivr(call, ts)
             self._close(call, call.voicemail_id, ts)
+            self._close(call, call.survey_id, ts)
+            for seg_id in call.supervision_ids.values():  # nothing left to listen to
+                self._close(call, seg_id, ts)
             self._exit_key_was_hangup(call, ts)
         call.ended_ms = ts
         call.last_ms = max(call.last_ms, ts)
@@ -843,7 +918,8 @@ class SegmentEngine:
         self._close_ivr(call, ts)
         queue = ev.get("CC-Queue") or ""
         left = self._left_by_agent(call)
-        if left is not None:  # the caller comes from an agent: transferred into this queue
+        if left is not None and not left.after_bridge:
+            # the caller comes from an agent: transferred into this queue
             self._mark_transfer(call, left, "blind", ev.get("Caller-Destination-Number") or "",
                                 None)
             seg = self._segs[left.transfer_id or ""]
@@ -976,7 +1052,9 @@ class SegmentEngine:
             self._end_talk(call, visit, ts)
         self._live("agent", agent, ts, call_id=None)
         wrapup_s = self.agent_wrapup_s.get(agent, 0)
-        if wrapup_s <= 0:
+        if wrapup_s <= 0 or self._book.logged_out(agent):
+            # an agent logged out during the call keeps it, but mod_callcenter gives a
+            # Logged Out agent no wrap-up: there is none to book
             return
         seg_id = self._new_seg(call, f"{call.call_id}:wrapup:{visit.member_uuid}", "wrapup", ts,
                                visit, ended_ms=ts + wrapup_s * 1000, agent=agent)
@@ -991,10 +1069,12 @@ class SegmentEngine:
         # bridge; member-queue-end carries that leg's variables
         self._queue_end(call, visit, ts, reason=ev.get("CC-Cancel-Reason") or "",
                         cause=ev.get("CC-Cause") or "", answer_state=ev.get("Answer-State"),
-                        recording=ev.get("variable_cc_record_filename"))
+                        recording=ev.get("variable_cc_record_filename"),
+                        exit_key=ev.get("variable_cc_exit_key"))
 
     def _queue_end(self, call: CallState, visit: Visit, ts: int, reason: str, cause: str,
-                   answer_state: str | None, recording: str | None = None) -> None:
+                   answer_state: str | None, recording: str | None = None,
+                   exit_key: str | None = None) -> None:
         """The queue stay ends (member-queue-end): an answered one is done with its talk,
         any other gets its outcome from the cancel reason and the wait."""
         visit.ended = True
@@ -1010,12 +1090,19 @@ class SegmentEngine:
             outcome = "timeout"
         elif reason == "NO_AGENT_TIMEOUT":
             outcome = "no-agent"
+        elif reason == EXIT_WITH_KEY:
+            outcome = "exit-key"  # FreeSWITCH 1.10.12 names the key press itself
         elif answer_state not in (None, "hangup") and not call.hungup:
-            outcome = "exit-key"  # broke out of the queue with the caller still on the line
+            # older mod_callcenter reports the exit key as a BREAK_OUT with the caller still
+            # on the line
+            outcome = "exit-key"
         else:
             outcome = self._abandon_outcome(visit, wait_ms)
+        attrs = (("cause", cause), ("cancel_reason", reason))
+        if outcome == "exit-key" and exit_key:
+            attrs += (("exit_key", exit_key),)  # the key the caller pressed
         self._update(call, f"{call.call_id}:queue:{visit.member_uuid}", ended_ms=ts,
-                     outcome=outcome, attrs=(("cause", cause), ("cancel_reason", reason)))
+                     outcome=outcome, attrs=attrs)
         for ring_id in visit.rings.values():  # still ringing when the caller left
             self._close(call, ring_id, ts, outcome="caller-abandoned")
         visit.rings.clear()
@@ -1026,6 +1113,7 @@ class SegmentEngine:
         for visit in call.visits.values():
             seg = self._segs.get(f"{call.call_id}:queue:{visit.member_uuid}")
             if (seg is not None and seg.outcome == "exit-key" and seg.ended_ms is not None
+                    and dict(seg.attrs).get("cancel_reason") != EXIT_WITH_KEY
                     and hangup_ms - seg.ended_ms <= EXIT_KEY_RACE_MS):
                 self._update(call, seg.segment_id, outcome=self._abandon_outcome(
                     visit, seg.ended_ms - visit.joined_ms))
@@ -1107,14 +1195,38 @@ class SegmentEngine:
             return None
         return self._stub(call_id, domain_of(ev.get("Hotline-Queue") or ev.get("Hotline-Agent")))
 
+    def _survey_start(self, call: CallState, ev: Event, ts: int) -> None:
+        """The caller's leg runs Hotline's survey script: the survey lasts until the script
+        returns or the caller hangs up; ``hotline::survey`` brings its score."""
+        seg = self._segs.get(call.survey_id or "")
+        if seg is not None and seg.ended_ms is None:
+            return
+        visit = next((v for v in reversed(call.visits.values()) if v.answered_ms is not None),
+                     None)
+        queue = (ev.get("Application-Data") or "").split()[1:2]
+        call.survey_id = self._new_seg(
+            call, f"{call.call_id}:survey:{call.survey_seq}", "survey", ts, visit,
+            queue=queue[0] if queue else (visit.queue if visit else None),
+            agent=visit.agent if visit else None)
+        call.survey_seq += 1
+        call.survey_heard = False
+
     def _on_survey(self, ev: Event, ts: int) -> None:
         call = self._hotline_call(ev)
         if call is None:
             return
+        queue, agent = ev.get("Hotline-Queue") or None, ev.get("Hotline-Agent") or None
+        score = to_int(ev.get("Hotline-Score"))
+        seg = self._segs.get(call.survey_id or "")
+        if seg is not None and not call.survey_heard:
+            # the result of the survey script the caller ran (a caller who hung up during
+            # it gets the event, without a score, after the hangup)
+            call.survey_heard = True
+            self._update(call, seg.segment_id, score=score, queue=queue or seg.queue,
+                         agent=agent or seg.agent)
+            return
         self._new_seg(call, f"{call.call_id}:survey:{call.survey_seq}", "survey", ts,
-                      ended_ms=ts, queue=ev.get("Hotline-Queue") or None,
-                      agent=ev.get("Hotline-Agent") or None,
-                      score=to_int(ev.get("Hotline-Score")))
+                      ended_ms=ts, queue=queue, agent=agent, score=score)
         call.survey_seq += 1
 
     def _on_callback(self, ev: Event, ts: int) -> None:
@@ -1122,15 +1234,30 @@ class SegmentEngine:
         if call is None:
             return
         seg_id = f"{call.call_id}:callback:0"
+        queue = ev.get("Hotline-Queue") or None
+        # the caller keeps the place from the queue join: the stay's own time (ms), else
+        # the script's (mod_callcenter gives it the join in whole seconds)
+        joined = to_int(ev.get("Hotline-Joined-MS"))
+        entered = self._callback_entered(call, queue, joined) or joined
         if ev.get("Hotline-Action") == "result":
+            agent = ev.get("Hotline-Agent") or None
             if seg_id not in self._segs:
-                self._new_seg(call, seg_id, "callback", ts, queue=ev.get("Hotline-Queue") or None)
-            self._update(call, seg_id, ended_ms=ts, outcome=ev.get("Hotline-Outcome") or None,
-                         agent=ev.get("Hotline-Agent") or None)
-        elif seg_id not in self._segs:  # the request; the caller keeps the place from joined
-            self._new_seg(call, seg_id, "callback", ts, queue=ev.get("Hotline-Queue") or None,
+                self._new_seg(call, seg_id, "callback", ts, queue=queue,
+                              target=ev.get("Hotline-Number") or None, queue_entered_ms=entered)
+            seg = self._segs[seg_id]
+            attempts = ev.get("Hotline-Attempts")
+            self._update(call, seg_id, ended_ms=max(ts, seg.started_ms),
+                         outcome=ev.get("Hotline-Outcome") or None, agent=agent,
+                         attrs=with_attrs(seg.attrs, attempts=attempts) if attempts else seg.attrs)
+            legs = call.callback_legs
+            if agent and legs is not None and legs.agent != agent:  # who the dialer rang
+                legs.agent = agent
+                for leg_seg in (legs.ring_id, legs.talk_id):
+                    self._update(call, leg_seg, agent=agent)
+        elif seg_id not in self._segs:  # the request
+            self._new_seg(call, seg_id, "callback", ts, queue=queue,
                           target=ev.get("Hotline-Number") or None, outcome="requested",
-                          queue_entered_ms=to_int(ev.get("Hotline-Joined-MS")))
+                          queue_entered_ms=entered)
         call.callback_id = seg_id
 
     def _on_disposition(self, ev: Event, ts: int) -> None:
@@ -1147,6 +1274,160 @@ class SegmentEngine:
                     self._update(call, talk_id, disposition=code,
                                  attrs=attrs + (("disposition_ms", str(ts)),))
                 return
+
+    # ------------------------------------------------- callback dialer legs
+
+    def _callback_entered(self, call: CallState, queue: str | None,
+                          joined_ms: int | None = None) -> int | None:
+        """When the caller joined the queue a callback of ``queue`` keeps the place of: that
+        stay's join (to the ms; ``joined_ms``, mod_callcenter's whole seconds, picks the stay
+        when given)."""
+        for visit in reversed(call.visits.values()):
+            if ((queue is None or visit.queue == queue)
+                    and (joined_ms is None or abs(visit.joined_ms - joined_ms) < 2000)):
+                return visit.joined_ms
+        seg = self._segs.get(call.callback_id or "")
+        return seg.queue_entered_ms if seg is not None else None
+
+    def _callback_leg(self, ev: Event, uuid: str, call_id: str, ts: int) -> None:
+        """A leg of the callback dialer (daemon/switch/dialer.py). It rings the agent's phone
+        first: that leg's ring and the conversation that follows become the original call's
+        ring and talk (the customer's legs only tell when the customer leaves)."""
+        self._internal.add(uuid)
+        if uuid in self._legs:
+            return
+        queue = ev.get("variable_hotline_callback_queue") or None
+        call = self._stub(call_id, domain_of(queue))
+        call.last_ms = max(call.last_ms, ts)
+        legs = call.callback_legs
+        if legs is not None:  # the agent's leg is up: this is the customer's
+            legs.customer_legs.add(uuid)
+            self._legs[uuid] = (call_id, "cb-customer", "")
+            return
+        presence = ev.get("Channel-Presence-ID") or (
+            f"{ev.get('variable_dialed_user')}@{ev.get('variable_dialed_domain')}")
+        agent = self.agent_extensions.get(presence)
+        entered = self._callback_entered(call, queue)
+        ring_id = self._new_seg(
+            call, f"{call_id}:ring:callback:{uuid}", "ring", ts, queue=queue, agent=agent,
+            queue_entered_ms=entered, attrs=(("agent_leg", uuid), ("callback", "true")))
+        call.callback_legs = CallbackLegs(agent_leg=uuid, agent=agent, queue=queue,
+                                          ring_id=ring_id)
+        self._legs[uuid] = (call_id, "cb-agent", "")
+        if agent:
+            self._live("agent", agent, ts, call_id=call_id)
+
+    def _callback_of_leg(self, uuid: str | None,
+                         role: str | None = None) -> tuple[CallState, CallbackLegs] | None:
+        """The call and the dialer's current attempt a callback leg belongs to (a leg of an
+        earlier attempt belongs to none)."""
+        leg = self._legs.get(uuid or "")
+        if leg is None or not leg[1].startswith("cb-") or (role and leg[1] != role):
+            return None
+        call = self._calls.get(leg[0])
+        legs = call.callback_legs if call is not None else None
+        if legs is None or (uuid != legs.agent_leg and uuid not in legs.customer_legs):
+            return None
+        return call, legs
+
+    def _callback_bridge(self, ev: Event, ts: int) -> None:
+        found = self._callback_of_leg(ev.uuid)
+        if found is None:
+            return
+        call, legs = found
+        if legs.talk_id is not None or legs.customer_gone:
+            return
+        self._close(call, legs.ring_id, ts, outcome="answered")
+        ring = self._segs[legs.ring_id]
+        legs.talk_id = self._new_seg(
+            call, f"{call.call_id}:talk:callback:{legs.agent_leg}", "talk", ts,
+            queue=legs.queue, agent=legs.agent, queue_entered_ms=ring.queue_entered_ms,
+            attrs=(("agent_leg", legs.agent_leg), ("callback", "true")))
+
+    def _callback_talk_end(self, call: CallState, legs: CallbackLegs, ts: int,
+                           hangup_by: str) -> None:
+        if legs.talk_id is not None:
+            self._close(call, legs.talk_id, ts, hangup_by=hangup_by)
+
+    def _leg_hangup(self, call: CallState, role: str, uuid: str, ev: Event, ts: int) -> None:
+        """A callback dialer's or a supervisor's leg hung up."""
+        call.last_ms = max(call.last_ms, ts)
+        if role == "supervisor":
+            self._supervision_end(uuid, ts)
+            return
+        found = self._callback_of_leg(uuid)
+        if found is None:
+            return
+        legs = found[1]
+        if role == "cb-customer":
+            if not legs.customer_gone:
+                legs.customer_gone = True
+                self._callback_talk_end(call, legs, ts, "caller")
+            return
+        # the agent's leg: an unanswered ring ends with the switch's cause
+        cause = ev.get("Hangup-Cause") or ""
+        self._close(call, legs.ring_id, ts, outcome=RING_OUTCOME_BY_CAUSE.get(cause, "no-answer"),
+                    attrs=with_attrs(self._segs[legs.ring_id].attrs, cause=cause))
+        self._callback_talk_end(call, legs, ts, "caller" if legs.customer_gone else "agent")
+        if legs.agent:
+            self._live("agent", legs.agent, ts, call_id=None)
+        call.callback_legs = None  # the attempt is over; a retry rings the agent again
+
+    # ---------------------------------------------------------- supervision
+
+    def _supervision_start(self, ev: Event, ts: int) -> None:
+        """A supervisor's leg runs ``eavesdrop <leg>`` on an agent's (or a caller's) leg: who
+        listened to which call, how and when becomes a ``supervision`` segment of the call.
+        The supervisor's leg is never a call of its own."""
+        uuid = ev.uuid or ""
+        target = (ev.get("Application-Data") or "").partition(" ")[0]
+        leg = self._legs.get(target)
+        agent = None
+        if leg is not None and leg[1] == "agent":
+            call = self._calls.get(leg[0])
+            visit = call.visits.get(leg[2]) if call is not None else None
+            heard = "agent"
+        elif leg is not None and leg[1] == "cb-agent":  # the agent's callback conversation
+            call, visit, heard = self._calls.get(leg[0]), None, "agent"
+            agent = call.callback_legs.agent if call and call.callback_legs else None
+        else:
+            call = self._calls.get(target)
+            visit = next((v for v in call.visits.values() if v.in_talk), None) if call else None
+            heard = "caller"
+        if call is None or not uuid or uuid in call.supervision_ids:
+            return
+        # eavesdrop mixes the supervisor into the listened-on leg's read stream for
+        # whisper_aleg (so its bridged party hears it: with the agent's leg, the caller -
+        # seen on a real 1.10.12, issue 9) and into its write stream for whisper_bleg (the
+        # listened-on party itself hears it)
+        whisper_a = ev.get("variable_eavesdrop_whisper_aleg") == "true"
+        whisper_b = ev.get("variable_eavesdrop_whisper_bleg") == "true"
+        partner = "caller" if heard == "agent" else "agent"
+        attrs = {"supervisor_leg": uuid}
+        if whisper_a and whisper_b:
+            attrs["mode"] = "barge"
+        elif whisper_a or whisper_b:
+            attrs["mode"] = "whisper"
+            attrs["whisper_to"] = partner if whisper_a else heard
+        else:
+            attrs["mode"] = "listen"
+        if ev.get("Call-Direction") == "outbound":  # the supervise command rang the desk
+            supervisor = ev.get("variable_dialed_user") or ev.get("Caller-Destination-Number")
+        else:  # the supervisor dialed in from a desk phone
+            supervisor = ev.get("Caller-Caller-ID-Number")
+        call.supervision_ids[uuid] = self._new_seg(
+            call, f"{call.call_id}:supervision:{uuid}", "supervision", ts, visit,
+            agent=visit.agent if visit else agent, target=supervisor or None,
+            attrs=tuple(sorted(attrs.items())))
+        self._legs[uuid] = (call.call_id, "supervisor", visit.member_uuid if visit else "")
+        self._internal.add(uuid)
+        call.last_ms = max(call.last_ms, ts)
+
+    def _supervision_end(self, uuid: str, ts: int) -> None:
+        leg = self._legs.get(uuid)
+        call = self._calls.get(leg[0]) if leg is not None and leg[1] == "supervisor" else None
+        if call is not None:
+            self._close(call, call.supervision_ids.get(uuid), ts)
 
     # --------------------------------------------------------------- API
 
@@ -1176,6 +1457,22 @@ class SegmentEngine:
                     self.agent_wrapup_s[args[3]] = seconds
 
 
+SURVEY_SCRIPT = "hotline_survey"  # fs_scripts/hotline_survey.py
+
+
+def _script(ev: Event) -> str:
+    """The module a ``python`` application runs (its first argument)."""
+    return (ev.get("Application-Data") or "").partition(" ")[0]
+
+
+def _after_bridge_destination(ev: Event, dest: str) -> bool:
+    """Whether ``dest`` is where the dialplan itself sends the caller once the bridge ends
+    (``transfer_after_bridge``, e.g. Hotline's survey queues), not an agent's transfer."""
+    after = ev.get("variable_transfer_after_bridge") or ""
+    return dest.startswith(QUEUE_EXIT_PREFIX) or (
+        bool(after) and after.replace(" ", ":").split(":")[0] == dest)
+
+
 def engine_for(center: CallCenter | None, node: str) -> SegmentEngine:
     """An engine configured from the model: wrap-up times, short-abandon thresholds, the
     tenant of each DID and the agents' own phone numbers (their outgoing calls are consult
@@ -1184,6 +1481,7 @@ def engine_for(center: CallCenter | None, node: str) -> SegmentEngine:
     short: dict[str, int] = {}
     internal: set[str] = set()
     dids: dict[str, str] = {}
+    extensions: dict[str, str] = {}
     for tenant in center.tenants if center is not None else ():
         dids.update((number.did, tenant.domain) for number in tenant.numbers)
         dids.update((room.room, tenant.domain) for room in tenant.conferences)
@@ -1191,7 +1489,9 @@ def engine_for(center: CallCenter | None, node: str) -> SegmentEngine:
             wrapup[tenant.qualified(agent.id)] = agent.wrap_up_s
             if agent.extension:
                 internal.add(agent.extension)
+                extensions[f"{agent.extension}@{tenant.domain}"] = tenant.qualified(agent.id)
         for queue in tenant.queues:
             short[tenant.qualified(queue.id)] = queue.short_abandon_s
     return SegmentEngine(node=node, agent_wrapup_s=wrapup, short_abandon_s=short,
-                         internal_numbers=internal, did_tenants=dids)
+                         internal_numbers=internal, did_tenants=dids,
+                         agent_extensions=extensions)

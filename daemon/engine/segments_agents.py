@@ -5,6 +5,14 @@ Break, Logged Out, Available (On Demand)) or ``agent-state-change`` (Idle,
 Waiting, Receiving, In a queue call). Each change closes the agent's open
 interval of that kind and opens the next one; both versions are emitted and
 the store upserts them by id. A repeated value continues the open interval.
+
+A Logged Out agent has no state interval: mod_callcenter keeps (and even reports) a
+state for it - ``Waiting`` after a call the agent kept through its logout - but it
+offers such an agent nothing, so booking that as waiting would count a logged-out
+agent as idle-available (occupancy). At logout an idle state (Waiting, Idle) ends; a
+call state (Receiving, In a queue call) runs on to the switch's next state change,
+which ends it without opening another. The switch's state is remembered and its
+interval opens again when the agent logs back in.
 """
 from __future__ import annotations
 
@@ -23,10 +31,16 @@ class WrapUp:
     end_ms: int
 
 
+LOGGED_OUT = "Logged Out"
+# states of an agent between calls; the others (Receiving, In a queue call) are a call's
+IDLE_STATES = frozenset({"Waiting", "Idle"})
+
+
 @dataclass
 class _Agent:
     status: AgentInterval | None = None
     state: AgentInterval | None = None
+    switch_state: str | None = None  # the state mod_callcenter reports, booked or not
     pending_reason: str | None = None  # announced for the next On Break interval
     wrapup: WrapUp | None = None
 
@@ -55,6 +69,12 @@ class AgentBook:
                intervals: list[AgentInterval], live: list[LiveChange]) -> WrapUp | None:
         """Record a status or state change; return the wrap-up it cuts short, if any."""
         st = self._get(agent)
+        if kind == "state":
+            st.switch_state = value
+            if self.logged_out(agent):
+                self._end_state(st, ts, intervals)  # the call the agent kept is over
+                live.append(LiveChange("agent", agent, (("state", value), ("since_ms", ts)), ts))
+                return None
         prev = st.status if kind == "status" else st.state
         reason = None
         if kind == "status":
@@ -80,7 +100,28 @@ class AgentBook:
         st.status = new
         live.append(LiveChange("agent", agent,
                                (("status", value), ("reason", reason), ("since_ms", ts)), ts))
+        if value == LOGGED_OUT:
+            if st.state is not None and st.state.value in IDLE_STATES:
+                self._end_state(st, ts, intervals)
+        elif (prev is not None and prev.value == LOGGED_OUT and st.state is None
+              and st.switch_state is not None):
+            # logged back in: the state mod_callcenter kept meanwhile is booked again
+            st.state = AgentInterval(
+                interval_id=f"{agent}:state:{ts}", tenant=tenant_of(agent), node=node,
+                agent=agent, kind="state", value=st.switch_state, started_ms=ts, ended_ms=None)
+            intervals.append(st.state)
         return self.take_wrapup(agent, ts)
+
+    @staticmethod
+    def _end_state(st: _Agent, ts: int, intervals: list[AgentInterval]) -> None:
+        if st.state is not None:
+            intervals.append(evolve(st.state, ended_ms=max(ts, st.state.started_ms)))
+            st.state = None
+
+    def logged_out(self, agent: str) -> bool:
+        """Whether the agent's status is Logged Out now (unknown status: not logged out)."""
+        st = self._agents.get(agent)
+        return st is not None and st.status is not None and st.status.value == LOGGED_OUT
 
     def announce_break(self, agent: str, reason: str | None, ts: int,
                        intervals: list[AgentInterval], live: list[LiveChange]) -> None:

@@ -112,6 +112,9 @@ class Visit:
     first_hangup_own_leg: bool = False  # decided by the caller leg's own hangup (no loopback twin)
     caller_up_after_talk: bool = False
     transfer_id: str | None = None
+    # the caller went on into the dialplan's own after-bridge destination (a survey queue's
+    # transfer_after_bridge): what the caller's leg runs from there is not a transfer
+    after_bridge: bool = False
     refer: tuple[str, str] | None = None  # (blind|attended, destination) from the agent's REFER
     rings: dict[str, str] = field(default_factory=dict)  # agent -> open ring segment id
     last_ring: dict[str, str] = field(default_factory=dict)  # agent -> latest ring segment id
@@ -150,7 +153,25 @@ class CallState:
     voicemail_id: str | None = None
     callback_id: str | None = None
     survey_seq: int = 0
+    survey_id: str | None = None  # the survey script the caller ran last
+    survey_heard: bool = False  # its hotline::survey event came (it may follow the hangup)
+    callback_legs: "CallbackLegs | None" = None  # the dialer's legs of a callback attempt
+    supervision_ids: dict[str, str] = field(default_factory=dict)  # supervisor leg -> segment
     extra_seq: int = 0
     extra_talk_id: str | None = None
     pending_transfer: tuple[str, str] | None = None  # (destination, method) from an API command
     last_ms: int = 0
+
+
+@dataclass
+class CallbackLegs:
+    """The legs the callback dialer opened for one attempt (daemon/switch/dialer.py): the
+    agent's phone first, then the customer; both carry ``hotline_callback_call_id``."""
+
+    agent_leg: str
+    agent: str | None
+    queue: str | None
+    ring_id: str
+    talk_id: str | None = None
+    customer_legs: set[str] = field(default_factory=set)
+    customer_gone: bool = False  # a customer leg hung up (before the agent's, if first)

@@ -29,8 +29,8 @@ from daemon.storage.store import make_engine
 
 # order of kinds for segments starting at the same millisecond: the order a call lives them
 KIND_ORDER = {k: i for i, k in enumerate(("ivr", "transfer", "queue", "ring", "talk", "hold",
-                                          "wrapup", "conference", "voicemail", "survey",
-                                          "callback"))}
+                                          "supervision", "wrapup", "conference", "voicemail",
+                                          "survey", "callback"))}
 SEGMENT_FIELDS = ("kind", "started_at", "ended_at", "duration_ms", "queue", "agent", "outcome",
                   "segment_id", "visit_id", "queue_entered_at", "menu", "digits", "target",
                   "transfer_type", "score", "disposition", "recording", "hangup_by", "attrs")
@@ -240,6 +240,8 @@ def format_table(calls: Sequence[dict[str, Any]]) -> str:
                          "hangup_by"):
                 if seg.get(name) is not None:
                     detail.append(f"{name}={seg[name]}")
+            if seg["kind"] == "supervision" and seg.get("attrs"):
+                detail.append(f"mode={seg['attrs'].get('mode')}")  # listen / whisper / barge
             start = (seg["started_at"] or "")[11:23]
             rows.append((seg["kind"], start, _secs(seg["duration_ms"]) or "open",
                          seg["queue"] or "", seg["agent"] or "", seg["outcome"] or "",
