@@ -78,6 +78,15 @@ def demo(center: CallCenter) -> Tenant:
     return center.tenant("demo")
 
 
+def without_demo_agent(center: CallCenter, agent_id: str) -> CallCenter:
+    """The admin deletes an agent of the demo tenant and its tiers from the YAML."""
+    t = demo(center)
+    queues = tuple(dataclasses.replace(q, tiers=tuple(x for x in q.tiers if x.agent != agent_id))
+                   for q in t.queues)
+    return with_tenant(center, "demo", queues=queues,
+                       agents=tuple(a for a in t.agents if a.id != agent_id))
+
+
 def level_1004_to_1(billing: Queue) -> tuple[Tier, ...]:
     return tuple(dataclasses.replace(x, level=1) if x.agent == "1004" else x
                  for x in billing.tiers)
@@ -154,11 +163,7 @@ def test_remove_agent_on_a_call_logs_it_out_and_defers_the_delete(center, peer, 
     fake.agents["1002@hotline.test"].update(status="Available", state="In a queue call")
     fake.add_member("billing@hotline.test", "call-1", 1795345944, state="Answered",
                     agent="1002@hotline.test")
-    t = demo(center)
-    queues = tuple(dataclasses.replace(q, tiers=tuple(x for x in q.tiers if x.agent != "1002"))
-                   for q in t.queues)
-    changed = with_tenant(center, "demo", queues=queues,
-                          agents=tuple(a for a in t.agents if a.id != "1002"))
+    changed = without_demo_agent(center, "1002")
     report = reload_center(changed, settings_for(conf, peer))
     assert report.ok, report.error
     assert sent(peer) == [
@@ -225,11 +230,7 @@ def test_reload_that_removes_an_agent_reaches_the_desk_phones(center, peer, sync
     assert before["data_file"] == str(script_dir / "hotline_data.json")
     assert [e[1]["Hotline-Action"] for e in before["events"]] == ["login"]
 
-    t = demo(center)
-    queues = tuple(dataclasses.replace(q, tiers=tuple(x for x in q.tiers if x.agent != "1002"))
-                   for q in t.queues)
-    changed = with_tenant(center, "demo", queues=queues,
-                          agents=tuple(a for a in t.agents if a.id != "1002"))
+    changed = without_demo_agent(center, "1002")
     report = reload_center(changed, settings_for(conf, peer))
     assert report.ok, report.error
     assert {f.path: f.change for f in report.files}["scripts/hotline_data.json"] == "changed"
