@@ -62,7 +62,7 @@ def sent(peer: EslPeer) -> list[str]:
         if not c.startswith("api "):
             continue
         c = c[4:]
-        if " list" in c or " get " in c:
+        if " list" in c or " get " in c or c.startswith("global_getvar "):
             continue
         out.append(c)
     return out
@@ -242,6 +242,23 @@ def test_reload_that_removes_an_agent_reaches_the_desk_phones(center, peer, sync
     after = desk_login(script_dir, "1002")
     assert after["events"] == []
     assert after["warnings"] == ["phone 1002@hotline.test is not an agent's desk phone"]
+
+
+def test_reload_warns_when_the_switch_reads_its_scripts_from_another_folder(center, peer,
+                                                                           synced):
+    conf, fake = synced
+    settings = settings_for(conf, peer)
+    peer.script("api global_getvar script_dir", f"{settings.freeswitch_script_dir}\n")
+    assert reload_center(center, settings, dry_run=True).warnings == []
+
+    peer.script("api global_getvar script_dir", "/usr/local/freeswitch/scripts\n")
+    report = reload_center(center, settings, dry_run=True)
+    assert report.warnings == [
+        f"node n1 reads its desk-phone scripts from /usr/local/freeswitch/scripts, but "
+        f"freeswitch_script_dir is {settings.freeswitch_script_dir}: the phones do not see "
+        f"the data file this reload writes; set freeswitch_script_dir to "
+        f"/usr/local/freeswitch/scripts (or mount it there)"]
+    assert f"warning: {report.warnings[0]}" in format_report(report.to_dict()).splitlines()
 
 
 def test_change_tier_level_sets_only_that_level(center, peer, synced):

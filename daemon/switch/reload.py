@@ -380,12 +380,13 @@ class ReloadReport:
     error: str | None = None
     rolled_back: bool = False
     previous_dir: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"dry_run": self.dry_run, "ok": self.ok, "error": self.error,
                 "rolled_back": self.rolled_back, "conf_dir": self.conf_dir,
                 "script_dir": self.script_dir,
-                "previous_dir": self.previous_dir,
+                "previous_dir": self.previous_dir, "warnings": list(self.warnings),
                 "files": [asdict(f) for f in self.files],
                 "nodes": [n.to_dict() for n in self.nodes]}
 
@@ -408,6 +409,25 @@ def _close(conn: ApiConnection) -> None:
             close()
         except Exception:  # closing a broken link is not worth failing the reload over
             logger.debug("closing the ESL connection failed", exc_info=True)
+
+
+def script_dir_mismatch(node: str, conn: ApiConnection, script_dir: Path,
+                        timeout: float) -> str | None:
+    """A sentence when the switch imports its scripts from another folder than the one
+    reload writes the data file to: the desk phones would not see the reload (issue 9).
+
+    Only a warning: with the switch on another box the same folder may be mounted under
+    another path. A switch that does not say (an error, no answer) is not second-guessed."""
+    try:
+        where = conn.api("global_getvar script_dir", timeout).strip()
+    except Exception:
+        logger.debug("node %s: global_getvar script_dir failed", node, exc_info=True)
+        return None
+    if not where.startswith("/") or "\n" in where or Path(where) == script_dir:
+        return None
+    return (f"node {node} reads its desk-phone scripts from {where}, but "
+            f"freeswitch_script_dir is {script_dir}: the phones do not see the data file "
+            f"this reload writes; set freeswitch_script_dir to {where} (or mount it there)")
 
 
 def select_nodes(settings: Settings, node: str | None) -> list[EslNode]:
@@ -452,6 +472,9 @@ def reload_center(center: CallCenter, settings: Settings, *, dry_run: bool = Fal
                     f"node {n.name}: cannot read mod_callcenter's state: {exc}") from exc
             plan = plan_node(n.name, desired, old, state, domains)
             report.nodes.append(NodeResult(n.name, plan))
+            mismatch = script_dir_mismatch(n.name, conn, places.script_dir, timeout)
+            if mismatch:
+                report.warnings.append(mismatch)
         if dry_run:
             return report
         with _reload_lock(conf_dir):
@@ -541,6 +564,7 @@ def format_report(data: dict) -> str:
     lines.append(f"{head}; conf dir {data['conf_dir']}, scripts in {data['script_dir']}")
     if data["error"]:
         lines.append(f"error: {data['error']}")
+    lines += [f"warning: {w}" for w in data.get("warnings", ())]
     if data["files"]:
         lines.append("files:")
         lines += [f"  {f['change']:8} {f['path']}" for f in data["files"]]
