@@ -346,6 +346,7 @@ def test_render_writes_the_desk_phone_scripts_beside_their_data_file(out: Path) 
                      if p.is_file() and p.name != "hotline_data.json")
     assert written == shipped
     assert "hotline_login.py" in written and "hotline_fs/data.py" in written
+    assert (scripts / "hotline_data.json").stat().st_mode & 0o777 == 0o640  # login PINs
     for rel in shipped:
         assert (scripts / rel).read_bytes() == (source / rel).read_bytes(), rel
 

@@ -756,14 +756,14 @@ def scripts_data(center: CallCenter) -> dict[str, Any]:
 
 
 # ---- writing -----------------------------------------------------------------------------
-def write_atomic(path: Path, content: str) -> None:
+def write_atomic(path: Path, content: str, mode: int = 0o644) -> None:
     """Write ``content`` (UTF-8) so readers see the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(content)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -783,6 +783,7 @@ def render_files(center: CallCenter) -> dict[str, str]:
 
 
 SCRIPTS_DIR = "scripts"  # the rendered folder that goes into FreeSWITCH's $${script_dir}
+DATA_FILE = f"{SCRIPTS_DIR}/hotline_data.json"
 
 
 @functools.lru_cache(maxsize=1)
@@ -814,7 +815,7 @@ def _render_files(center: CallCenter) -> dict[str, str]:
     files["autoload_configs/conference.conf.xml"] = env.get_template(
         "conference.conf.xml.j2").render(ctx=conference_view(center))
     files["autoload_configs/ivr.conf.xml"] = env.get_template("ivr.conf.xml.j2").render()
-    files[f"{SCRIPTS_DIR}/hotline_data.json"] = json.dumps(
+    files[DATA_FILE] = json.dumps(
         scripts_data(center), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     return files
 
@@ -850,7 +851,8 @@ def render(center: CallCenter, out_dir: str | Path) -> list[Path]:
     written = []
     for rel, content in sorted(render_files(center).items()):
         path = out / rel
-        write_atomic(path, content)
+        # the data file holds the agents' login PINs: not for everyone on the host
+        write_atomic(path, content, 0o640 if rel == DATA_FILE else 0o644)
         written.append(path)
     for path in stale_files(out, written):
         logger.info("removing %s: its tenant is no longer in the model", path)

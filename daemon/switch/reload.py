@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from daemon.definition.model import CallCenter, EslNode, Settings
-from daemon.definition.render import SCRIPTS_DIR, render_files, write_atomic
+from daemon.definition.render import DATA_FILE, SCRIPTS_DIR, render_files, write_atomic
 from daemon.switch.switchstate import (
     AGENT_KEYS,
     ApiConnection,
@@ -308,14 +308,15 @@ def write_files(rendered: dict[str, str], changes: Sequence[FileChange], places:
         if ch.change == "removed":
             places.path(ch.path).unlink()
         else:
-            write_atomic(places.path(ch.path), rendered[ch.path])
+            write_atomic(places.path(ch.path), rendered[ch.path],
+                         0o640 if ch.path == DATA_FILE else 0o644)
     write_atomic(conf_dir / MANIFEST, json.dumps(sorted(rendered), indent=1) + "\n")
     _protect_data_file(places)
     return prev
 
 
 def _protect_data_file(places: Places) -> None:
-    data_file = places.path(f"{SCRIPTS_DIR}/hotline_data.json")
+    data_file = places.path(DATA_FILE)
     if data_file.exists():
         # it holds the agents' login PINs (docs/DESK_PHONES.md): owner and group only, the
         # group of its directory (the FreeSWITCH group in a stock install) so the switch reads it
