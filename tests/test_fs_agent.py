@@ -251,7 +251,8 @@ def test_break_no_input_times_out_twice_then_gives_up(data_file):
     assert s.played[-1] == FAILED
 
 
-def test_break_without_configured_reasons_goes_on_break_without_reason(tmp_path, monkeypatch):
+def test_break_without_configured_reasons_goes_on_break_without_reason(tmp_path,
+                                                                       monkeypatch):
     path = serve_data(monkeypatch, write_data(tmp_path / "d.json",
                                               {"hotline.test": {"agents": {"1001": {"id": "1001"}}}}))
     s = RecordingSession(desk(path), replies=LOGGED_IN)

@@ -53,7 +53,8 @@ def test_supervise_refuses_a_phone_that_is_not_a_supervisor(data_file):
     assert s.played == [FAILED]
 
 
-def test_supervise_without_supervisor_list_allows_any_phone_of_the_tenant(tmp_path, monkeypatch):
+def test_supervise_without_supervisor_list_allows_any_phone_of_the_tenant(tmp_path,
+                                                                          monkeypatch):
     path = serve_data(monkeypatch, write_data(tmp_path / "d.json",
                                               {"hotline.test": {"agents": {"1001": {"id": "1001"}}}}))
     s = RecordingSession(phone(path, user="1002"), replies=ON_CALL)
