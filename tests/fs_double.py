@@ -137,6 +137,15 @@ def write_data(path: Path, tenants: Mapping[str, object]) -> Path:
     return path
 
 
+def serve_data(monkeypatch, path: Path) -> Path:
+    """Make ``path`` the data file the scripts read (on a switch: next to them, in
+    ``$${script_dir}``; here the checkout's fs_scripts/ must stay untouched)."""
+    from hotline_fs import data
+
+    monkeypatch.setattr(data, "DATA_FILE", str(path))
+    return path
+
+
 # --- stand-in for the switch's embedded ``freeswitch`` module -------------------------
 
 

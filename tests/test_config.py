@@ -447,9 +447,13 @@ def test_recursive_alias_is_refused(tmp_path):
 
 
 def test_deeply_nested_garbage_is_refused_without_crashing(tmp_path):
+    # libyaml (PyYAML >= 6.0.3) gives up at 1000 levels with its own error; either way
+    # the sentence is ours and points where the nesting passes 100 levels
     (tmp_path / "deep.yaml").write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\n")
-    (error,) = errors_of(tmp_path)
-    assert error.endswith("the values are nested more than 100 levels deep.")
+    (tmp_path / "deep150.yaml").write_text("a: " + "[" * 150 + "]" * 150 + "\n")
+    assert errors_of(tmp_path) == [
+        f"{tmp_path / name}:1:103: the values are nested more than 100 levels deep."
+        for name in ("deep.yaml", "deep150.yaml")]
 
 
 def test_huge_file_is_refused_before_parsing(tmp_path):

@@ -265,6 +265,7 @@ def test_cli_reload_dry_run_json(peer, tmp_path):
     fake = FakeCallcenter(peer, tmp_path / "fs")
     settings = tmp_path / "settings.yaml"
     settings.write_text(f"freeswitch_conf_dir: {tmp_path / 'fs'}\n"
+                        f"freeswitch_script_dir: {tmp_path / 'fs-scripts'}\n"
                         f"esl: {peer.host}:{peer.port}:{peer.password}\n"
                         f"config_dir: {REPO / 'config'}\n")
     result = CliRunner().invoke(hotline, ["reload", "--dry-run", "--json"],
@@ -274,7 +275,8 @@ def test_cli_reload_dry_run_json(peer, tmp_path):
     data = json.loads(result.output)
     assert data["dry_run"] and data["nodes"][0]["node"] == "local"
     assert "callcenter_config queue load billing@hotline.test" in data["nodes"][0]["commands"]
-    assert not (tmp_path / "fs").exists() and fake.reloads == 0
+    assert not (tmp_path / "fs").exists() and not (tmp_path / "fs-scripts").exists()
+    assert fake.reloads == 0
 
 
 # --- a real switch (HOTLINE_TEST_ESL=host:port:password) -----------------------------------

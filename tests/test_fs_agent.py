@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from fs_double import RecordingSession, write_data
+from fs_double import RecordingSession, serve_data, write_data
 from hotline_fs import agent
 from hotline_fs.prompts import BEEP, DEFAULTS, DONE, FAILED
 
@@ -25,8 +25,8 @@ NOW = 1_700_000_000
 
 
 @pytest.fixture
-def data_file(tmp_path):
-    return write_data(tmp_path / "hotline_data.json", TENANT)
+def data_file(tmp_path, monkeypatch):
+    return serve_data(monkeypatch, write_data(tmp_path / "hotline_data.json", TENANT))
 
 
 LOGGED_IN = {f"callcenter_config agent get status {A}": "Available",
@@ -35,8 +35,7 @@ GET_STATUS = f"callcenter_config agent get status {A}"
 
 
 def desk(data_file, user="1001", **extra):
-    variables = {"user_name": user, "domain_name": "hotline.test", "hotline_tenant": "hotline.test",
-                 "hotline_data": str(data_file)}
+    variables = {"user_name": user, "domain_name": "hotline.test", "hotline_tenant": "hotline.test"}
     variables.update(extra)
     return variables
 
@@ -252,8 +251,10 @@ def test_break_no_input_times_out_twice_then_gives_up(data_file):
     assert s.played[-1] == FAILED
 
 
-def test_break_without_configured_reasons_goes_on_break_without_reason(tmp_path):
-    path = write_data(tmp_path / "d.json", {"hotline.test": {"agents": {"1001": {"id": "1001"}}}})
+def test_break_without_configured_reasons_goes_on_break_without_reason(tmp_path,
+                                                                       monkeypatch):
+    path = serve_data(monkeypatch, write_data(tmp_path / "d.json",
+                                              {"hotline.test": {"agents": {"1001": {"id": "1001"}}}}))
     s = RecordingSession(desk(path), replies=LOGGED_IN)
     agent.take_break(s, "")
     assert s.events == [("hotline::agent", {"Hotline-Agent": A, "Hotline-Action": "break"})]

@@ -10,7 +10,7 @@ import json
 import sys
 
 import pytest
-from fs_double import FS_SCRIPTS, FakeCoreSession, FakeFreeswitch, write_data
+from fs_double import FS_SCRIPTS, FakeCoreSession, FakeFreeswitch, serve_data, write_data
 from hotline_fs import callcenter as cc
 from hotline_fs import data
 from hotline_fs.prompts import DEFAULTS, DONE
@@ -31,8 +31,8 @@ def fake_fs(monkeypatch):
 
 
 @pytest.fixture
-def data_file(tmp_path):
-    return write_data(tmp_path / "hotline_data.json", TENANT)
+def data_file(tmp_path, monkeypatch):
+    return serve_data(monkeypatch, write_data(tmp_path / "hotline_data.json", TENANT))
 
 
 def test_all_eleven_entry_modules_exist():
@@ -61,8 +61,7 @@ def test_hotline_fs_uses_only_the_standard_library():
 
 def test_login_entry_adapts_read_api_event_playback_and_hangup(fake_fs, data_file):
     fs = fake_fs({"callcenter_config agent get state 1001@hotline.test": "Idle"})
-    session = FakeCoreSession({"user_name": "1001", "domain_name": "hotline.test",
-                               "hotline_data": str(data_file)}, digits=["4321"])
+    session = FakeCoreSession({"user_name": "1001", "domain_name": "hotline.test"}, digits=["4321"])
     importlib.import_module("hotline_login").handler(session, "")
     assert session.calls == [
         ("answer",),
@@ -79,8 +78,7 @@ def test_login_entry_adapts_read_api_event_playback_and_hangup(fake_fs, data_fil
 
 def test_break_entry_passes_the_dialed_digit(fake_fs, data_file):
     fs = fake_fs({"callcenter_config agent get status 1001@hotline.test": "Available"})
-    session = FakeCoreSession({"user_name": "1001", "domain_name": "hotline.test",
-                               "hotline_data": str(data_file)})
+    session = FakeCoreSession({"user_name": "1001", "domain_name": "hotline.test"})
     importlib.import_module("hotline_break").handler(session, "2 ")
     assert fs.fired[0][2][-1] == ("Hotline-Reason", "training")
     assert fs.api_commands == ["callcenter_config agent get status 1001@hotline.test",
@@ -117,8 +115,7 @@ def test_callback_entry_from_a_menu_option_stamps_the_request_with_switch_time(f
 def test_supervise_entry_runs_eavesdrop_with_whisper_variables(fake_fs, data_file):
     fake_fs({"callcenter_config agent get uuid 1001@hotline.test": "leg-1",
              "uuid_exists leg-1": "true"})
-    session = FakeCoreSession({"user_name": "2000", "domain_name": "hotline.test",
-                               "hotline_data": str(data_file)})
+    session = FakeCoreSession({"user_name": "2000", "domain_name": "hotline.test"})
     importlib.import_module("hotline_supervise").handler(session, "whisper 1001")
     assert ("setVariable", "eavesdrop_whisper_aleg", "true") in session.calls
     assert ("execute", "eavesdrop", "leg-1") in session.calls

@@ -6,7 +6,7 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
-from fs_double import FS_SCRIPTS, RecordingSession
+from fs_double import FS_SCRIPTS, RecordingSession, serve_data
 from hotline_fs import agent, caller, data
 
 REPO = FS_SCRIPTS.parent
@@ -46,15 +46,14 @@ def test_rendered_dialplan_calls_only_existing_entry_modules(rendered):
             "hotline_wrapup", "hotline_disposition", "hotline_supervise"} <= called
 
 
-def test_rendered_data_file_logs_an_example_agent_in(rendered, tmp_path):
-    path = tmp_path / "hotline_data.json"
+def test_rendered_data_file_logs_an_example_agent_in(rendered, tmp_path, monkeypatch):
+    path = serve_data(monkeypatch, tmp_path / "hotline_data.json")
     path.write_text(rendered["scripts/hotline_data.json"], encoding="utf-8")
     tenants = data.load(str(path))
     domain, tenant = sorted(tenants.items())[0]
     desk = sorted(tenant.agents.values(), key=lambda a: a.extension)[0]
     keys = [desk.pin] if desk.pin else []
-    s = RecordingSession({"user_name": desk.extension, "hotline_tenant": domain,
-                          "hotline_data": str(path)}, keys=keys)
+    s = RecordingSession({"user_name": desk.extension, "hotline_tenant": domain}, keys=keys)
     agent.login(s, "")
     name = f"{desk.id}@{domain}"
     assert s.events == [("hotline::agent", {"Hotline-Agent": name, "Hotline-Action": "login"})]

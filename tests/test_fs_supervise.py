@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from fs_double import RecordingSession, write_data
+from fs_double import RecordingSession, serve_data, write_data
 from hotline_fs.prompts import DEFAULTS, FAILED
 from hotline_fs.supervise import supervise
 
@@ -13,12 +13,12 @@ ON_CALL = {"callcenter_config agent get uuid 1001@hotline.test": "agent-leg-1",
 
 
 @pytest.fixture
-def data_file(tmp_path):
-    return write_data(tmp_path / "hotline_data.json", TENANT)
+def data_file(tmp_path, monkeypatch):
+    return serve_data(monkeypatch, write_data(tmp_path / "hotline_data.json", TENANT))
 
 
 def phone(data_file, user="2000"):
-    return {"user_name": user, "domain_name": "hotline.test", "hotline_data": str(data_file)}
+    return {"user_name": user, "domain_name": "hotline.test"}
 
 
 def eavesdrop_vars(s):
@@ -53,8 +53,10 @@ def test_supervise_refuses_a_phone_that_is_not_a_supervisor(data_file):
     assert s.played == [FAILED]
 
 
-def test_supervise_without_supervisor_list_allows_any_phone_of_the_tenant(tmp_path):
-    path = write_data(tmp_path / "d.json", {"hotline.test": {"agents": {"1001": {"id": "1001"}}}})
+def test_supervise_without_supervisor_list_allows_any_phone_of_the_tenant(tmp_path,
+                                                                          monkeypatch):
+    path = serve_data(monkeypatch, write_data(tmp_path / "d.json",
+                                              {"hotline.test": {"agents": {"1001": {"id": "1001"}}}}))
     s = RecordingSession(phone(path, user="1002"), replies=ON_CALL)
     supervise(s, "listen 1001")
     assert ("execute", "eavesdrop", "agent-leg-1") in s.calls

@@ -39,7 +39,9 @@ def peer():
 
 def settings_for(conf_dir: Path, *peers: EslPeer) -> Settings:
     nodes = tuple(EslNode(f"n{i + 1}", p.host, p.port, p.password) for i, p in enumerate(peers))
-    return Settings(freeswitch_conf_dir=str(conf_dir), esl_nodes=nodes)
+    return Settings(freeswitch_conf_dir=str(conf_dir),
+                    freeswitch_script_dir=str(conf_dir.parent / f"{conf_dir.name}-scripts"),
+                    esl_nodes=nodes)
 
 
 @pytest.fixture
@@ -60,7 +62,7 @@ def sent(peer: EslPeer) -> list[str]:
         if not c.startswith("api "):
             continue
         c = c[4:]
-        if " list" in c or " get " in c:
+        if " list" in c or " get " in c or c.startswith("global_getvar "):
             continue
         out.append(c)
     return out
@@ -74,6 +76,15 @@ def with_tenant(center: CallCenter, tenant_id: str, **changes) -> CallCenter:
 
 def demo(center: CallCenter) -> Tenant:
     return center.tenant("demo")
+
+
+def without_demo_agent(center: CallCenter, agent_id: str) -> CallCenter:
+    """The admin deletes an agent of the demo tenant and its tiers from the YAML."""
+    t = demo(center)
+    queues = tuple(dataclasses.replace(q, tiers=tuple(x for x in q.tiers if x.agent != agent_id))
+                   for q in t.queues)
+    return with_tenant(center, "demo", queues=queues,
+                       agents=tuple(a for a in t.agents if a.id != agent_id))
 
 
 def level_1004_to_1(billing: Queue) -> tuple[Tier, ...]:
@@ -152,11 +163,7 @@ def test_remove_agent_on_a_call_logs_it_out_and_defers_the_delete(center, peer, 
     fake.agents["1002@hotline.test"].update(status="Available", state="In a queue call")
     fake.add_member("billing@hotline.test", "call-1", 1795345944, state="Answered",
                     agent="1002@hotline.test")
-    t = demo(center)
-    queues = tuple(dataclasses.replace(q, tiers=tuple(x for x in q.tiers if x.agent != "1002"))
-                   for q in t.queues)
-    changed = with_tenant(center, "demo", queues=queues,
-                          agents=tuple(a for a in t.agents if a.id != "1002"))
+    changed = without_demo_agent(center, "1002")
     report = reload_center(changed, settings_for(conf, peer))
     assert report.ok, report.error
     assert sent(peer) == [
@@ -182,6 +189,76 @@ def test_remove_agent_on_a_call_logs_it_out_and_defers_the_delete(center, peer, 
         f"{CC} agent del 1002@hotline.test",
     ]
     assert "1002@hotline.test" not in fake.agents
+
+
+# What a desk phone runs: the scripts reload put into the script dir, imported from there
+# the way mod_python3 imports them (the script dir first on the path), in a fresh process.
+DESK_LOGIN = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from hotline_fs import agent, data
+sys.path.append(sys.argv[2])
+from fs_double import RecordingSession
+s = RecordingSession({"user_name": sys.argv[3], "domain_name": "hotline.test"},
+                     replies={"callcenter_config agent get state": "Waiting"})
+agent.login(s, "")
+print(json.dumps({"data_file": data.DATA_FILE, "events": s.events,
+                  "warnings": s.logged("warning")}))
+"""
+
+
+def desk_login(script_dir: Path, extension: str) -> dict:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", DESK_LOGIN, str(script_dir),
+                           str(REPO / "tests"), extension],
+                          capture_output=True, text=True, timeout=60, cwd=script_dir)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_reload_that_removes_an_agent_reaches_the_desk_phones(center, peer, synced):
+    # issue 9: reload wrote the data file where the scripts did not look, so *22 from a
+    # removed agent's phone still logged in; now reload writes the scripts and their data
+    # file into the script dir, the one place the scripts read
+    conf, fake = synced
+    script_dir = Path(settings_for(conf, peer).freeswitch_script_dir)
+    assert (script_dir / "hotline_login.py").is_file()
+    assert (script_dir / "hotline_fs/data.py").is_file()
+    before = desk_login(script_dir, "1002")
+    assert before["data_file"] == str(script_dir / "hotline_data.json")
+    assert [e[1]["Hotline-Action"] for e in before["events"]] == ["login"]
+
+    changed = without_demo_agent(center, "1002")
+    report = reload_center(changed, settings_for(conf, peer))
+    assert report.ok, report.error
+    assert {f.path: f.change for f in report.files}["scripts/hotline_data.json"] == "changed"
+    data = json.loads((script_dir / "hotline_data.json").read_text("utf-8"))
+    assert "1002" not in data["hotline.test"]["agents"]
+    assert "1001" in data["hotline.test"]["agents"]
+    assert not (conf / "scripts").exists()  # no second copy in the conf dir to go stale
+
+    after = desk_login(script_dir, "1002")
+    assert after["events"] == []
+    assert after["warnings"] == ["phone 1002@hotline.test is not an agent's desk phone"]
+
+
+def test_reload_warns_when_the_switch_reads_its_scripts_from_another_folder(center, peer,
+                                                                           synced):
+    conf, fake = synced
+    settings = settings_for(conf, peer)
+    peer.script("api global_getvar script_dir", f"{settings.freeswitch_script_dir}\n")
+    assert reload_center(center, settings, dry_run=True).warnings == []
+
+    peer.script("api global_getvar script_dir", "/usr/local/freeswitch/scripts\n")
+    report = reload_center(center, settings, dry_run=True)
+    assert report.warnings == [
+        f"node n1 reads its desk-phone scripts from /usr/local/freeswitch/scripts, but "
+        f"freeswitch_script_dir is {settings.freeswitch_script_dir}: the phones do not see "
+        f"the data file this reload writes; set freeswitch_script_dir to "
+        f"/usr/local/freeswitch/scripts (or mount it there)"]
+    assert f"warning: {report.warnings[0]}" in format_report(report.to_dict()).splitlines()
 
 
 def test_change_tier_level_sets_only_that_level(center, peer, synced):
@@ -431,6 +508,7 @@ def test_cli_reload_failure_prints_the_rollback_and_exits_1(center, peer, synced
     assert (config / "demo.yaml").read_text() != demo_yaml
     settings = tmp_path / "settings.yaml"
     settings.write_text(f"freeswitch_conf_dir: {conf}\n"
+                        f"freeswitch_script_dir: {conf.parent / f'{conf.name}-scripts'}\n"
                         f"esl: {peer.host}:{peer.port}:{peer.password}\n")
     result = CliRunner().invoke(hotline, ["reload", str(config)],
                                 env={"HOTLINE_SETTINGS": str(settings), "HOTLINE_ESL": None,
@@ -446,6 +524,7 @@ def test_cli_reload_failure_prints_the_rollback_and_exits_1(center, peer, synced
 def test_real_switch_reload_dry_run_plans_without_changing_anything(center, tmp_path):
     host, port, password = real_switch()
     settings = Settings(freeswitch_conf_dir=str(tmp_path / "fs"),
+                        freeswitch_script_dir=str(tmp_path / "fs-scripts"),
                         esl_nodes=(EslNode("real", host, port, password),))
     report = reload_center(center, settings, dry_run=True)
     assert report.ok and report.nodes[0].node == "real"

@@ -55,7 +55,8 @@ def actions(ext: ET.Element) -> list[tuple[str, str | None]]:
 
 
 def test_render_writes_the_freeswitch_conf_tree(out: Path) -> None:
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                   if p.is_file() and p.parent.name != "scripts" and "hotline_fs" not in p.parts)
     assert files == [
         "autoload_configs/callcenter.conf.xml", "autoload_configs/conference.conf.xml",
         "autoload_configs/ivr.conf.xml",
@@ -63,8 +64,8 @@ def test_render_writes_the_freeswitch_conf_tree(out: Path) -> None:
         f"dialplan/public/{CITY}.xml", f"dialplan/public/{DEMO}.xml",
         f"directory/{CITY}.xml", f"directory/{DEMO}.xml",
         f"ivr_menus/{CITY}.xml", f"ivr_menus/{DEMO}.xml",
-        "scripts/hotline_data.json",
     ]
+    assert (out / "scripts/hotline_data.json").is_file()
     for path in out.rglob("*.xml"):
         ET.parse(path)  # every file is well-formed
 
@@ -332,6 +333,22 @@ def test_scripts_data_has_pins_break_reasons_and_dispositions(out: Path) -> None
     assert city["supervisors"] == ["1001", "1005", "1009"]  # the teams' supervisors
     assert data[DEMO]["break_reasons"] == {}
     assert "supervisors" not in data[DEMO]  # no teams: anyone may supervise
+
+
+def test_render_writes_the_desk_phone_scripts_beside_their_data_file(out: Path) -> None:
+    # scripts/ is the whole install on the switch host: every fs_scripts module, unchanged,
+    # next to the data file they read
+    source = Path(__file__).resolve().parent.parent / "fs_scripts"
+    shipped = sorted(p.relative_to(source).as_posix() for p in source.rglob("*.py")
+                     if "__pycache__" not in p.parts)
+    scripts = out / "scripts"
+    written = sorted(p.relative_to(scripts).as_posix() for p in scripts.rglob("*")
+                     if p.is_file() and p.name != "hotline_data.json")
+    assert written == shipped
+    assert "hotline_login.py" in written and "hotline_fs/data.py" in written
+    assert (scripts / "hotline_data.json").stat().st_mode & 0o777 == 0o640  # login PINs
+    for rel in shipped:
+        assert (scripts / rel).read_bytes() == (source / rel).read_bytes(), rel
 
 
 def test_render_is_deterministic_byte_for_byte(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ import sys
 
 import click
 
-from daemon.cli import definition, stats, storage, switch  # noqa: F401 - they register their commands
+# the command modules register their commands on import
+from daemon.cli import definition, example, stats, storage, switch  # noqa: F401
 from daemon.cli.base import UserError, echo_json, hotline
 
 __all__ = ["hotline", "main", "UserError", "echo_json"]

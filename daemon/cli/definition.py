@@ -19,7 +19,8 @@ def render(directory: str | None, out_dir: str) -> None:
     config/). Nothing is written when the configuration has errors (they are
     printed like `hotline validate`, exit code 1). OUTDIR mirrors FreeSWITCH's
     conf directory: dialplan/, dialplan/public/, ivr_menus/, directory/,
-    autoload_configs/ (callcenter, conference, ivr) and scripts/hotline_data.json.
+    autoload_configs/ (callcenter, conference, ivr) and scripts/ (the desk-phone
+    scripts with their data file hotline_data.json, for $${script_dir}).
     The same YAML always gives byte-identical files; docs/RENDER.md shows the
     include lines for a stock freeswitch.xml.
 

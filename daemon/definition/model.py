@@ -371,6 +371,9 @@ class Settings:
     journal_dir: str = "journal"
     journal_max_bytes: int = 64 * 1024 * 1024
     freeswitch_conf_dir: str = "/etc/freeswitch"
+    # the switch's $${script_dir} (Debian packages' default): the desk-phone scripts and
+    # their data file, the one place they read it from
+    freeswitch_script_dir: str = "/usr/share/freeswitch/scripts"
     http_listen: str = "127.0.0.1:8089"
     journal_compress: bool = True  # gzip a journal file once it is rotated
     journal_retention_days: int = 90  # journal files older than this are deleted; 0 = keep all

@@ -1,4 +1,4 @@
-"""Render the model to FreeSWITCH 1.10 XML (and the fs_scripts data file).
+"""Render the model to FreeSWITCH 1.10 XML (and the desk-phone scripts with their data file).
 
 ``render(center, out_dir)`` writes a tree that mirrors FreeSWITCH's conf directory::
 
@@ -10,6 +10,10 @@
     autoload_configs/conference.conf.xml  conference profiles
     autoload_configs/ivr.conf.xml       the include of ivr_menus/
     scripts/hotline_data.json           PINs, break reasons, dispositions for fs_scripts
+    scripts/hotline_*.py, scripts/hotline_fs/  the fs_scripts themselves, copied unchanged
+
+``scripts/`` is the one folder the FreeSWITCH host needs from Hotline: it goes into the
+switch's ``$${script_dir}``, and the scripts read the data file next to themselves.
 
 All decisions are made here, in Python, into plain view dicts; the Jinja2 templates in
 ``dialplan_templates/`` only loop and print (StrictUndefined, XML autoescape; the three
@@ -803,9 +807,25 @@ def _give_directory_group(fd: int, path: Path) -> None:
 
 
 def render_files(center: CallCenter) -> dict[str, str]:
-    """Relative path -> file content for the whole center (no I/O)."""
+    """Relative path -> file content for the whole center (no I/O but reading the shipped
+    scripts once per process)."""
     with paused_gc():
-        return _render_files(center)
+        files = _render_files(center)
+    files.update(fs_script_files())
+    return files
+
+
+SCRIPTS_DIR = "scripts"  # the rendered folder that goes into FreeSWITCH's $${script_dir}
+DATA_FILE = f"{SCRIPTS_DIR}/hotline_data.json"
+
+
+@functools.lru_cache(maxsize=1)
+def fs_script_files() -> dict[str, str]:
+    """The fs_scripts (entry modules and the hotline_fs package) as rendered files under
+    ``scripts/``, byte for byte, so the render output is all the switch host needs."""
+    root = bundled("fs_scripts")
+    return {f"{SCRIPTS_DIR}/{path.relative_to(root).as_posix()}": path.read_text("utf-8")
+            for path in sorted(root.rglob("*.py")) if "__pycache__" not in path.parts}
 
 
 def _render_files(center: CallCenter) -> dict[str, str]:
@@ -828,7 +848,7 @@ def _render_files(center: CallCenter) -> dict[str, str]:
     files["autoload_configs/conference.conf.xml"] = env.get_template(
         "conference.conf.xml.j2").render(ctx=conference_view(center))
     files["autoload_configs/ivr.conf.xml"] = env.get_template("ivr.conf.xml.j2").render()
-    files["scripts/hotline_data.json"] = json.dumps(
+    files[DATA_FILE] = json.dumps(
         scripts_data(center), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     return files
 
@@ -864,7 +884,7 @@ def render(center: CallCenter, out_dir: str | Path) -> list[Path]:
     written = []
     for rel, content in sorted(render_files(center).items()):
         path = out / rel
-        write_atomic(path, content)
+        write_atomic(path, content)  # 0640 for files with PINs or passwords (holds_secrets)
         written.append(path)
     for path in stale_files(out, written):
         logger.info("removing %s: its tenant is no longer in the model", path)

@@ -33,8 +33,9 @@ from daemon.definition.yamlsrc import MAX_FILE_BYTES, ConfigError, YamlFileError
 logger = logging.getLogger(__name__)
 
 SETTINGS_KEYS = ("config_dir", "database_url", "redis_url", "esl", "journal_dir",
-                 "journal_max_bytes", "freeswitch_conf_dir", "http_listen",
-                 "journal_compress", "journal_retention_days", "summary_interval_s")
+                 "journal_max_bytes", "freeswitch_conf_dir", "freeswitch_script_dir",
+                 "http_listen", "journal_compress", "journal_retention_days",
+                 "summary_interval_s")
 ENV_KEYS = {"HOTLINE_CONFIG_DIR": "config_dir", "HOTLINE_DATABASE_URL": "database_url",
             "HOTLINE_REDIS_URL": "redis_url", "HOTLINE_JOURNAL_DIR": "journal_dir",
             "HOTLINE_ESL": "esl", "HOTLINE_HTTP_LISTEN": "http_listen"}

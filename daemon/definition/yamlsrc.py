@@ -27,6 +27,9 @@ MAX_EXPANDED_NODES = 1_000_000
 MAX_DEPTH = 100
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml (PyYAML >= 6.0.3 bundles one with a limit of its own) stops at 1000 levels while
+# its scanner looks ahead, before our limit sees the events; its words for that:
+_LIBRARY_DEPTH_ERROR = "maximum nesting depth"
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -229,14 +232,14 @@ class _Composer:
             built = value
         return YNode.at("scalar", file, line, column, built, value)
 
-    def compose(self, text: str) -> YNode | None:
+    def compose(self, text: str, loader: type = _Loader) -> YNode | None:
         stack: list[_Frame] = []
         root: YNode | None = None
         documents = 0
         scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
         map_start, seq_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
         map_end, seq_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
-        for ev in yaml.parse(text, Loader=_Loader):
+        for ev in yaml.parse(text, Loader=loader):
             cls = type(ev)
             if cls is scalar_event:  # by far the most frequent: first
                 mark = ev.start_mark
@@ -367,6 +370,23 @@ def _fail(file: str, line: int, column: int, message: str) -> YamlFileError:
     return YamlFileError(ConfigError(file, line, column, message))
 
 
+def _too_deep(name: str, text: str, exc: yaml.MarkedYAMLError) -> YamlFileError:
+    """Our depth error where the nesting first passes ``MAX_DEPTH``, not libyaml's own.
+
+    The pure-Python parser has no limit of its own and only looks ahead one line (at most
+    1024 characters) for a flow key, so composing again with it reaches our check;
+    this runs only for a file already known to be too deep."""
+    try:
+        _Composer(name).compose(text, loader=yaml.SafeLoader)
+    except YamlFileError as ours:
+        return ours
+    except yaml.YAMLError:
+        pass
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    return _fail(name, line, col, f"the values are nested more than {MAX_DEPTH} levels deep.")
+
+
 def load_yaml(path: Path, display: str | None = None) -> tuple[YNode | None, list[ConfigError]]:
     """Parse one file. Returns (root or None for an empty file, value-level errors).
 
@@ -397,6 +417,8 @@ def load_yaml(path: Path, display: str | None = None) -> tuple[YNode | None, lis
     try:
         tree = composer.compose(text)
     except yaml.MarkedYAMLError as exc:
+        if _LIBRARY_DEPTH_ERROR in f"{exc.problem} {exc.context}":
+            raise _too_deep(name, text, exc) from None
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = (exc.problem or exc.context or "syntax error").strip()

@@ -35,14 +35,13 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from daemon.definition.model import CallCenter, EslNode, Settings
-from daemon.definition.render import render_files, write_atomic
+from daemon.definition.render import SCRIPTS_DIR, render_files, write_atomic
 from daemon.switch.switchstate import (
     AGENT_KEYS,
     ApiConnection,
@@ -240,20 +239,39 @@ def plan_node(node: str, desired: CcConfig, old: CcConfig, running: SwitchState,
 
 @dataclass(frozen=True)
 class FileChange:
-    path: str  # relative to the conf dir
+    path: str  # as rendered: relative to the conf dir, or scripts/... (the script dir)
     change: str  # added | changed | removed
 
 
-def file_changes(rendered: dict[str, str], conf_dir: Path) -> list[FileChange]:
+@dataclass(frozen=True)
+class Places:
+    """Where the rendered files go on the switch host: the XML under the conf dir, the
+    rendered ``scripts/`` (the desk-phone scripts and their data file) into the script dir,
+    the one place the scripts read their data from. The backup of the previous files and
+    the manifest stay in the conf dir, keyed by the rendered path."""
+
+    conf_dir: Path
+    script_dir: Path
+
+    @classmethod
+    def of(cls, settings: Settings) -> Places:
+        return cls(Path(settings.freeswitch_conf_dir), Path(settings.freeswitch_script_dir))
+
+    def path(self, rel: str) -> Path:
+        head, _, rest = rel.partition("/")
+        return self.script_dir / rest if head == SCRIPTS_DIR else self.conf_dir / rel
+
+
+def file_changes(rendered: dict[str, str], places: Places) -> list[FileChange]:
     out = []
     for rel, content in sorted(rendered.items()):
-        path = conf_dir / rel
+        path = places.path(rel)
         if not path.exists():
             out.append(FileChange(rel, "added"))
         elif path.read_text(encoding="utf-8") != content:
             out.append(FileChange(rel, "changed"))
-    for rel in sorted(set(_manifest(conf_dir)) - set(rendered)):
-        if (conf_dir / rel).exists():
+    for rel in sorted(set(_manifest(places.conf_dir)) - set(rendered)):
+        if places.path(rel).exists():
             out.append(FileChange(rel, "removed"))
     return out
 
@@ -265,15 +283,16 @@ def _manifest(conf_dir: Path) -> list[str]:
         return []
 
 
-def write_files(rendered: dict[str, str], changes: Sequence[FileChange], conf_dir: Path) -> Path:
+def write_files(rendered: dict[str, str], changes: Sequence[FileChange], places: Places) -> Path:
     """Keep the current versions in ``.hotline-previous/``, then write the new ones atomically."""
+    conf_dir = places.conf_dir
     prev = conf_dir / PREVIOUS_DIR
     if prev.exists():
         shutil.rmtree(prev)
     prev.mkdir(parents=True)
     added = []
     for ch in changes:
-        src = conf_dir / ch.path
+        src = places.path(ch.path)
         if ch.change == "added":
             added.append(ch.path)
             continue
@@ -286,36 +305,31 @@ def write_files(rendered: dict[str, str], changes: Sequence[FileChange], conf_di
     write_atomic(prev / "ADDED.json", json.dumps(added))
     for ch in changes:
         if ch.change == "removed":
-            (conf_dir / ch.path).unlink()
+            places.path(ch.path).unlink()
         else:
-            write_atomic(conf_dir / ch.path, rendered[ch.path])
+            # write_atomic keeps files with PINs or passwords at 0640 (render.holds_secrets)
+            write_atomic(places.path(ch.path), rendered[ch.path])
     write_atomic(conf_dir / MANIFEST, json.dumps(sorted(rendered), indent=1) + "\n")
-    data_file = conf_dir / "scripts/hotline_data.json"
-    if data_file.exists():
-        # it holds the agents' login PINs (docs/DESK_PHONES.md): owner and group only, the
-        # group of its directory (the FreeSWITCH group in a stock install) so the switch reads it
-        try:
-            os.chown(data_file, -1, data_file.parent.stat().st_gid)
-        except OSError:
-            logger.warning("cannot set the group of %s; check FreeSWITCH can read it", data_file)
-        data_file.chmod(0o640)
     return prev
 
 
-def restore_files(conf_dir: Path) -> None:
+def restore_files(places: Places) -> None:
     """Put back what ``write_files`` saved (and remove what it added)."""
+    conf_dir = places.conf_dir
     prev = conf_dir / PREVIOUS_DIR
     added = json.loads((prev / "ADDED.json").read_text(encoding="utf-8"))
     for rel in added:
         try:
-            (conf_dir / rel).unlink()
+            places.path(rel).unlink()
         except FileNotFoundError:
             pass
     for path in sorted(prev.rglob("*")):
-        if path.is_file() and path.name != "ADDED.json":
-            rel = path.relative_to(prev)
-            write_atomic(conf_dir / rel, path.read_text(encoding="utf-8"))
-    if not (prev / MANIFEST).exists():
+        if path.is_file() and path.name not in ("ADDED.json", MANIFEST):
+            rel = path.relative_to(prev).as_posix()
+            write_atomic(places.path(rel), path.read_text(encoding="utf-8"))
+    if (prev / MANIFEST).exists():
+        write_atomic(conf_dir / MANIFEST, (prev / MANIFEST).read_text(encoding="utf-8"))
+    else:
         try:
             (conf_dir / MANIFEST).unlink()
         except FileNotFoundError:
@@ -345,17 +359,20 @@ class NodeResult:
 class ReloadReport:
     dry_run: bool
     conf_dir: str
+    script_dir: str
     files: list[FileChange]
     nodes: list[NodeResult]
     ok: bool = True
     error: str | None = None
     rolled_back: bool = False
     previous_dir: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"dry_run": self.dry_run, "ok": self.ok, "error": self.error,
                 "rolled_back": self.rolled_back, "conf_dir": self.conf_dir,
-                "previous_dir": self.previous_dir,
+                "script_dir": self.script_dir,
+                "previous_dir": self.previous_dir, "warnings": list(self.warnings),
                 "files": [asdict(f) for f in self.files],
                 "nodes": [n.to_dict() for n in self.nodes]}
 
@@ -380,6 +397,25 @@ def _close(conn: ApiConnection) -> None:
             logger.debug("closing the ESL connection failed", exc_info=True)
 
 
+def script_dir_mismatch(node: str, conn: ApiConnection, script_dir: Path,
+                        timeout: float) -> str | None:
+    """A sentence when the switch imports its scripts from another folder than the one
+    reload writes the data file to: the desk phones would not see the reload (issue 9).
+
+    Only a warning: with the switch on another box the same folder may be mounted under
+    another path. A switch that does not say (an error, no answer) is not second-guessed."""
+    try:
+        where = conn.api("global_getvar script_dir", timeout).strip()
+    except Exception:
+        logger.debug("node %s: global_getvar script_dir failed", node, exc_info=True)
+        return None
+    if not where.startswith("/") or "\n" in where or Path(where) == script_dir:
+        return None
+    return (f"node {node} reads its desk-phone scripts from {where}, but "
+            f"freeswitch_script_dir is {script_dir}: the phones do not see the data file "
+            f"this reload writes; set freeswitch_script_dir to {where} (or mount it there)")
+
+
 def select_nodes(settings: Settings, node: str | None) -> list[EslNode]:
     nodes = list(settings.esl_nodes)
     if node is None:
@@ -395,15 +431,16 @@ def reload_center(center: CallCenter, settings: Settings, *, dry_run: bool = Fal
                   timeout: float = 5.0) -> ReloadReport:
     """Render, compare, and (unless ``dry_run``) apply to every selected node."""
     connect = connect or esl_connect(timeout)
-    conf_dir = Path(settings.freeswitch_conf_dir)
+    places = Places.of(settings)
+    conf_dir = places.conf_dir
     rendered = render_files(center)
-    changes = file_changes(rendered, conf_dir)
+    changes = file_changes(rendered, places)
     desired = parse_callcenter_conf(rendered.get(CC_CONF))
     old_path = conf_dir / CC_CONF
     old = parse_callcenter_conf(
         old_path.read_text(encoding="utf-8") if old_path.exists() else None)
     domains = {t.domain for t in center.tenants}
-    report = ReloadReport(dry_run, str(conf_dir), changes, [])
+    report = ReloadReport(dry_run, str(conf_dir), str(places.script_dir), changes, [])
 
     conns: list[tuple[EslNode, ApiConnection]] = []
     try:
@@ -421,10 +458,13 @@ def reload_center(center: CallCenter, settings: Settings, *, dry_run: bool = Fal
                     f"node {n.name}: cannot read mod_callcenter's state: {exc}") from exc
             plan = plan_node(n.name, desired, old, state, domains)
             report.nodes.append(NodeResult(n.name, plan))
+            mismatch = script_dir_mismatch(n.name, conn, places.script_dir, timeout)
+            if mismatch:
+                report.warnings.append(mismatch)
         if dry_run:
             return report
         with _reload_lock(conf_dir):
-            _apply(report, rendered, changes, conf_dir, desired, old, domains,
+            _apply(report, rendered, changes, places, desired, old, domains,
                    [c for _, c in conns], timeout)
         return report
     finally:
@@ -448,9 +488,9 @@ def _reload_lock(conf_dir: Path) -> Iterator[None]:
 
 
 def _apply(report: ReloadReport, rendered: dict[str, str], changes: list[FileChange],
-           conf_dir: Path, desired: CcConfig, old: CcConfig, domains: set[str],
+           places: Places, desired: CcConfig, old: CcConfig, domains: set[str],
            conns: list[ApiConnection], timeout: float) -> None:
-    prev = write_files(rendered, changes, conf_dir) if changes else None
+    prev = write_files(rendered, changes, places) if changes else None
     report.previous_dir = str(prev) if prev else None
     touched: list[tuple[NodeResult, ApiConnection, list[Step]]] = []
     try:
@@ -483,14 +523,14 @@ def _apply(report: ReloadReport, rendered: dict[str, str], changes: list[FileCha
             failed.error = str(exc)
         report.ok = False
         report.error = msg
-        _rollback(conf_dir, touched, timeout, restore=prev is not None)
+        _rollback(places, touched, timeout, restore=prev is not None)
         report.rolled_back = True
 
 
-def _rollback(conf_dir: Path, touched: list[tuple[NodeResult, ApiConnection, list[Step]]],
+def _rollback(places: Places, touched: list[tuple[NodeResult, ApiConnection, list[Step]]],
               timeout: float, restore: bool) -> None:
     if restore:
-        restore_files(conf_dir)
+        restore_files(places)
     for result, conn, applied in reversed(touched):
         result.rolled_back = True
         cmds = ["reloadxml"] + [u for step in reversed(applied) for u in step.undo]
@@ -507,9 +547,10 @@ def format_report(data: dict) -> str:
     lines = []
     head = "plan (dry run, nothing changed)" if data["dry_run"] else (
         "reload done" if data["ok"] else "reload FAILED and was rolled back")
-    lines.append(f"{head}; conf dir {data['conf_dir']}")
+    lines.append(f"{head}; conf dir {data['conf_dir']}, scripts in {data['script_dir']}")
     if data["error"]:
         lines.append(f"error: {data['error']}")
+    lines += [f"warning: {w}" for w in data.get("warnings", ())]
     if data["files"]:
         lines.append("files:")
         lines += [f"  {f['change']:8} {f['path']}" for f in data["files"]]

@@ -65,7 +65,7 @@ def tenant_domain(s: Session) -> str | None:
 def load_tenant(s: Session) -> data.TenantData | None:
     """This call's tenant from the data file; on failure logs, plays 'failed', hangs up."""
     domain = tenant_domain(s)
-    path = data.find_path(s.get("hotline_data"))
+    path = data.DATA_FILE
     try:
         tenants = data.load(path)
     except data.DataError as exc:

@@ -1,6 +1,12 @@
-"""The rendered data file ``hotline_data.json``: agents, break reasons, dispositions per tenant.
+"""The data file ``hotline_data.json``: agents, break reasons, dispositions per tenant.
 
-Written by the render step next to these scripts (``<out>/scripts/hotline_data.json``).
+It lives in exactly one place: next to these scripts, in FreeSWITCH's ``$${script_dir}``
+(``DATA_FILE``). ``hotline render --out OUT`` writes the scripts and the data file together
+into ``OUT/scripts/``; copying that folder into the script dir is the whole install, and
+``hotline reload`` writes the data file (and the scripts) into the same script dir
+(setting ``freeswitch_script_dir``). There is no other place to look, so a stale copy
+elsewhere can never win over what the last reload wrote.
+
 Format (keys are tenant domains)::
 
     {
@@ -24,14 +30,10 @@ import json
 import os
 from dataclasses import dataclass
 
-# Where the data file is when the channel variable ``hotline_data`` does not say:
-# next to the scripts (render writes both into the same directory), then the
-# conventional FreeSWITCH scripts directory.
-_HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_PATHS = (
-    os.path.join(_HERE, "hotline_data.json"),
-    "/etc/freeswitch/scripts/hotline_data.json",
-)
+# The folder holding the hotline_*.py entry modules and this package: the script dir
+# FreeSWITCH imports them from.
+SCRIPT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA_FILE = os.path.join(SCRIPT_DIR, "hotline_data.json")
 
 
 class DataError(Exception):
@@ -58,15 +60,6 @@ class TenantData:
 
     def qualified(self, agent_id: str) -> str:
         return f"{agent_id}@{self.domain}"
-
-
-def find_path(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    for path in DEFAULT_PATHS:
-        if os.path.exists(path):
-            return path
-    return DEFAULT_PATHS[0]
 
 
 def _strings(raw: object, what: str, path: str) -> dict[str, str]:
@@ -106,8 +99,8 @@ def load(path: str) -> dict[str, TenantData]:
         with open(path, encoding="utf-8") as fh:
             raw = json.load(fh)
     except FileNotFoundError:
-        raise DataError(f"{path}: data file not found (render writes it; "
-                        "the channel variable hotline_data names it)") from None
+        raise DataError(f"{path}: data file not found (hotline render writes it into "
+                        "scripts/ with these scripts; hotline reload updates it)") from None
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read data file: {exc}") from None
     if isinstance(raw, dict) and isinstance(raw.get("tenants"), dict):
