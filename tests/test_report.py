@@ -289,3 +289,30 @@ def test_busy_hour_capture_matches_its_truth_file(empty_db_url):
                             ("avg_ring_time", "ring_s")):
             expected = sum(v[key] or 0 for v in ans) / len(ans)
             assert r[kpi_id] == pytest.approx(expected, abs=0.06), (queue, kpi_id)
+
+
+def test_a_connected_callback_counts_once_in_talk_and_handle_time_averages(empty_db_url):
+    """Agent 2002 answers one survey-queue call (5.74 s talk) and one callback (6.02 s talk):
+    both conversations are in the numerator and both are handled calls below it."""
+    from daemon.definition.config import load_center
+    from daemon.storage.replay import replay
+
+    names = ["survey_call", "callback_connected"]
+    url = migrated(empty_db_url)
+    replay([CAPTURES / f"{n}.esl" for n in names], url, load_center(REPO / "config"))
+    truth = {n: json.loads((CAPTURES / f"{n}.truth.json").read_text()) for n in names}
+    talks = [truth["survey_call"]["calls"][0]["talk_s"],
+             truth["callback_connected"]["calls"][0]["callback"]["talk_s"]]
+    code, out = cli("report", "--db", url, "--config", str(REPO / "config"), "--tenant",
+                    "cityutil", "--interval", "month", "--by", "agent", "--format", "json")
+    assert code == 0, out
+    agent = next(r for r in json.loads(out) if r["agent"] == "2002")
+    assert agent["avg_talk_time"] == pytest.approx(sum(talks) / 2, abs=0.06)
+    assert agent["aht"] >= agent["avg_talk_time"]
+    code, out = cli("report", "calls", "--db", url, "--config", str(REPO / "config"),
+                    "--tenant", "cityutil", "--agent", "2002", "--kpi", "avg_talk_time",
+                    "--json")
+    assert code == 0, out
+    below = {r["call_id"] for r in json.loads(out) if r["part"] in ("denominator", "both")}
+    assert below == {truth["survey_call"]["calls"][0]["call_uuid"],
+                     truth["callback_connected"]["calls"][0]["call_uuid"]}

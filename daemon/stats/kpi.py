@@ -696,14 +696,17 @@ class Agg:
 
 @dataclass(frozen=True)
 class Measure:
-    """value = (num - less) / den * scale (num * scale without a denominator); None when
-    den is 0. ``less`` (optional) is a subset of the numerator's rows counted from another
-    source, e.g. the calls that were not resolved at the first call."""
+    """value = (num - less) / (den + more) * scale (num * scale without a denominator); None
+    when the denominator is 0. ``less`` (optional) is a subset of the numerator's rows counted
+    from another source, e.g. the calls that were not resolved at the first call; ``more``
+    (optional) adds denominator rows of another source, e.g. connected callbacks, which are
+    handled contacts without a queue stay."""
 
     num: Agg
     den: Agg | None = None
     scale: float = 1.0
     less: Agg | None = None
+    more: Agg | None = None
 
 
 @dataclass(frozen=True)
@@ -869,37 +872,44 @@ def fcr(src: Sources) -> Measure:
     return Measure(v.count(known), v.count(known), 100.0, less=r.count())
 
 
-def _handled(src: Sources) -> Agg:
-    v = src.visits
-    return v.count(_answered(v))
+def _handled(src: Sources) -> tuple[Agg, Agg]:
+    """Handled contacts: answered stays, plus conversations without a stay (a connected
+    callback's talk), so that every conversation in a handling numerator is also counted
+    in its denominator."""
+    v, h = src.visits, src.handling
+    return v.count(_answered(v)), h.count(and_(h.c.kind == "talk", h.c.visit_id.is_(None)))
 
 
 @kpi("avg_talk_time", "Average talk time", SECONDS, ANSWERED_BYS)
 def avg_talk_time(src: Sources) -> Measure:
     """total talk time (hold excluded) of handled calls ÷ handled (answered) calls."""
     h = src.handling
-    return Measure(h.sum(h.c.dur_ms, h.c.kind == "talk"), _handled(src), 0.001)
+    stays, others = _handled(src)
+    return Measure(h.sum(h.c.dur_ms, h.c.kind == "talk"), stays, 0.001, more=others)
 
 
 @kpi("avg_hold_time", "Average hold time", SECONDS, ANSWERED_BYS)
 def avg_hold_time(src: Sources) -> Measure:
     """total hold time ÷ handled (answered) calls."""
     h = src.handling
-    return Measure(h.sum(h.c.dur_ms, h.c.kind == "hold"), _handled(src), 0.001)
+    stays, others = _handled(src)
+    return Measure(h.sum(h.c.dur_ms, h.c.kind == "hold"), stays, 0.001, more=others)
 
 
 @kpi("acw", "After-call work", SECONDS, ANSWERED_BYS)
 def acw(src: Sources) -> Measure:
     """total wrap-up time after handled calls ÷ handled (answered) calls."""
     h = src.handling
-    return Measure(h.sum(h.c.dur_ms, h.c.kind == "wrapup"), _handled(src), 0.001)
+    stays, others = _handled(src)
+    return Measure(h.sum(h.c.dur_ms, h.c.kind == "wrapup"), stays, 0.001, more=others)
 
 
 @kpi("aht", "Average handle time", SECONDS, ANSWERED_BYS)
 def aht(src: Sources) -> Measure:
     """(talk + hold + wrap-up) ÷ handled (answered) calls."""
     h = src.handling
-    return Measure(h.sum(h.c.dur_ms), _handled(src), 0.001)
+    stays, others = _handled(src)
+    return Measure(h.sum(h.c.dur_ms), stays, 0.001, more=others)
 
 
 @kpi("avg_rings", "Average rings", RINGS, ALL_BYS)
@@ -1001,7 +1011,7 @@ def calls_per_hour(src: Sources) -> Measure:
     """handled (answered) calls ÷ logged-in hours (status other than Logged Out)."""
     a = src.agent_time
     logged_in = and_(a.c.typ == "status", a.c.value != LOGGED_OUT)
-    return Measure(_handled(src), a.sum(a.ov, logged_in), 3600_000.0)
+    return Measure(_handled(src)[0], a.sum(a.ov, logged_in), 3600_000.0)
 
 
 @kpi("adherence", "Adherence", PCT, AGENT_BYS)
@@ -1067,6 +1077,8 @@ def compute(conn: Connection, scope: Scope, kpi_ids: Sequence[str]
             by_source.setdefault(m.den.source, []).append((f"{kid}__den", m.den))
         if m.less is not None:
             by_source.setdefault(m.less.source, []).append((f"{kid}__less", m.less))
+        if m.more is not None:
+            by_source.setdefault(m.more.source, []).append((f"{kid}__more", m.more))
     parts: dict[tuple[int, str | None], dict[str, Any]] = {}
     for name, aggs in by_source.items():
         rows = getattr(src, name)
@@ -1083,7 +1095,7 @@ def compute(conn: Connection, scope: Scope, kpi_ids: Sequence[str]
     out: dict[tuple[int, str | None], dict[str, float | None]] = {}
     for key, bucket in parts.items():
         out[key] = {kid: _value(m, bucket.get(f"{kid}__num"), bucket.get(f"{kid}__den"),
-                                bucket.get(f"{kid}__less"))
+                                bucket.get(f"{kid}__less"), bucket.get(f"{kid}__more"))
                     for kid, m in measures.items()}
     return out
 
@@ -1097,12 +1109,12 @@ def _no_jit(conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
 
 
-def _value(m: Measure, num: Any, den: Any, less: Any = None) -> float | None:
+def _value(m: Measure, num: Any, den: Any, less: Any = None, more: Any = None) -> float | None:
     if m.den is None:
         if num is None:
             return 0 if m.num.fn in ("count", "distinct") else None
         return float(num) * m.scale if m.scale != 1.0 else num
-    den = float(den or 0)
+    den = float(den or 0) + float(more or 0)
     if den == 0 or (num is None and m.num.fn == "max"):  # max of nothing: undefined
         return None
     return (float(num or 0) - float(less or 0)) / den * m.scale
@@ -1136,6 +1148,7 @@ def drill(conn: Connection, scope: Scope, kpi_id: str) -> list[DrillRow]:
     src = Sources(scope)
     m = k.fn(src)
     parts = [("numerator", m.num)] + ([("denominator", m.den)] if m.den is not None else [])
+    parts += [("denominator", m.more)] if m.more is not None else []
     out: list[DrillRow] = []
     same = m.den is not None and m.den.source == m.num.source
     if same:
@@ -1145,7 +1158,8 @@ def drill(conn: Connection, scope: Scope, kpi_id: str) -> list[DrillRow]:
         value = m.num.value if m.num.value is not None else m.den.value
         out.extend(_drill_select(conn, rows, or_(num_p, den_p),
                                  [case((num_p, 1), else_=0), case((den_p, 1), else_=0)], value))
-    else:
+        parts = parts[2:]
+    if parts:
         for part, agg in parts:
             rows = getattr(src, agg.source)
             pred = true() if agg.where is None else agg.where
