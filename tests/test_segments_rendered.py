@@ -333,7 +333,7 @@ def test_hotline_calls_json_shows_who_listened_and_the_callback_conversation(emp
     assert result.exit_code == 0, result.output
 
     def call(call_id: str) -> dict:
-        out = CliRunner().invoke(hotline, ["calls", "--json", "--call", call_id,
+        out = CliRunner().invoke(hotline, ["calls", "--json", "--utc", "--call", call_id,
                                            "--db", empty_db_url], catch_exceptions=False)
         assert out.exit_code == 0, out.output
         (found,) = json.loads(out.output)
