@@ -21,15 +21,16 @@ def rendered():
 
 
 def python_calls(xml_text: str) -> list[str]:
-    """Every module a rendered dialplan runs with mod_python3 (actions and execute_on_answer)."""
+    """Every module a rendered dialplan runs with mod_python3 (actions, and the bridge hook
+    ``bridge_pre_execute_app=python`` + ``bridge_pre_execute_data=<module>``)."""
     root = ET.fromstring(xml_text)
     modules = []
     for action in root.iter("action"):
         app, value = action.get("application"), action.get("data") or ""
         if app == "python":
             modules.append(value.split()[0])
-        elif app == "set" and value.startswith("execute_on_answer=python"):
-            modules.append(value.split("=", 1)[1].split()[1])
+        elif app == "set" and value.startswith("bridge_pre_execute_data="):
+            modules.append(value.split("=", 1)[1].split()[0])
     return modules
 
 
@@ -42,6 +43,7 @@ def test_rendered_dialplan_calls_only_existing_entry_modules(rendered):
     assert called, "the example center renders no fs_scripts calls"
     assert called <= entry
     # every agent feature code of the example is wired
+    assert "hotline_announce" in called  # the bridge hook of every queue
     assert {"hotline_login", "hotline_logout", "hotline_toggle", "hotline_break", "hotline_ready",
             "hotline_wrapup", "hotline_disposition", "hotline_supervise"} <= called
 
@@ -176,7 +178,8 @@ def test_rendered_menu_survey_option_runs_the_survey(flows, digit, queue):
 
 
 def exited(queue: str) -> dict[str, str]:
-    return caller_leg(cc_cause="cancel", cc_cancel_reason="BREAK_OUT", cc_exit_key="*",
+    # what mod_callcenter 1.10 leaves after the exit key (CC_MEMBER_CANCEL_REASON_EXIT_WITH_KEY)
+    return caller_leg(cc_cause="cancel", cc_cancel_reason="EXIT_WITH_KEY", cc_exit_key="*",
                       cc_queue=f"{queue}@{CITY}", cc_queue_joined_epoch="1700000000",
                       hotline_queue=f"{queue}@{CITY}")
 

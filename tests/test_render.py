@@ -178,24 +178,27 @@ def test_queue_entry_sets_cc_and_hotline_variables_for_announce_survey_callback(
     assert ("set", f"hotline_queue=billing@{CITY}") in acts
     assert ("set", f"hotline_tenant={CITY}") in acts
     assert ("set", "hotline_announce_agent=true") in acts
-    assert ("set", "execute_on_answer=python hotline_announce \\${cc_agent}") in acts
-    export = "domain_name,hotline_tenant,hotline_queue,hotline_announce_agent,execute_on_answer"
-    assert ("set", f"cc_export_vars={export}") in acts
+    # the announcement runs on the caller's leg inside the bridge, nothing on the agent's leg
+    assert ("set", "bridge_pre_execute_app=python") in acts
+    assert ("set", "bridge_pre_execute_data=hotline_announce") in acts
+    assert not any(d and "execute_on_answer" in d for _, d in acts)
+    assert ("set", "cc_export_vars=domain_name,hotline_tenant,hotline_queue") in acts
     assert ("set", "hangup_after_bridge=false") in acts  # survey: the caller stays
     assert ("set", f"transfer_after_bridge=hotline-qexit-billing:XML:{CITY}") in acts
+    # the key: the variable one second before the offer, then a break that starts the next
+    # music round (which reads it); the tasks are deleted when the caller leaves the queue
     arm = "${sched_api(+90 ${uuid} uuid_setvar ${uuid} cc_exit_keys *)}"
-    assert ("set", f"hotline_callback_task={arm}") in acts
-    # mod_callcenter re-reads cc_exit_keys only when its music playback returns: a playback
-    # timeout restarts the endless local_stream so the key armed at 90 s is noticed; it is
-    # lifted as soon as the caller leaves the queue, so later prompts play in full
-    poll = acts.index(("set", "playback_timeout_sec=5"))
+    brk = "${sched_api(+90 ${uuid} uuid_break ${uuid})}"
+    assert acts.index(("set", f"hotline_callback_arm={arm}")) < acts.index(
+        ("set", f"hotline_callback_task={brk}"))
     queue_at = acts.index(("callcenter", f"billing@{CITY}"))
-    assert poll < queue_at and acts[queue_at + 1] == ("unset", "playback_timeout_sec")
+    assert acts[queue_at + 1] == ("set", "hotline_callback_task=${sched_del(${uuid})}")
+    assert ("unset", "cc_exit_keys") in acts[:queue_at]  # nothing armed before the offer
+    assert not any(d and "playback_timeout_sec" in d for _, d in acts)
     answered = extension(ctx, "queue_billing_answered")
-    assert actions(answered)[0] == ("unset", "playback_timeout_sec")
     conds = answered.findall("condition")
     assert conds[1].get("field") == "${cc_cause}" and conds[1].get("expression") == "^answered$"
-    assert ("python", f"hotline_survey billing@{CITY}") in actions(answered)
+    assert actions(answered)[0] == ("python", f"hotline_survey billing@{CITY}")
     callback = extension(ctx, "queue_billing_callback")
     assert callback.findall("condition")[1].get("field") == "${cc_exit_key}"
     assert actions(callback)[0] == ("python", f"hotline_callback billing@{CITY}")
@@ -208,9 +211,11 @@ def test_queue_entry_sets_cc_and_hotline_variables_for_announce_survey_callback(
     assert ("set", "hangup_after_bridge=true") in plain
     # hotline_announce still runs (it remembers the call for *28) but stays silent
     assert ("set", "hotline_announce_agent=false") in plain
+    assert ("set", "bridge_pre_execute_data=hotline_announce") in plain
     assert not any(d and d.startswith("transfer_after_bridge") for _, d in plain)
-    assert not any(d and "cc_exit_keys" in d for _, d in plain)
-    assert not any(d and "playback_timeout_sec" in d for _, d in plain)
+    # no offer: a key an earlier queue of the call armed is taken away
+    assert ("unset", "cc_exit_keys") in plain
+    assert not any(d and ("cc_exit_keys=" in d or "sched_" in d) for _, d in plain)
 
 
 def test_holiday_closure_and_lunch_break_become_time_conditions(out: Path) -> None:

@@ -540,14 +540,25 @@ class _TenantBuilder:
         r = self.r
         if node.kind == "scalar" and isinstance(node.value, bool):
             return m.CallbackOffer(enabled=node.value)
-        body = r.mapping(node, what, ("enabled", "after_s", "exit_key"))
+        body = r.mapping(node, what, ("enabled", "after_s", "exit_key", "prompt"))
         if body is None:
             return None
         got = self._fields(body, what, {
             "enabled": r.boolean, "after_s": lambda n, w: r.integer(n, w, 0, 86400),
-            "exit_key": lambda n, w: r.digits(n, w, 1)})
+            "exit_key": lambda n, w: r.digits(n, w, 1), "prompt": self._sound})
         got.setdefault("enabled", True)
         return m.CallbackOffer(**got)
+
+    def _sound(self, node: YNode, what: str) -> Any:
+        """A sound path or URL that is handed to an API command as one argument."""
+        value = self.r.text(node, what)
+        if value is _BAD:
+            return _BAD
+        if not value or any(c.isspace() for c in value):
+            self.r.error(node.src, f"{what} is '{value}', but a sound path must be one word "
+                                   "(no spaces).")
+            return _BAD
+        return value
 
     def _tier(self, node: YNode, what: str, per_level: dict[int, int]) -> m.Tier | None:
         r = self.r

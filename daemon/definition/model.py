@@ -184,6 +184,8 @@ class CallbackOffer:
     enabled: bool = False
     after_s: int = 90  # offered once the caller has waited this long
     exit_key: str = "*"
+    # played to the waiting caller at after_s, the moment the key is honoured ("press * ...")
+    prompt: str | None = None
 
 
 @dataclass(frozen=True)

@@ -175,12 +175,53 @@ def caller_regex(patterns: Sequence[str]) -> str:
     return "|".join(f"(?:{p})" for p in patterns)
 
 
-CALLBACK_KEY_POLL_S = 5  # how late an armed callback key may be noticed, at most
+ANNOUNCE_MODULE = "hotline_announce"  # fs_scripts entry run on the caller's leg at the bridge
+# what the agent's leg gets from the caller's (mod_callcenter's cc_export_vars)
+AGENT_LEG_EXPORTS = ("domain_name", "hotline_tenant", "hotline_queue")
+# the key tasks of a call are scheduled in the group named by the caller's uuid (they die
+# with the channel); leaving the queue deletes them
+CALLBACK_KEY_DISARM = "${sched_del(${uuid})}"
 
 
 def arms_key_later(q: Queue) -> bool:
     """The queue's callback key is armed only after the caller has waited a while."""
     return q.callback.enabled and q.callback.after_s > 0
+
+
+def sound_path(sound: str) -> str:
+    """A sound for an API command (uuid_displace): those resolve a relative path against
+    the switch's base dir, not its sounds dir, so a relative one is made absolute."""
+    if "://" in sound or sound.startswith(("/", "$")):
+        return sound
+    return f"$${{sounds_dir}}/{sound}"
+
+
+def exit_key_schedule(q: Queue) -> list[tuple[int, str]]:
+    """(seconds after the join, API command with the placeholder ``{uuid}`` for the call)
+    that offer the queue's key.
+
+    mod_callcenter's callcenter loop reads ``cc_exit_keys`` once per music-on-hold round
+    (callcenter_function: ``ht.exit_keys = switch_channel_get_variable(...)`` before
+    ``switch_ivr_play_file``); a key pressed during a round that began without it is
+    dropped by ``moh_on_dtmf``, and ``local_stream`` music never ends by itself. So:
+
+    * ``uuid_setvar <call> cc_exit_keys <key>``;
+    * ``uuid_break <call>``: CF_BREAK ends the current round (``switch_ivr_play_file``
+      returns SWITCH_STATUS_BREAK; no digit, so no exit), the loop starts the next round
+      at once and that round reads the key: from here on every press is honoured;
+    * with a prompt, ``uuid_displace <call> start <prompt> 0`` plays the offer over the
+      music - only once the key works.
+
+    All at ``after_s``, in this order: switch_scheduler.c appends each task to its list
+    and one pass runs every due task in list order, inline (sched_api without ``&``), so
+    tasks of the same second run in the order they were scheduled.
+    """
+    cb = q.callback
+    steps = [(cb.after_s, f"uuid_setvar {{uuid}} cc_exit_keys {cb.exit_key}"),
+             (cb.after_s, "uuid_break {uuid}")]
+    if cb.prompt:
+        steps.append((cb.after_s, f"uuid_displace {{uuid}} start {sound_path(cb.prompt)} 0"))
+    return steps
 
 
 def describe_action(tenant: Tenant, action: Action | None) -> str:
@@ -403,8 +444,6 @@ class _TenantRender:
     def queue_exts(self, q: Queue) -> list[dict[str, Any]]:
         qn = self.qualified(q.id)
         exit_dest = queue_exit_dest(q.id)
-        export = ["domain_name", "hotline_tenant", "hotline_queue", "hotline_announce_agent",
-                  "execute_on_answer"]
         acts: list[Step] = [("answer", None, False)] + self.tenant_vars()
         acts.append(("set", f"hotline_queue={qn}", False))
         if q.survey:
@@ -413,30 +452,24 @@ class _TenantRender:
                      ("set", f"transfer_after_bridge={exit_dest}:XML:{self.ctx}", False)]
         else:
             acts.append(("set", "hangup_after_bridge=true", False))
-        # hotline_announce runs on the agent leg when the agent answers (cc_export_vars copies
-        # these to it; \$ keeps ${cc_agent} unexpanded until then). It always remembers the
-        # call for the disposition code, and tells the caller the agent's id when asked to.
+        # hotline_announce runs on the caller's leg inside the bridge to the agent, once the
+        # bridge is up (switch_ivr_bridge.c runs bridge_pre_execute_app there): nothing runs
+        # on the agent's leg, so mod_callcenter bridges as soon as the phone answers. It
+        # remembers the call for *28, stops the callback key tasks and - unless
+        # hotline_announce_agent=false - tells the caller the agent's id. Plain words only:
+        # a ${...} here would be expanded by "set" now, not at the bridge.
         acts += [("set", f"hotline_announce_agent={_bool(q.announce_agent_id)}", False),
-                 ("set", "execute_on_answer=python hotline_announce \\${cc_agent}", False)]
-        acts.append(("set", f"cc_export_vars={','.join(export)}", False))
-        if q.callback.enabled:
-            key = q.callback.exit_key
-            if q.callback.after_s <= 0:
-                acts.append(("set", f"cc_exit_keys={key}", False))
-            else:
-                # arm the key after_s seconds in (the task dies with the channel: group =
-                # its uuid). mod_callcenter reads cc_exit_keys again only when its music
-                # playback returns, and local_stream music never ends by itself: a playback
-                # timeout restarts it every few seconds so the armed key is noticed.
-                arm = (f"${{sched_api(+{q.callback.after_s} ${{uuid}} uuid_setvar ${{uuid}} "
-                       f"cc_exit_keys {key})}}")
-                acts += [("set", f"hotline_callback_task={arm}", False),
-                         ("set", f"playback_timeout_sec={CALLBACK_KEY_POLL_S}", False)]
+                 ("set", "bridge_pre_execute_app=python", False),
+                 ("set", f"bridge_pre_execute_data={ANNOUNCE_MODULE}", False),
+                 ("set", f"cc_export_vars={','.join(AGENT_LEG_EXPORTS)}", False)]
+        acts += self.exit_key_steps(q)
         # mod_callcenter sets cc_exit_key but never clears it: a key pressed in an earlier
         # queue must not read as a callback request when this queue ends
         acts += [("unset", "cc_exit_key", False), ("callcenter", qn, False)]
-        if arms_key_later(q):  # later prompts (fallback, callback) play in full
-            acts.append(("unset", "playback_timeout_sec", False))
+        if arms_key_later(q):
+            # left the queue unanswered (timeout, key, no agent): the key tasks must not fire
+            # into the fallback's prompts or the next queue
+            acts.append(("set", f"hotline_callback_task={CALLBACK_KEY_DISARM}", False))
         acts.append(self.transfer(exit_dest))
         desc = [f"strategy {q.strategy}"]
         if q.max_wait_s:
@@ -453,8 +486,6 @@ class _TenantRender:
         if q.survey:
             answered = [("python", f"hotline_survey {qn}", False),
                         ("hangup", "NORMAL_CLEARING", False)]
-            if arms_key_later(q):  # transfer_after_bridge skips the unset after callcenter
-                answered.insert(0, ("unset", "playback_timeout_sec", False))
         exts.append(ext(f"queue_{slug(q.id)}_answered", [
             cond_field("destination_number", exact(exit_dest), []),
             cond_field("${cc_cause}", "^answered$", answered)],
@@ -471,6 +502,20 @@ class _TenantRender:
             "destination_number", exact(exit_dest), self.steps(q.on_timeout))],
             comment=f"queue {qn}: timeout / no agent -> {describe_action(self.t, q.on_timeout)}"))
         return exts
+
+    def exit_key_steps(self, q: Queue) -> list[Step]:
+        """Arm the queue's callback key (see ``exit_key_schedule``); clear a key an earlier
+        queue of the call left armed (cc_exit_keys stays on the channel)."""
+        if not q.callback.enabled:
+            return [("unset", "cc_exit_keys", False)]
+        if q.callback.after_s <= 0:
+            return [("set", f"cc_exit_keys={q.callback.exit_key}", False)]
+        steps: list[Step] = [("unset", "cc_exit_keys", False)]
+        names = ("hotline_callback_arm", "hotline_callback_task", "hotline_callback_offer")
+        for name, (at, cmd) in zip(names, exit_key_schedule(q)):
+            api = cmd.replace("{uuid}", "${uuid}")
+            steps.append(("set", f"{name}=${{sched_api(+{at} ${{uuid}} {api})}}", False))
+        return steps
 
     def agent_section(self) -> dict[str, Any]:
         exts = []
