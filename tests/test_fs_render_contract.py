@@ -240,3 +240,42 @@ def test_rendered_answered_call_runs_the_survey_with_the_agent(flows):
     assert s.events == [("hotline::survey", {
         "Hotline-Call-ID": "call-1", "Hotline-Queue": f"billing@{CITY}",
         "Hotline-Agent": f"1001@{CITY}", "Hotline-Score": "4"})]
+
+
+# --- outbound routes: the rendered context has a way out -----------------------------------
+
+def test_rendered_tenant_context_routes_external_numbers_out_and_keeps_internal_ones(rendered):
+    ctx = ET.fromstring(rendered["dialplan/hotline.cityutil.cn.xml"]).find("context")
+    names = [e.get("name") for e in ctx.findall("extension")]
+    assert names[-2:] == ["outbound_mobiles", "outbound_landlines"]  # after every internal one
+    out = hunt(ctx, "13900000064", {})
+    assert out.get("name") == "outbound_mobiles"
+    acts = [(a.get("application"), a.get("data")) for a in out.iter("action")]
+    assert ("set", "effective_caller_id_number=96116") in acts
+    assert ("set", "effective_caller_id_name=City Water and Gas") in acts
+    assert acts[-1] == ("bridge", "sofia/gateway/cityutil_trunk/${destination_number}")
+    assert hunt(ctx, "02163001234", {}).get("name") == "outbound_landlines"
+    # a desk phone and a queue number still reach their own extensions
+    assert hunt(ctx, "2002", {}).get("name") == "agent_2002"
+    with pytest.raises(AssertionError, match="no extension"):
+        hunt(ctx, "12345", {})  # no route takes it: the switch says NO_ROUTE_DESTINATION
+
+
+def test_rendered_transfer_action_leaves_through_the_tenants_routes():
+    import dataclasses
+
+    from factories import city_tenant
+
+    from daemon.definition.model import Action, ActionKind, CallCenter, OutboundRoute, Rule
+    from daemon.definition.render import render_files
+
+    t = city_tenant()
+    number = dataclasses.replace(t.numbers[0], rules=(
+        Rule("out", Action(ActionKind.TRANSFER, "13800138000")),))
+    routed = dataclasses.replace(t, numbers=(number,), outbound_routes=(
+        OutboundRoute("pstn", r"^1\d{10}$", gateway="trunk"),))
+    for tenant, context in ((routed, CITY), (dataclasses.replace(routed, outbound_routes=()),
+                                            "default")):
+        ctx = ET.fromstring(render_files(CallCenter((tenant,)))[f"dialplan/{CITY}.xml"])
+        acts = [(a.get("application"), a.get("data")) for a in ctx.iter("action")]
+        assert ("transfer", f"13800138000 XML {context}") in acts

@@ -310,9 +310,11 @@ class _TenantRender:
             out += [("answer", None, False), ("playback", action.prompt or target, False),
                     ("hangup", "NORMAL_CLEARING", False)]
         elif k == ActionKind.TRANSFER:
-            # external numbers leave the tenant through the stock "default" context's
-            # outbound routes (gateways are site configuration, not call-center model)
-            out.append(("transfer", f"{target} XML default", False))
+            # external numbers leave through the tenant's own outbound routes (the last
+            # section of its context); a tenant without any hands them to the stock
+            # "default" context, where a site may route them by hand
+            out.append(("transfer", f"{target} XML "
+                        f"{self.ctx if self.t.outbound_routes else 'default'}", False))
         elif k == ActionKind.CALLBACK:
             q = self.qualified(target)
             # not a queue's exit key (no cc_exit_key): tell hotline_callback it was asked for
@@ -357,8 +359,10 @@ class _TenantRender:
             self.conference_section(),
             self.feature_section(),
         ]
-        # last: the action destinations the sections above asked for
+        # then: the action destinations the sections above asked for
         sections.append(self.action_section())
+        # last, so every internal number above wins over a route's pattern
+        sections.append(self.outbound_section())
         # tuples for the template: unpacked in for-loops, no attribute lookups per row
         return {"tenant": t.id, "domain": t.domain, "context": xml_text(t.domain),
                 "timezone": t.timezone,
@@ -595,6 +599,25 @@ class _TenantRender:
                     comment=describe_action(self.t, action)))
         exts.sort(key=lambda e: e["name"])
         return {"comment": "Action destinations used by IVR options", "extensions": exts}
+
+    def outbound_section(self) -> dict[str, Any]:
+        exts = []
+        for route in self.t.outbound_routes:
+            acts: list[Step] = self.tenant_vars() + [
+                ("set", f"hotline_outbound_route={route.name}", False)]
+            if route.caller_id_number:
+                acts.append(("set", f"effective_caller_id_number={route.caller_id_number}",
+                             False))
+            if route.caller_id_name:
+                acts.append(("set", f"effective_caller_id_name={route.caller_id_name}", False))
+            acts += [("set", "hangup_after_bridge=true", False),
+                     ("bridge", route.endpoint("${destination_number}"), False)]
+            exts.append(ext(f"outbound_{slug(route.name)}", [cond_field(
+                "destination_number", route.pattern, acts)],
+                comment=f"outbound route {route.name}: numbers matching {route.pattern} "
+                        f"via {route.gateway and 'gateway ' + route.gateway or route.dial_string}"))
+        return {"comment": "Outbound routes (first match wins; internal numbers above win)",
+                "extensions": exts}
 
     # ---- IVR menus --------------------------------------------------------------------------
     def menus_view(self) -> dict[str, Any]:
