@@ -853,3 +853,9 @@ def test_callback_prompt_is_one_sound_path(example):
                                      "'prompt' of 'callback' of queue 'billing' is "
                                      "'cityutil/zh/press star.wav', but a sound path must be one "
                                      "word (no spaces).")]
+
+
+def test_example_records_under_the_switchs_recordings_dir():
+    # $${recordings_dir} is the switch's own setting, whatever its packaging
+    billing = load_center(EXAMPLE, env={}).tenant("cityutil").queue("billing")
+    assert billing.record_template == "$${recordings_dir}/cityutil/${strftime(%Y-%m-%d)}/${uuid}.wav"

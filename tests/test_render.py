@@ -58,7 +58,7 @@ def test_render_writes_the_freeswitch_conf_tree(out: Path) -> None:
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == [
         "autoload_configs/callcenter.conf.xml", "autoload_configs/conference.conf.xml",
-        "autoload_configs/ivr.conf.xml",
+        "autoload_configs/ivr.conf.xml", "conference_profiles/hotline.xml",
         f"dialplan/{CITY}.xml", f"dialplan/{DEMO}.xml",
         f"dialplan/public/{CITY}.xml", f"dialplan/public/{DEMO}.xml",
         f"directory/{CITY}.xml", f"directory/{DEMO}.xml",
@@ -251,6 +251,14 @@ def test_holiday_closure_and_lunch_break_become_time_conditions(out: Path) -> No
     setup = extension(ctx, "hotline_numbers_setup")
     tz = next(a for a in setup.iter("action") if a.get("data") == "timezone=Asia/Shanghai")
     assert tz.get("inline") == "true"  # set before the time conditions are evaluated
+    # a site-wide tod_tz_offset (a number) would win over timezone in mod_dialplan_xml and
+    # shift every schedule: the tenant's numbers set a non-number, inline, before them
+    off = next(a for a in setup.iter("action") if (a.get("data") or "").startswith("tod_tz"))
+    assert off.get("data") == "tod_tz_offset=none" and off.get("inline") == "true"
+    assert not off.get("data").split("=")[1].lstrip("-").isdigit()
+    names = [e.get("name") for e in ctx.findall("extension")]
+    assert names.index("hotline_numbers_setup") < min(
+        i for i, n in enumerate(names) if n.startswith("sched_"))
 
 
 def test_caller_pattern_rule_comes_first(out: Path) -> None:
@@ -314,6 +322,13 @@ def test_conference_room_pin_limits_and_profile(out: Path) -> None:
     assert ("conference", f"3001@{DEMO}@hotline") in demo  # exactly the capture switch
     conf = parse(out, "autoload_configs/conference.conf.xml")
     assert [p.get("name") for p in conf.findall("profiles/profile")] == ["hotline"]
+    # the same profiles as a fragment to include inside a stock conference.conf's <profiles>
+    fragment = parse(out, "conference_profiles/hotline.xml")
+    assert fragment.tag == "include"
+    assert [(p.get("name"), [(x.get("name"), x.get("value")) for x in p.findall("param")])
+            for p in fragment.findall("profile")] == [
+        (p.get("name"), [(x.get("name"), x.get("value")) for x in p.findall("param")])
+        for p in conf.findall("profiles/profile")]
 
 
 def test_public_context_hands_dids_to_the_tenant_context(out: Path) -> None:

@@ -245,7 +245,7 @@ def test_cli_render_example_writes_and_lists_files(tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(hotline, ["render", str(REPO / "config"), "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    assert res.output.startswith(f"wrote 12 files to {tmp_path}:")
+    assert res.output.startswith(f"wrote 13 files to {tmp_path}:")
     assert "  dialplan/hotline.test.xml" in res.output.splitlines()
     assert (tmp_path / "autoload_configs/callcenter.conf.xml").is_file()
 

@@ -8,6 +8,7 @@
     directory/<domain>.xml              one user per agent desk phone
     autoload_configs/callcenter.conf.xml  queues, agents, tiers of every tenant
     autoload_configs/conference.conf.xml  conference profiles
+    conference_profiles/hotline.xml     the same profiles, to include into a stock conference.conf
     autoload_configs/ivr.conf.xml       the include of ivr_menus/
     scripts/hotline_data.json           PINs, break reasons, dispositions for fs_scripts
 
@@ -175,6 +176,8 @@ def caller_regex(patterns: Sequence[str]) -> str:
     return "|".join(f"(?:{p})" for p in patterns)
 
 
+TOD_TZ_OFFSET_OFF = "none"  # not a number: time conditions use the channel's timezone
+CONFERENCE_PROFILES = "conference_profiles/hotline.xml"  # for an include inside <profiles>
 ANNOUNCE_MODULE = "hotline_announce"  # fs_scripts entry run on the caller's leg at the bridge
 # what the agent's leg gets from the caller's (mod_callcenter's cc_export_vars)
 AGENT_LEG_EXPORTS = ("domain_name", "hotline_tenant", "hotline_queue")
@@ -376,6 +379,10 @@ class _TenantRender:
             dids = [n.did for n in t.numbers]
             setup = self.tenant_vars() + [
                 ("set", f"timezone={t.timezone}", True),
+                # mod_dialplan_xml prefers a numeric tod_tz_offset (a channel variable, or
+                # a site-wide global it falls back to) over timezone: a non-number makes it
+                # use the tenant's zone (check_tz in mod_dialplan_xml.c)
+                ("set", f"tod_tz_offset={TOD_TZ_OFFSET_OFF}", True),
                 ("set", "hotline_number=${destination_number}", False),
             ]
             exts.append(ext("hotline_numbers_setup", [cond_field("destination_number",
@@ -862,6 +869,10 @@ def _render_files(center: CallCenter) -> dict[str, str]:
         "callcenter.conf.xml.j2").render(ctx=callcenter_view(center))
     files["autoload_configs/conference.conf.xml"] = env.get_template(
         "conference.conf.xml.j2").render(ctx=conference_view(center))
+    # the same profiles as a fragment, for sites that keep the stock conference.conf.xml
+    # and include Hotline's profiles inside its <profiles> (docs/RENDER.md)
+    files[CONFERENCE_PROFILES] = env.get_template("conference_profiles.xml.j2").render(
+        ctx=conference_view(center))
     files["autoload_configs/ivr.conf.xml"] = env.get_template("ivr.conf.xml.j2").render()
     files["scripts/hotline_data.json"] = json.dumps(
         scripts_data(center), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
