@@ -99,8 +99,9 @@ def test_doctor_on_a_stock_switch_lists_every_problem_and_exits_1(tmp_path):
         result = run_doctor(peer, tmp_path, "--json")
         commands = [c for c in peer.commands if c.startswith("api ")]
     assert result.exit_code == 1, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["problems"] == 4
+    assert result.stderr.strip() == "Error: 4 problem(s) found"
     rows = [(f["check"], f["status"]) for f in data["nodes"][0]["findings"]]
     assert rows == [("modules", "problem"), ("registrations", "problem"),
                     ("registrations", "problem"), ("registrations", "problem"),
@@ -147,3 +148,24 @@ def test_reload_warns_about_agents_registered_under_another_domain(center, tmp_p
     text = format_report(report.to_dict())
     assert "  WARNING agent 1002@hotline.test: the desk phone is registered as 1002@192.0.2.2" \
         in text
+
+
+def test_the_console_entry_point_exits_1_on_a_problem(tmp_path, monkeypatch, capsys):
+    # the real entry point (cli:main runs click with standalone_mode=False), not CliRunner
+    from daemon.cli import main
+
+    with EslPeer() as peer:
+        switch(peer, FORCED)
+        settings = tmp_path / "settings.yaml"
+        settings.write_text(f"esl: {peer.host}:{peer.port}:{peer.password}\n"
+                            f"config_dir: {REPO / 'config'}\n")
+        monkeypatch.setenv("HOTLINE_SETTINGS", str(settings))
+        monkeypatch.delenv("HOTLINE_ESL", raising=False)
+        monkeypatch.delenv("HOTLINE_CONFIG_DIR", raising=False)
+        monkeypatch.setattr("sys.argv", ["hotline", "doctor", "--json"])
+        with pytest.raises(SystemExit) as done:
+            main()
+    assert done.value.code == 1
+    out = capsys.readouterr()
+    assert json.loads(out.out)["problems"] == 3, out.out[-600:]
+    assert out.err.strip() == "Error: 3 problem(s) found"

@@ -30,4 +30,6 @@ def doctor_cmd(directory: str | None, node: str | None, as_json: bool) -> None:
     else:
         click.echo(format_reports(reports))
     if problems:
-        raise click.exceptions.Exit(1)
+        # a UserError, not click's Exit: the entry point runs click with
+        # standalone_mode=False, where Exit(1) is returned and the process exits 0
+        raise UserError(f"{problems} problem(s) found")
