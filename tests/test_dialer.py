@@ -197,7 +197,8 @@ def test_a_number_no_route_takes_fails_at_once_without_ringing_the_agent(
     assert [(r["outcome"], r["error"]) for r in results] == [
         ("failed", "no outbound route of tenant demo takes 5555 (outbound_routes in its YAML)")]
     assert switch.dial_commands() == []  # nobody rung
-    assert switch.peer.events_sent()[0]["Hotline-Outcome"] == "failed"
+    result = switch.peer.events_sent()[0]
+    assert result["Hotline-Outcome"] == "failed" and "Hotline-Agent" not in result
     assert d.store.open_requests() == []
     d.close()
 

@@ -390,8 +390,8 @@ class CallbackDialer:
     def _dial(self, req: CallbackRequest, agent: str, now: int) -> dict[str, Any]:
         tenant, ext = self._agent_ext(agent)
         leg = self.customer_leg(tenant, req.number)
-        if leg is None:  # before ringing anyone: no retry can help
-            return self._final(req, agent, replace(req, attempts=req.attempts), "failed",
+        if leg is None:  # before ringing anyone (so no agent on the result): no retry can help
+            return self._final(req, "", req, "failed",
                                f"no outbound route of tenant {tenant.id} takes {req.number} "
                                "(outbound_routes in its YAML)")
         dial, caller_ids = leg
@@ -482,11 +482,14 @@ class CallbackDialer:
     def _result(self, conn: Any, req: CallbackRequest, outcome: str, agent: str) -> None:
         from daemon.switch.control import fire_event
 
-        fire_event(conn, "hotline::callback", {
-            "Hotline-Action": "result", "Hotline-Outcome": outcome,
-            "Hotline-Call-ID": req.call_id, "Hotline-Queue": req.queue,
-            "Hotline-Number": req.number, "Hotline-Agent": agent,
-            "Hotline-Joined-MS": str(req.joined_ms), "Hotline-Attempts": str(req.attempts)})
+        headers = {"Hotline-Action": "result", "Hotline-Outcome": outcome,
+                   "Hotline-Call-ID": req.call_id, "Hotline-Queue": req.queue,
+                   "Hotline-Number": req.number, "Hotline-Agent": agent,
+                   "Hotline-Joined-MS": str(req.joined_ms),
+                   "Hotline-Attempts": str(req.attempts)}
+        if not agent:  # nobody was rung (no route): no agent header rather than an empty one
+            del headers["Hotline-Agent"]
+        fire_event(conn, "hotline::callback", headers)
         logger.info("callback call=%s outcome=%s attempts=%d", req.call_id, outcome, req.attempts)
 
     def run(self, stop: Any, interval_s: float = 2.0) -> None:
