@@ -279,3 +279,13 @@ def test_rendered_transfer_action_leaves_through_the_tenants_routes():
         ctx = ET.fromstring(render_files(CallCenter((tenant,)))[f"dialplan/{CITY}.xml"])
         acts = [(a.get("application"), a.get("data")) for a in ctx.iter("action")]
         assert ("transfer", f"13800138000 XML {context}") in acts
+
+
+def test_example_conference_profiles_do_not_clash_with_the_stock_ones(rendered):
+    # the stock conference.conf.xml of FreeSWITCH 1.10 has these; mod_conference takes the
+    # first profile of a name, so the example must not render one of them
+    stock = {"default", "wideband", "ultrawideband", "cdquality", "sla", "video-mcu-stereo",
+             "video-mcu-stereo-320", "video-mcu-stereo-480", "video-mcu-stereo-720"}
+    root = ET.fromstring(rendered["conference_profiles/hotline.xml"])
+    assert {p.get("name") for p in root.findall("profile")} == {"hotline"}
+    assert not {p.get("name") for p in root.findall("profile")} & stock
