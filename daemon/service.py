@@ -187,6 +187,8 @@ class Service:
             # the engine has read (and cached) the event's name: only CUSTOM events cost more
             if dialer is not None and event.name == "CUSTOM":
                 self._callback(dialer, event, node)
+            elif event.name == "PRESENCE_PROBE":
+                self._probe(event)
             if not i % YIELD_EVERY:
                 gevent.sleep(0)  # the store's writer gets a turn per database round trip
 
@@ -213,6 +215,17 @@ class Service:
             self.errors += 1
             logger.exception("callback request not stored node=%s call=%s", node,
                              event.get("Hotline-Call-ID"))
+
+    def _probe(self, event: Event) -> None:
+        """A phone subscribed to a lamp: the presence worker answers with the status."""
+        probe = getattr(self.presence, "probe", None)
+        if probe is None:
+            return
+        try:
+            probe(event.get("proto"), event.get("to"))
+        except Exception:
+            self.errors += 1
+            logger.exception("presence probe failed to=%s", event.get("to"))
 
     def _journal_append(self, node: str, raw: bytes) -> None:
         try:

@@ -1,9 +1,10 @@
-r"""mod_python3 entry module: on the agent leg when the agent answers a queue call -
-remember the call for *28 and announce the agent id to the caller.
+r"""mod_python3 entry module: on the caller's leg inside the bridge to the agent who
+answered a queue call - remember the call for *28, stop the callback key tasks, announce
+the agent id to the caller.
 
-Not called from a dialplan extension: the queue extension sets (and exports to the
-agent leg with cc_export_vars) execute_on_answer=python hotline_announce \${cc_agent}
-and hotline_announce_agent=true|false.
+Not called from a dialplan extension: the queue extension sets on the caller's leg
+bridge_pre_execute_app=python, bridge_pre_execute_data=hotline_announce and
+hotline_announce_agent=true|false; FreeSWITCH runs it once the bridge is up.
 Logic: hotline_fs.caller.announce (this module only adapts the switch's session).
 """
 from __future__ import annotations

@@ -820,3 +820,61 @@ def test_cityutil_full_timers_get_callers_at_once_and_part_timers_after_60_s():
         part_timers = {s.data["agent"].split("@")[0] for s in tiers if s.data["level"] == 2}
         assert part_timers == {"2014", "2015", "2016"}
         assert not [s for s in t.steps if s.kind == "queue-warning"], queue
+
+
+# ---- outbound routes and the callback offer prompt ----------------------------------------
+def test_outbound_routes_load_in_priority_order_with_their_caller_id():
+    city = load_center(EXAMPLE, env={}).tenant("cityutil")
+    assert [(r.name, r.gateway, r.caller_id_number) for r in city.outbound_routes] == [
+        ("mobiles", "cityutil_trunk", "96116"), ("landlines", "cityutil_trunk", "96116")]
+    assert city.outbound_routes[0].pattern == r"^1[3-9]\d{9}$"
+
+
+def test_outbound_route_needs_exactly_one_way_out(example):
+    f = example / "cityutil" / "tenant.yaml"
+    edit(f, "        gateway: cityutil_trunk      # a sofia gateway",
+         "        dial_string: sofia/internal/{number}@10.0.0.5\n"
+         "        gateway: cityutil_trunk      # a sofia gateway")
+    assert errors_of(example) == [at(f, "mobiles:", "outbound route 'mobiles' needs either a "
+                                     "'gateway' (sofia/gateway/<name>/<number>) or a "
+                                     "'dial_string' with {number}, not both.")]
+
+
+def test_outbound_route_with_a_bad_pattern_or_dial_string_says_where(example):
+    f = example / "cityutil" / "tenant.yaml"
+    edit(f, "pattern: '^0\\d{9,11}$'", "pattern: '^0(\\d{9,11}$'")
+    edit(f, "caller_id_number: \"96116\"    # customers", "caller_id_number: \"96 116\"    # customers")
+    errors = errors_of(example)  # in file order
+    assert errors[0] == at(f, '"96 116"', "'caller_id_number' of outbound route 'mobiles' is "
+                           "'96 116', but it must be digits, optionally with a leading '+'.")
+    assert errors[1].startswith(at(f, "'^0(", "'pattern' of outbound route 'landlines' '^0(\\d{9,11}$' "
+                                   "is not a valid regular expression: "))
+    assert len(errors) == 2
+
+
+def test_dial_string_must_say_where_the_number_goes(example):
+    f = example / "demo.yaml"
+    edit(f, "gateway: demo_trunk", "dial_string: sofia/gateway/demo_trunk")
+    assert errors_of(example) == [at(f, "sofia/gateway/demo_trunk", "'dial_string' of outbound "
+                                     "route 'pstn' is 'sofia/gateway/demo_trunk', but it must be "
+                                     "one FreeSWITCH endpoint with {number} where the number goes "
+                                     "(e.g. sofia/internal/{number}@10.0.0.5), without spaces, "
+                                     "commas or other braces.")]
+
+
+def test_callback_prompt_is_one_sound_path(example):
+    f = example / "cityutil" / "queues.yaml"
+    text = f.read_text(encoding="utf-8")
+    first = 'callback: {enabled: true, after_s: 90, exit_key: "*"}'
+    f.write_text(text.replace(first, 'callback: {enabled: true, after_s: 90, exit_key: "*", '
+                                     'prompt: "cityutil/zh/press star.wav"}', 1), encoding="utf-8")
+    assert errors_of(example) == [at(f, '"cityutil/zh/press star.wav"',
+                                     "'prompt' of 'callback' of queue 'billing' is "
+                                     "'cityutil/zh/press star.wav', but a sound path must be one "
+                                     "word (no spaces).")]
+
+
+def test_example_records_under_the_switchs_recordings_dir():
+    # $${recordings_dir} is the switch's own setting, whatever its packaging
+    billing = load_center(EXAMPLE, env={}).tenant("cityutil").queue("billing")
+    assert billing.record_template == "$${recordings_dir}/cityutil/${strftime(%Y-%m-%d)}/${uuid}.wav"

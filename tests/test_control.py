@@ -198,7 +198,8 @@ def test_supervise_whisper_originates_the_supervisor_into_eavesdrop(peer, fake, 
     cmd = api_sent(peer)[-1]
     assert cmd.startswith("api originate {")
     assert cmd.endswith("}user/2000@hotline.test &eavesdrop(agent-leg-1)")
-    assert "eavesdrop_whisper_aleg=true" in cmd and "eavesdrop_whisper_bleg=false" in cmd
+    # the agent hears the supervisor: the write side of the agent's leg (whisper_bleg)
+    assert "eavesdrop_whisper_aleg=false" in cmd and "eavesdrop_whisper_bleg=true" in cmd
     assert data["supervisor_leg"] == "sup-leg-9"
 
 
@@ -211,6 +212,16 @@ def test_supervise_barge_whispers_to_both_and_refuses_agent_without_call(peer, f
     supervise(conn, center, "barge", "1002", "2000")
     cmd = api_sent(peer)[-1]
     assert "eavesdrop_whisper_aleg=true" in cmd and "eavesdrop_whisper_bleg=true" in cmd
+
+
+def test_supervise_an_idle_agent_says_not_on_a_call_instead_of_no_reply(peer, fake, conn, center):
+    # a real switch: "agent get uuid" of an idle agent is empty, which the event socket
+    # answers with "-ERR no reply"
+    peer.script("api callcenter_config agent get uuid 1003@hotline.test", "-ERR no reply\n")
+    with pytest.raises(ControlError) as err:
+        supervise(conn, center, "listen", "1003", "2000")
+    assert str(err.value) == "1003@hotline.test is not on a call"
+    assert not any(c.startswith("api originate") for c in api_sent(peer))
 
 
 def test_recordings_lists_talk_segments_with_stored_or_expected_paths(empty_db_url, center):

@@ -167,7 +167,10 @@ def test_callback_keeps_the_place_then_calls_agent_then_customer_and_bridges(
     restore = "callcenter_config agent set state 1001@hotline.test Waiting"
     assert f"api_hangup_hook='{restore}'" in cmds[2]
     assert cmds[2].endswith("}user/1001@hotline.test &park()")
-    assert cmds[3].endswith("}loopback/13900000001/hotline.test &park()")
+    # the customer leaves through the tenant's outbound route (config/demo.yaml: pstn)
+    assert cmds[3].endswith("}sofia/gateway/demo_trunk/13900000001 &park()")
+    assert "origination_caller_id_number=4008001234" in cmds[3]
+    assert "hotline_outbound_route=pstn" in cmds[3]
     assert cmds[4] == "uuid_bridge agent-leg-1 customer-leg-2"
     assert len(cmds) == 5
     events = switch.peer.events_sent()
@@ -179,6 +182,39 @@ def test_callback_keeps_the_place_then_calls_agent_then_customer_and_bridges(
     assert d.store.open_requests() == []
     assert d.tick(T0 + 999_000) == []  # never dialed twice
     d.close()
+
+
+def test_a_number_no_route_takes_fails_at_once_without_ringing_the_agent(
+        redis_url, center, conns, switch):
+    # demo's only route takes 6 to 15 digits: a 4-digit number has no way out
+    state = {"snap": snap()}
+    d = make(redis_url, center, conns, state, "A")
+    d.on_event(Event.from_headers({
+        "Event-Name": "CUSTOM", "Event-Subclass": "hotline::callback",
+        "Hotline-Action": "request", "Hotline-Call-ID": "call-9", "Hotline-Queue": Q,
+        "Hotline-Number": "5555", "Hotline-Joined-MS": str(T0)}))
+    results = d.tick(T0 + 61_000)
+    assert [(r["outcome"], r["error"]) for r in results] == [
+        ("failed", "no outbound route of tenant demo takes 5555 (outbound_routes in its YAML)")]
+    assert switch.dial_commands() == []  # nobody rung
+    result = switch.peer.events_sent()[0]
+    assert result["Hotline-Outcome"] == "failed" and "Hotline-Agent" not in result
+    assert d.store.open_requests() == []
+    d.close()
+
+
+def test_the_route_builds_the_customers_dial_string(center):
+    from daemon.definition.model import OutboundRoute
+
+    city = center.tenant("cityutil")
+    mobile = city.outbound_route("13900000064")
+    assert (mobile.name, mobile.endpoint("13900000064")) == (
+        "mobiles", "sofia/gateway/cityutil_trunk/13900000064")
+    assert city.outbound_route("02163001234").name == "landlines"
+    assert city.outbound_route("12345") is None
+    lan = OutboundRoute("lan", r"^\d+$", dial_string="sofia/internal/{number}@10.0.0.5",
+                        prefix="9")
+    assert lan.endpoint("5551234") == "sofia/internal/95551234@10.0.0.5"
 
 
 def test_customer_not_answering_is_retried_with_backoff_then_recorded_no_answer(

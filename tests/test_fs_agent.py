@@ -376,6 +376,18 @@ def test_event_fire_failure_is_logged(data_file):
     assert any("could not fire hotline::agent" in m for m in s.logged("err"))
 
 
+def test_break_reason_digit_without_configured_reasons_is_refused(tmp_path, monkeypatch):
+    # *253 in a tenant with no break reasons: the digit names nothing, so nothing changes
+    path = serve_data(monkeypatch, write_data(tmp_path / "d.json",
+                                              {"hotline.test": {"agents": {"1001": {"id": "1001"}}}}))
+    s = RecordingSession(desk(path), replies=LOGGED_IN)
+    agent.take_break(s, "3")
+    assert s.events == []
+    assert s.commands == [GET_STATUS]
+    assert s.played[-1] == FAILED
+    assert any("defines no break reasons" in m for m in s.logged("warning"))
+
+
 @pytest.mark.parametrize("feature, args", [(agent.ready, ""), (agent.take_break, "1")])
 def test_ready_and_break_refuse_a_logged_out_agent(data_file, feature, args):
     s = RecordingSession(desk(data_file), replies={GET_STATUS: "Logged Out"})

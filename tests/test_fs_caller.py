@@ -10,7 +10,7 @@ CALL = "30082806-037b-4dba-8e24-9e170e1bf74c"
 ANSWERED = {"uuid": CALL, "domain_name": "hotline.test", "cc_cause": "answered",
             "cc_agent": "1001@hotline.test", "cc_queue": "billing@hotline.test"}
 EXITED = {"uuid": CALL, "domain_name": "hotline.test", "cc_cause": "cancel",
-          "cc_cancel_reason": "BREAK_OUT", "cc_exit_key": "*", "cc_queue": "billing@hotline.test",
+          "cc_cancel_reason": "EXIT_WITH_KEY", "cc_exit_key": "*", "cc_queue": "billing@hotline.test",
           "cc_queue_joined_epoch": "1700000000", "caller_id_number": "13800138001"}
 DIGITS_13800138001 = [f"digits/{d}.wav" for d in "13800138001"]
 
@@ -102,6 +102,27 @@ def test_callback_anonymous_caller_is_asked_for_a_number_first():
     assert s.events[0][1]["Hotline-Number"] == "010123456"
 
 
+# The caller's channel when hotline_callback ran in capture exit_key_callback (FreeSWITCH
+# 1.10.12: the CHANNEL_EXECUTE of "python hotline_callback outage_water@..." after the
+# caller pressed * in outage_water@hotline.cityutil.cn).
+EXIT_KEY_CAPTURED = {
+    "uuid": "2c9025d6-318f-4a62-9545-8f8c388f76f3", "domain_name": "hotline.cityutil.cn",
+    "cc_cause": "cancel", "cc_cancel_reason": "EXIT_WITH_KEY", "cc_exit_key": "*",
+    "cc_exit_keys": "*", "cc_queue": "outage_water@hotline.cityutil.cn",
+    "cc_queue_joined_epoch": "1796399408", "cc_queue_canceled_epoch": "1796399505",
+    "hotline_queue": "outage_water@hotline.cityutil.cn", "caller_id_number": "13900000061"}
+
+
+def test_callback_after_the_exit_key_as_a_real_switch_leaves_the_channel():
+    s = RecordingSession(EXIT_KEY_CAPTURED, keys=["1"])
+    caller.callback(s, "outage_water@hotline.cityutil.cn")
+    assert s.events == [("hotline::callback", {
+        "Hotline-Call-ID": "2c9025d6-318f-4a62-9545-8f8c388f76f3",
+        "Hotline-Queue": "outage_water@hotline.cityutil.cn", "Hotline-Number": "13900000061",
+        "Hotline-Joined-MS": "1796399408000", "Hotline-Action": "request"})]
+    assert s.hung_up
+
+
 def test_callback_not_requested_without_exit_key():
     s = RecordingSession({**ANSWERED})
     caller.callback(s, "billing@hotline.test")
@@ -110,6 +131,7 @@ def test_callback_not_requested_without_exit_key():
 
 @pytest.mark.parametrize("later", [
     {"cc_cause": "cancel", "cc_cancel_reason": "TIMEOUT"},
+    {"cc_cause": "cancel", "cc_cancel_reason": "BREAK_OUT"},  # hung up / transferred away
     {"cc_cause": "answered", "cc_cancel_reason": ""},
 ])
 def test_callback_ignores_an_exit_key_left_over_from_an_earlier_queue(later):
@@ -295,94 +317,70 @@ def test_survey_action_caller_hangs_up_mid_way_is_recorded_without_score():
     assert not s.hung_up and DEFAULTS["thanks"] not in s.played
 
 
-# --- announcement -------------------------------------------------------------------------
+# --- announcement (caller's leg, inside the bridge: bridge_pre_execute_app) ------------------
 
-AGENT_LEG = {"uuid": "agent-leg-1", "cc_member_session_uuid": CALL, "cc_agent": "1001@hotline.test",
-             "cc_queue": "billing@hotline.test"}
-
-
-def bridged_after(n: int):
-    """uuid_getvar reply: not bridged for the first n polls, then this agent leg."""
-    polls = []
-
-    def reply(command: str) -> str:
-        polls.append(command)
-        return "agent-leg-1" if len(polls) > n else "_undef_"
-    return reply
-
-
-def test_announce_remembers_the_call_then_waits_for_the_bridge_and_tells_the_caller_only():
-    s = RecordingSession(AGENT_LEG, replies={"uuid_getvar": bridged_after(1)})
-    caller.announce(s, "1001@hotline.test")
-    path = "file_string://" + "!".join([BEEP, "digits/1.wav", "digits/0.wav", "digits/0.wav",
+# the caller's leg as mod_callcenter leaves it when it bridges 1001's phone
+CALLER_LEG = {"uuid": CALL, "domain_name": "hotline.test", "cc_queue": "billing@hotline.test",
+              "cc_agent_uuid": "agent-leg-1", "bridge_pre_execute_app": "python",
+              "bridge_pre_execute_data": "hotline_announce"}
+AGENT_OF_LEG = {"uuid_getvar agent-leg-1 cc_agent": "1001@hotline.test"}
+SAY_1001 = "file_string://" + "!".join([BEEP, "digits/1.wav", "digits/0.wav", "digits/0.wav",
                                         "digits/1.wav"])
-    assert s.commands == [f"hash insert/hotline_last_call/1001@hotline.test/{CALL}",
-                          f"uuid_getvar {CALL} cc_agent_uuid", f"uuid_getvar {CALL} cc_agent_uuid",
-                          f"uuid_broadcast {CALL} {path} aleg"]
-    assert [c for c in s.calls if c[0] == "sleep"] == [("sleep", 200)]
 
 
-def test_announce_uses_recorded_prompts_and_the_given_agent_id():
-    s = RecordingSession({**AGENT_LEG, "hotline_prompt_announce_pre": "hotline/agent_number.wav",
+def test_announce_on_the_callers_leg_remembers_the_call_and_plays_the_agent_id_at_once():
+    s = RecordingSession(CALLER_LEG, replies=AGENT_OF_LEG)
+    caller.announce(s, "")
+    assert s.commands == ["uuid_getvar agent-leg-1 cc_agent",
+                          f"hash insert/hotline_last_call/1001@hotline.test/{CALL}"]
+    # played on this channel (the caller's), not broadcast; no waiting, no polling
+    assert s.played == [SAY_1001]
+    assert not any(c[0] == "sleep" for c in s.calls)
+    # once per queue bridge: a later bridge of this call must not announce again
+    assert ("set", "bridge_pre_execute_app", "") in s.calls
+
+
+def test_announce_trusts_the_agent_leg_over_a_stale_cc_agent_of_an_earlier_queue():
+    s = RecordingSession({**CALLER_LEG, "cc_agent": "1005@hotline.test"}, replies=AGENT_OF_LEG)
+    caller.announce(s, "")
+    assert s.commands[-1] == f"hash insert/hotline_last_call/1001@hotline.test/{CALL}"
+    assert s.played == [SAY_1001]
+
+
+def test_announce_falls_back_to_cc_agent_when_the_agent_leg_has_none():
+    s = RecordingSession({**CALLER_LEG, "cc_agent": "2046@hotline.test",
+                          "hotline_prompt_announce_pre": "hotline/agent_number.wav",
                           "hotline_prompt_announce_post": "hotline/is_serving_you.wav"},
-                         replies={"uuid_getvar": "agent-leg-1"})
-    caller.announce(s, "2046")
-    assert s.commands[-1] == (
-        f"uuid_broadcast {CALL} file_string://hotline/agent_number.wav!digits/2.wav!"
-        "digits/0.wav!digits/4.wav!digits/6.wav!hotline/is_serving_you.wav aleg")
-
-
-def test_announce_gives_up_when_the_caller_is_gone():
-    s = RecordingSession(AGENT_LEG, replies={"uuid_getvar": "-ERR No such channel!\n"})
+                         replies={"uuid_getvar": "_undef_"})
     caller.announce(s, "")
-    assert not any(c.startswith("uuid_broadcast") for c in s.commands)
+    assert s.played == ["file_string://hotline/agent_number.wav!digits/2.wav!digits/0.wav!"
+                        "digits/4.wav!digits/6.wav!hotline/is_serving_you.wav"]
 
 
-def test_announce_broadcasts_anyway_after_waiting_three_seconds():
-    s = RecordingSession(AGENT_LEG, replies={"uuid_getvar": "phone-1006-a"})
+def test_announce_stops_the_armed_callback_key_tasks_of_the_call():
+    # the queue armed its exit key with sched_api in the group named by the call's uuid
+    s = RecordingSession({**CALLER_LEG, "hotline_callback_task": "+OK Added: 7"},
+                         replies=AGENT_OF_LEG)
     caller.announce(s, "")
-    assert len([c for c in s.calls if c[0] == "sleep"]) == caller.ANNOUNCE_WAIT_STEPS
-    assert s.commands[-1].startswith(f"uuid_broadcast {CALL} file_string://")
-
-
-def test_announce_without_caller_uuid_does_nothing():
-    s = RecordingSession({"uuid": "agent-leg-1", "cc_agent": "1001@hotline.test"})
-    caller.announce(s, "")
-    assert s.commands == []
-    assert s.logged("warning")
-
-
-def test_announce_broadcast_error_is_logged():
-    s = RecordingSession(AGENT_LEG, replies={"uuid_getvar": "agent-leg-1",
-                                             "uuid_broadcast": "-ERR Cannot locate session!\n"})
-    caller.announce(s, "1001")
-    assert any("uuid_broadcast" in m for m in s.logged("err"))
-
-
-def test_announce_accepts_the_qualified_agent_name_render_passes():
-    s = RecordingSession({**AGENT_LEG, "cc_agent": "9999@tenant1.example"},
-                         replies={"uuid_getvar": "agent-leg-1"})
-    caller.announce(s, "1001@tenant1.example")
-    assert s.commands[-1] == (
-        f"uuid_broadcast {CALL} file_string://{BEEP}!digits/1.wav!digits/0.wav!"
-        "digits/0.wav!digits/1.wav aleg")
+    assert s.commands[0] == f"sched_del {CALL}"
 
 
 def test_announce_switched_off_for_the_queue_only_remembers_the_call():
-    s = RecordingSession({**AGENT_LEG, "hotline_announce_agent": "false"})
-    caller.announce(s, "1001@hotline.test")
-    assert s.commands == [f"hash insert/hotline_last_call/1001@hotline.test/{CALL}"]
+    s = RecordingSession({**CALLER_LEG, "hotline_announce_agent": "false"}, replies=AGENT_OF_LEG)
+    caller.announce(s, "")
+    assert s.commands[-1] == f"hash insert/hotline_last_call/1001@hotline.test/{CALL}"
+    assert s.played == []
 
 
-def test_announce_with_unexpanded_argument_uses_the_cc_agent_variable():
-    s = RecordingSession(AGENT_LEG, replies={"uuid_getvar": "agent-leg-1"})
-    caller.announce(s, "${cc_agent}")
-    assert s.commands[0] == f"hash insert/hotline_last_call/1001@hotline.test/{CALL}"
-    assert "digits/1.wav" in s.commands[-1]
+def test_announce_without_any_agent_does_nothing_but_log():
+    s = RecordingSession({"uuid": CALL}, replies={"uuid_getvar": "_undef_"})
+    caller.announce(s, "")
+    assert s.played == [] and not any(c.startswith("hash") for c in s.commands)
+    assert s.logged("warning")
 
 
 def test_announce_logs_when_the_last_call_cannot_be_remembered():
-    s = RecordingSession({**AGENT_LEG, "hotline_announce_agent": "false"},
-                         replies={"hash": "-ERR hash Command not found!\n"})
+    s = RecordingSession({**CALLER_LEG, "hotline_announce_agent": "false"},
+                         replies={**AGENT_OF_LEG, "hash": "-ERR hash Command not found!\n"})
     caller.announce(s, "")
     assert any("cannot remember the last call of 1001@hotline.test" in m for m in s.logged("err"))

@@ -117,7 +117,9 @@ def test_supervise_entry_runs_eavesdrop_with_whisper_variables(fake_fs, data_fil
              "uuid_exists leg-1": "true"})
     session = FakeCoreSession({"user_name": "2000", "domain_name": "hotline.test"})
     importlib.import_module("hotline_supervise").handler(session, "whisper 1001")
-    assert ("setVariable", "eavesdrop_whisper_aleg", "true") in session.calls
+    # whisper: only the agent hears (the write side of the agent's leg)
+    assert ("setVariable", "eavesdrop_whisper_bleg", "true") in session.calls
+    assert ("setVariable", "eavesdrop_whisper_aleg", "false") in session.calls
     assert ("execute", "eavesdrop", "leg-1") in session.calls
 
 

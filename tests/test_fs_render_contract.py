@@ -21,15 +21,16 @@ def rendered():
 
 
 def python_calls(xml_text: str) -> list[str]:
-    """Every module a rendered dialplan runs with mod_python3 (actions and execute_on_answer)."""
+    """Every module a rendered dialplan runs with mod_python3 (actions, and the bridge hook
+    ``bridge_pre_execute_app=python`` + ``bridge_pre_execute_data=<module>``)."""
     root = ET.fromstring(xml_text)
     modules = []
     for action in root.iter("action"):
         app, value = action.get("application"), action.get("data") or ""
         if app == "python":
             modules.append(value.split()[0])
-        elif app == "set" and value.startswith("execute_on_answer=python"):
-            modules.append(value.split("=", 1)[1].split()[1])
+        elif app == "set" and value.startswith("bridge_pre_execute_data="):
+            modules.append(value.split("=", 1)[1].split()[0])
     return modules
 
 
@@ -42,6 +43,7 @@ def test_rendered_dialplan_calls_only_existing_entry_modules(rendered):
     assert called, "the example center renders no fs_scripts calls"
     assert called <= entry
     # every agent feature code of the example is wired
+    assert "hotline_announce" in called  # the bridge hook of every queue
     assert {"hotline_login", "hotline_logout", "hotline_toggle", "hotline_break", "hotline_ready",
             "hotline_wrapup", "hotline_disposition", "hotline_supervise"} <= called
 
@@ -175,7 +177,8 @@ def test_rendered_menu_survey_option_runs_the_survey(flows, digit, queue):
 
 
 def exited(queue: str) -> dict[str, str]:
-    return caller_leg(cc_cause="cancel", cc_cancel_reason="BREAK_OUT", cc_exit_key="*",
+    # what mod_callcenter 1.10 leaves after the exit key (CC_MEMBER_CANCEL_REASON_EXIT_WITH_KEY)
+    return caller_leg(cc_cause="cancel", cc_cancel_reason="EXIT_WITH_KEY", cc_exit_key="*",
                       cc_queue=f"{queue}@{CITY}", cc_queue_joined_epoch="1700000000",
                       hotline_queue=f"{queue}@{CITY}")
 
@@ -236,3 +239,52 @@ def test_rendered_answered_call_runs_the_survey_with_the_agent(flows):
     assert s.events == [("hotline::survey", {
         "Hotline-Call-ID": "call-1", "Hotline-Queue": f"billing@{CITY}",
         "Hotline-Agent": f"1001@{CITY}", "Hotline-Score": "4"})]
+
+
+# --- outbound routes: the rendered context has a way out -----------------------------------
+
+def test_rendered_tenant_context_routes_external_numbers_out_and_keeps_internal_ones(rendered):
+    ctx = ET.fromstring(rendered["dialplan/hotline.cityutil.cn.xml"]).find("context")
+    names = [e.get("name") for e in ctx.findall("extension")]
+    assert names[-2:] == ["outbound_mobiles", "outbound_landlines"]  # after every internal one
+    out = hunt(ctx, "13900000064", {})
+    assert out.get("name") == "outbound_mobiles"
+    acts = [(a.get("application"), a.get("data")) for a in out.iter("action")]
+    assert ("set", "effective_caller_id_number=96116") in acts
+    assert ("set", "effective_caller_id_name=City Water and Gas") in acts
+    assert acts[-1] == ("bridge", "sofia/gateway/cityutil_trunk/${destination_number}")
+    assert hunt(ctx, "02163001234", {}).get("name") == "outbound_landlines"
+    # a desk phone and a queue number still reach their own extensions
+    assert hunt(ctx, "2002", {}).get("name") == "agent_2002"
+    with pytest.raises(AssertionError, match="no extension"):
+        hunt(ctx, "12345", {})  # no route takes it: the switch says NO_ROUTE_DESTINATION
+
+
+def test_rendered_transfer_action_leaves_through_the_tenants_routes():
+    import dataclasses
+
+    from factories import city_tenant
+
+    from daemon.definition.model import Action, ActionKind, CallCenter, OutboundRoute, Rule
+    from daemon.definition.render import render_files
+
+    t = city_tenant()
+    number = dataclasses.replace(t.numbers[0], rules=(
+        Rule("out", Action(ActionKind.TRANSFER, "13800138000")),))
+    routed = dataclasses.replace(t, numbers=(number,), outbound_routes=(
+        OutboundRoute("pstn", r"^1\d{10}$", gateway="trunk"),))
+    for tenant, context in ((routed, CITY), (dataclasses.replace(routed, outbound_routes=()),
+                                            "default")):
+        ctx = ET.fromstring(render_files(CallCenter((tenant,)))[f"dialplan/{CITY}.xml"])
+        acts = [(a.get("application"), a.get("data")) for a in ctx.iter("action")]
+        assert ("transfer", f"13800138000 XML {context}") in acts
+
+
+def test_example_conference_profiles_do_not_clash_with_the_stock_ones(rendered):
+    # the stock conference.conf.xml of FreeSWITCH 1.10 has these; mod_conference takes the
+    # first profile of a name, so the example must not render one of them
+    stock = {"default", "wideband", "ultrawideband", "cdquality", "sla", "video-mcu-stereo",
+             "video-mcu-stereo-320", "video-mcu-stereo-480", "video-mcu-stereo-720"}
+    root = ET.fromstring(rendered["conference_profiles/hotline.xml"])
+    assert {p.get("name") for p in root.findall("profile")} == {"hotline"}
+    assert not {p.get("name") for p in root.findall("profile")} & stock

@@ -25,21 +25,22 @@ def eavesdrop_vars(s):
     return {c[1]: c[2] for c in s.calls if c[0] == "set"}
 
 
-@pytest.mark.parametrize("mode, to_agent, to_caller", [
+# eavesdrop on the agent's leg: whisper_aleg is heard by the caller, whisper_bleg by the agent
+@pytest.mark.parametrize("mode, to_caller, to_agent", [
     ("listen", "false", "false"),
-    ("whisper", "true", "false"),
+    ("whisper", "false", "true"),
     ("barge", "true", "true"),
 ])
-def test_supervise_eavesdrops_on_the_agents_call_leg_in_each_mode(data_file, mode, to_agent,
-                                                                  to_caller):
+def test_supervise_eavesdrops_on_the_agents_call_leg_in_each_mode(data_file, mode, to_caller,
+                                                                  to_agent):
     s = RecordingSession(phone(data_file), replies=ON_CALL)
     supervise(s, f"{mode} 1001")
     assert s.commands == ["callcenter_config agent get uuid 1001@hotline.test",
                           "uuid_exists agent-leg-1"]
     assert eavesdrop_vars(s) == {
         "eavesdrop_enable_dtmf": "true", "eavesdrop_bridge_aleg": "true",
-        "eavesdrop_bridge_bleg": "true", "eavesdrop_whisper_aleg": to_agent,
-        "eavesdrop_whisper_bleg": to_caller}
+        "eavesdrop_bridge_bleg": "true", "eavesdrop_whisper_aleg": to_caller,
+        "eavesdrop_whisper_bleg": to_agent}
     assert ("execute", "eavesdrop", "agent-leg-1") in s.calls
     assert s.order("set", "execute")[-1][0] == "execute"  # variables set before eavesdrop starts
     assert s.hung_up

@@ -97,3 +97,72 @@ def test_the_daemons_lamp_worker_never_waits_and_sends_only_the_newest_status(pe
     worker.close()  # sends what is pending, then stops
     assert [(e["from"], e["status"]) for e in peer.events_sent()] == [
         ("1001@hotline.test", "Logged Out")]
+
+
+# --- a phone subscribes to a lamp: mod_sofia's PRESENCE_PROBE ------------------------------
+
+def sofia_probe(to: str, proto: str = "agent") -> dict[str, str]:
+    """The headers mod_sofia 1.10 gives the probe of a SUBSCRIBE to ``<proto>+<user>@<host>``
+    (sofia_presence.c, sofia_presence_handle_sip_i_subscribe)."""
+    return {"Event-Name": "PRESENCE_PROBE", "proto": proto, "login": "internal",
+            "sip_profile": "internal", "from": "1003@hotline.test", "to": to,
+            "proto-specific-event-name": "dialog", "expires": "3600",
+            "event_type": "presence", "alt_event_type": "dialog", "sub-call-id": "abc@10.0.0.3"}
+
+
+def test_probed_agent_reads_the_lamp_a_phone_subscribed_to():
+    from daemon.switch.presence import probed_agent
+
+    assert probed_agent("agent", "agent+1001@hotline.test") == "1001@hotline.test"
+    assert probed_agent("sip", "1001@hotline.test") is None  # a plain BLF on an extension
+    assert probed_agent("agent", "agent+@hotline.test") is None
+    assert probed_agent("agent", "agent+1001") is None
+
+
+def test_a_phone_subscribing_after_a_reboot_gets_the_agents_current_lamp(peer, conn):
+    from daemon.switch.presence import PresenceWorker
+
+    worker = PresenceWorker(PresencePublisher([conn.command]))
+    worker.apply([change("1002@hotline.test", status="On Break", reason="lunch")])
+    worker.start()
+    try:
+        from tests.test_daemon import wait_for
+
+        wait_for(lambda: len(peer.events_sent()) == 1, what="the lamp")
+        # the lamp was sent once; the phone reboots and subscribes again
+        probe = sofia_probe("agent+1002@hotline.test")
+        assert worker.probe(probe["proto"], probe["to"])
+        # unknown agents and other lamps are left to mod_sofia
+        assert not worker.probe("agent", "agent+9999@hotline.test")
+        assert not worker.probe("sip", "1002@hotline.test")
+    finally:
+        worker.close()
+    assert [(e["from"], e["answer-state"], e["status"]) for e in peer.events_sent()] == [
+        ("1002@hotline.test", "early", "On Break"), ("1002@hotline.test", "early", "On Break")]
+
+
+def test_the_daemon_answers_a_presence_probe_from_the_switch(peer):
+    import gevent
+
+    from daemon.switch.presence import PresenceWorker
+    from tests.test_daemon import Recorder, make_service, node_of, wait_for
+
+    with RecordingPeer() as lamps:
+        lamps.script("sendevent", "+OK x")
+        with EslConnection(lamps.host, lamps.port, lamps.password) as lamp_conn:
+            worker = PresenceWorker(PresencePublisher([lamp_conn.command]))
+            worker.publish_all({"1001@hotline.test": {"status": "Available"}})
+            rec = Recorder()
+            service = make_service([node_of(peer)], rec, presence=worker)
+            runner = gevent.spawn(service.run)
+            try:
+                peer.wait_subscribed()
+                assert "PRESENCE_PROBE" in peer.wait_subscribed().events
+                wait_for(lambda: len(lamps.events_sent()) == 1, what="the snapshot lamp")
+                peer.send_event(sofia_probe("agent+1001@hotline.test"))
+                wait_for(lambda: len(lamps.events_sent()) == 2, what="the probe's answer")
+            finally:
+                service.stop()
+                runner.join(5)
+            answer = lamps.events_sent()[-1]
+            assert (answer["from"], answer["answer-state"]) == ("1001@hotline.test", "confirmed")

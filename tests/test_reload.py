@@ -62,7 +62,7 @@ def sent(peer: EslPeer) -> list[str]:
         if not c.startswith("api "):
             continue
         c = c[4:]
-        if " list" in c or " get " in c or c.startswith("global_getvar "):
+        if " list" in c or " get " in c or c.startswith(("global_getvar ", "show ")):  # reads
             continue
         out.append(c)
     return out

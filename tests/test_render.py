@@ -59,7 +59,7 @@ def test_render_writes_the_freeswitch_conf_tree(out: Path) -> None:
                    if p.is_file() and p.parent.name != "scripts" and "hotline_fs" not in p.parts)
     assert files == [
         "autoload_configs/callcenter.conf.xml", "autoload_configs/conference.conf.xml",
-        "autoload_configs/ivr.conf.xml",
+        "autoload_configs/ivr.conf.xml", "conference_profiles/hotline.xml",
         f"dialplan/{CITY}.xml", f"dialplan/{DEMO}.xml",
         f"dialplan/public/{CITY}.xml", f"dialplan/public/{DEMO}.xml",
         f"directory/{CITY}.xml", f"directory/{DEMO}.xml",
@@ -179,24 +179,27 @@ def test_queue_entry_sets_cc_and_hotline_variables_for_announce_survey_callback(
     assert ("set", f"hotline_queue=billing@{CITY}") in acts
     assert ("set", f"hotline_tenant={CITY}") in acts
     assert ("set", "hotline_announce_agent=true") in acts
-    assert ("set", "execute_on_answer=python hotline_announce \\${cc_agent}") in acts
-    export = "domain_name,hotline_tenant,hotline_queue,hotline_announce_agent,execute_on_answer"
-    assert ("set", f"cc_export_vars={export}") in acts
+    # the announcement runs on the caller's leg inside the bridge, nothing on the agent's leg
+    assert ("set", "bridge_pre_execute_app=python") in acts
+    assert ("set", "bridge_pre_execute_data=hotline_announce") in acts
+    assert not any(d and "execute_on_answer" in d for _, d in acts)
+    assert ("set", "cc_export_vars=domain_name,hotline_tenant,hotline_queue") in acts
     assert ("set", "hangup_after_bridge=false") in acts  # survey: the caller stays
     assert ("set", f"transfer_after_bridge=hotline-qexit-billing:XML:{CITY}") in acts
+    # the key: the variable one second before the offer, then a break that starts the next
+    # music round (which reads it); the tasks are deleted when the caller leaves the queue
     arm = "${sched_api(+90 ${uuid} uuid_setvar ${uuid} cc_exit_keys *)}"
-    assert ("set", f"hotline_callback_task={arm}") in acts
-    # mod_callcenter re-reads cc_exit_keys only when its music playback returns: a playback
-    # timeout restarts the endless local_stream so the key armed at 90 s is noticed; it is
-    # lifted as soon as the caller leaves the queue, so later prompts play in full
-    poll = acts.index(("set", "playback_timeout_sec=5"))
+    brk = "${sched_api(+90 ${uuid} uuid_break ${uuid})}"
+    assert acts.index(("set", f"hotline_callback_arm={arm}")) < acts.index(
+        ("set", f"hotline_callback_task={brk}"))
     queue_at = acts.index(("callcenter", f"billing@{CITY}"))
-    assert poll < queue_at and acts[queue_at + 1] == ("unset", "playback_timeout_sec")
+    assert acts[queue_at + 1] == ("set", "hotline_callback_task=${sched_del(${uuid})}")
+    assert ("unset", "cc_exit_keys") in acts[:queue_at]  # nothing armed before the offer
+    assert not any(d and "playback_timeout_sec" in d for _, d in acts)
     answered = extension(ctx, "queue_billing_answered")
-    assert actions(answered)[0] == ("unset", "playback_timeout_sec")
     conds = answered.findall("condition")
     assert conds[1].get("field") == "${cc_cause}" and conds[1].get("expression") == "^answered$"
-    assert ("python", f"hotline_survey billing@{CITY}") in actions(answered)
+    assert actions(answered)[0] == ("python", f"hotline_survey billing@{CITY}")
     callback = extension(ctx, "queue_billing_callback")
     assert callback.findall("condition")[1].get("field") == "${cc_exit_key}"
     assert actions(callback)[0] == ("python", f"hotline_callback billing@{CITY}")
@@ -209,9 +212,11 @@ def test_queue_entry_sets_cc_and_hotline_variables_for_announce_survey_callback(
     assert ("set", "hangup_after_bridge=true") in plain
     # hotline_announce still runs (it remembers the call for *28) but stays silent
     assert ("set", "hotline_announce_agent=false") in plain
+    assert ("set", "bridge_pre_execute_data=hotline_announce") in plain
     assert not any(d and d.startswith("transfer_after_bridge") for _, d in plain)
-    assert not any(d and "cc_exit_keys" in d for _, d in plain)
-    assert not any(d and "playback_timeout_sec" in d for _, d in plain)
+    # no offer: a key an earlier queue of the call armed is taken away
+    assert ("unset", "cc_exit_keys") in plain
+    assert not any(d and ("cc_exit_keys=" in d or "sched_" in d) for _, d in plain)
 
 
 def test_holiday_closure_and_lunch_break_become_time_conditions(out: Path) -> None:
@@ -247,6 +252,14 @@ def test_holiday_closure_and_lunch_break_become_time_conditions(out: Path) -> No
     setup = extension(ctx, "hotline_numbers_setup")
     tz = next(a for a in setup.iter("action") if a.get("data") == "timezone=Asia/Shanghai")
     assert tz.get("inline") == "true"  # set before the time conditions are evaluated
+    # a site-wide tod_tz_offset (a number) would win over timezone in mod_dialplan_xml and
+    # shift every schedule: the tenant's numbers set a non-number, inline, before them
+    off = next(a for a in setup.iter("action") if (a.get("data") or "").startswith("tod_tz"))
+    assert off.get("data") == "tod_tz_offset=none" and off.get("inline") == "true"
+    assert not off.get("data").split("=")[1].lstrip("-").isdigit()
+    names = [e.get("name") for e in ctx.findall("extension")]
+    assert names.index("hotline_numbers_setup") < min(
+        i for i, n in enumerate(names) if n.startswith("sched_"))
 
 
 def test_caller_pattern_rule_comes_first(out: Path) -> None:
@@ -310,6 +323,13 @@ def test_conference_room_pin_limits_and_profile(out: Path) -> None:
     assert ("conference", f"3001@{DEMO}@hotline") in demo  # exactly the capture switch
     conf = parse(out, "autoload_configs/conference.conf.xml")
     assert [p.get("name") for p in conf.findall("profiles/profile")] == ["hotline"]
+    # the same profiles as a fragment to include inside a stock conference.conf's <profiles>
+    fragment = parse(out, "conference_profiles/hotline.xml")
+    assert fragment.tag == "include"
+    assert [(p.get("name"), [(x.get("name"), x.get("value")) for x in p.findall("param")])
+            for p in fragment.findall("profile")] == [
+        (p.get("name"), [(x.get("name"), x.get("value")) for x in p.findall("param")])
+        for p in conf.findall("profiles/profile")]
 
 
 def test_public_context_hands_dids_to_the_tenant_context(out: Path) -> None:

@@ -245,9 +245,9 @@ def test_cli_render_example_writes_and_lists_files(tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(hotline, ["render", str(REPO / "config"), "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    # 11 XML files and the data file, plus the desk-phone scripts it ships beside them
+    # 12 XML files and the data file, plus the desk-phone scripts it ships beside them
     scripts = len(list((REPO / "fs_scripts").rglob("*.py")))
-    assert res.output.startswith(f"wrote {12 + scripts} files to {tmp_path}:")
+    assert res.output.startswith(f"wrote {13 + scripts} files to {tmp_path}:")
     assert "  dialplan/hotline.test.xml" in res.output.splitlines()
     assert "  scripts/hotline_login.py" in res.output.splitlines()
     assert (tmp_path / "autoload_configs/callcenter.conf.xml").is_file()

@@ -41,13 +41,14 @@ _DAY_INDEX = {d: i for i, d in enumerate(m.WEEKDAYS)}
 
 TENANT_SINGLE = ("name", "domain", "timezone", "language", "feature_codes")
 TENANT_COLLECTIONS = ("numbers", "schedules", "ivr_menus", "queues", "agents", "teams",
-                      "skills", "conferences", "break_reasons", "dispositions")
+                      "skills", "conferences", "break_reasons", "dispositions",
+                      "outbound_routes")
 TENANT_LISTS = ("costs",)
 TENANT_KEYS = TENANT_SINGLE + TENANT_COLLECTIONS + TENANT_LISTS
 _SINGULAR = {"numbers": "number", "schedules": "schedule", "ivr_menus": "IVR menu",
              "queues": "queue", "agents": "agent", "teams": "team", "skills": "skill",
              "conferences": "conference room", "break_reasons": "break reason",
-             "dispositions": "disposition"}
+             "dispositions": "disposition", "outbound_routes": "outbound route"}
 ACTION_KINDS = ("ivr", "queue", "agent", "extension", "voicemail", "conference", "playback",
                 "transfer", "callback", "survey", "hangup")
 FEATURE_KEYS = {"login": "login", "logout": "logout", "toggle": "toggle", "break": "break_",
@@ -185,6 +186,8 @@ class _TenantBuilder:
         dispositions = tuple(d for d in (self._disposition(e)
                                          for e in self.coll["dispositions"].values()) if d)
         costs = self._costs()
+        routes = tuple(x for x in (self._route(e)
+                                   for e in self.coll["outbound_routes"].values()) if x)
         codes = self._single("feature_codes", self._feature_codes, m.FeatureCodes())
 
         if _BAD in (domain, timezone, language, name, codes) or domain is None \
@@ -205,7 +208,7 @@ class _TenantBuilder:
             numbers=self.numbers, schedules=self.schedules, ivr_menus=self.menus,
             queues=self.queues, agents=self.agents, teams=self.teams, skills=self.skills,
             conferences=self.conferences, feature_codes=codes, break_reasons=breaks,
-            dispositions=dispositions, costs=costs, src=self.src,
+            dispositions=dispositions, costs=costs, src=self.src, outbound_routes=routes,
         )
         _check_tenant(r, tenant, self)
         return tenant
@@ -554,14 +557,25 @@ class _TenantBuilder:
         r = self.r
         if node.kind == "scalar" and isinstance(node.value, bool):
             return m.CallbackOffer(enabled=node.value)
-        body = r.mapping(node, what, ("enabled", "after_s", "exit_key"))
+        body = r.mapping(node, what, ("enabled", "after_s", "exit_key", "prompt"))
         if body is None:
             return None
         got = self._fields(body, what, {
             "enabled": r.boolean, "after_s": lambda n, w: r.integer(n, w, 0, 86400),
-            "exit_key": lambda n, w: r.digits(n, w, 1)})
+            "exit_key": lambda n, w: r.digits(n, w, 1), "prompt": self._sound})
         got.setdefault("enabled", True)
         return m.CallbackOffer(**got)
+
+    def _sound(self, node: YNode, what: str) -> Any:
+        """A sound path or URL that is handed to an API command as one argument."""
+        value = self.r.text(node, what)
+        if value is _BAD:
+            return _BAD
+        if not value or any(c.isspace() for c in value):
+            self.r.error(node.src, f"{what} is '{value}', but a sound path must be one word "
+                                   "(no spaces).")
+            return _BAD
+        return value
 
     def _tier(self, node: YNode, what: str, per_level: dict[int, int]) -> m.Tier | None:
         r = self.r
@@ -686,6 +700,70 @@ class _TenantBuilder:
         if code is _BAD or name is _BAD:
             return None
         return m.Disposition(code, name, resolved, e.src)
+
+    def _route(self, e: _Entry) -> m.OutboundRoute | None:
+        r = self.r
+        what = f"outbound route '{e.id}'"
+        if r.ident(YNode("scalar", e.src, e.id, raw=e.id), "outbound route name") is _BAD:
+            return None
+        simple: dict[str, Callable[[YNode, str], Any]] = {
+            "pattern": self._regex, "gateway": r.ident, "dial_string": self._dial_string,
+            "prefix": self._dial_prefix, "caller_id_number": r.phone_number,
+            "caller_id_name": self._caller_name}
+        body = r.mapping(e.node, what, tuple(simple))
+        if body is None:
+            return None
+        got = self._fields(body, what, simple)
+        if len(got) < len(body):  # a field was refused (said so already)
+            return None
+        if ("gateway" in got) == ("dial_string" in got):
+            r.error(e.src, f"{what} needs either a 'gateway' (sofia/gateway/<name>/<number>) "
+                           f"or a 'dial_string' with {{number}}, not "
+                           f"{'both' if 'gateway' in got else 'neither'}.")
+            return None
+        return m.OutboundRoute(name=e.id, src=e.src, **got)
+
+    def _regex(self, node: YNode, what: str) -> Any:
+        pat = self.r.text(node, what)
+        if pat is _BAD:
+            return _BAD
+        try:
+            re.compile(pat)
+        except re.error as exc:
+            self.r.error(node.src, f"{what} '{pat}' is not a valid regular expression: "
+                                   f"{exc.msg}.")
+            return _BAD
+        return pat
+
+    def _dial_string(self, node: YNode, what: str) -> Any:
+        value = self.r.text(node, what)
+        if value is _BAD:
+            return _BAD
+        if "{number}" not in value or any(c.isspace() or c in "{}," for c in
+                                          value.replace("{number}", "")):
+            self.r.error(node.src, f"{what} is '{value}', but it must be one FreeSWITCH "
+                                   "endpoint with {number} where the number goes (e.g. "
+                                   "sofia/internal/{number}@10.0.0.5), without spaces, "
+                                   "commas or other braces.")
+            return _BAD
+        return value
+
+    def _dial_prefix(self, node: YNode, what: str) -> Any:
+        value = self.r.text(node, what)
+        if value is not _BAD and not re.fullmatch(r"\+?[0-9*#]{0,16}", value):
+            self.r.error(node.src, f"{what} is '{value}', but it must be up to 16 digits "
+                                   "(0-9, * or #), optionally after a '+'.")
+            return _BAD
+        return value
+
+    def _caller_name(self, node: YNode, what: str) -> Any:
+        value = self.r.text(node, what)
+        # it goes into an originate variables block and a dialplan set: keep it one plain value
+        if value is not _BAD and (not value or any(c in value for c in ",{}'\"\n\r")):
+            self.r.error(node.src, f"{what} is '{value}', but it must not be empty nor hold "
+                                   "commas, braces, quotes or line breaks.")
+            return _BAD
+        return value
 
     def _costs(self) -> tuple[m.Cost, ...]:
         r = self.r

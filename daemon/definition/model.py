@@ -184,6 +184,8 @@ class CallbackOffer:
     enabled: bool = False
     after_s: int = 90  # offered once the caller has waited this long
     exit_key: str = "*"
+    # played to the waiting caller at after_s, the moment the key is honoured ("press * ...")
+    prompt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,11 @@ class Tenant:
     costs: tuple[Cost, ...] = ()
     src: Source = NOWHERE
     name: str = ""  # display name (defaults to the id when loaded from YAML)
+    outbound_routes: tuple["OutboundRoute", ...] = ()  # in priority order
+
+    def outbound_route(self, number: str) -> "OutboundRoute | None":
+        """The first route that takes ``number`` (None: the tenant cannot call it)."""
+        return next((r for r in self.outbound_routes if r.matches(number)), None)
 
     def queue(self, queue_id: str) -> Queue | None:
         return next((q for q in self.queues if q.id == queue_id), None)
@@ -349,6 +356,38 @@ class Tenant:
     def qualified(self, local_id: str) -> str:
         """``billing`` → ``billing@domain`` (mod_callcenter's queue/agent names)."""
         return f"{local_id}@{self.domain}"
+
+
+@dataclass(frozen=True)
+class OutboundRoute:
+    """A way out of the tenant for numbers matching ``pattern`` (first matching route wins).
+
+    The endpoint is ``sofia/gateway/<gateway>/<prefix><number>``, or ``dial_string`` with
+    ``{number}`` replaced by ``<prefix><number>`` (any FreeSWITCH endpoint, e.g.
+    ``sofia/internal/{number}@10.0.0.5``). Used by the rendered tenant context (transfer
+    actions, desk phones dialing out) and by the callback dialer for the customer's leg.
+    """
+
+    name: str
+    pattern: str = r"^\+?[0-9]+$"  # a regular expression the dialed number must match
+    gateway: str | None = None
+    dial_string: str | None = None
+    prefix: str = ""
+    caller_id_number: str | None = None
+    caller_id_name: str | None = None
+    src: Source = NOWHERE
+
+    def matches(self, number: str) -> bool:
+        import re
+
+        return re.search(self.pattern, number) is not None
+
+    def endpoint(self, number: str) -> str:
+        """The dial string for ``number`` (no variables block)."""
+        dialed = f"{self.prefix}{number}"
+        if self.dial_string is not None:
+            return self.dial_string.replace("{number}", dialed)
+        return f"sofia/gateway/{self.gateway}/{dialed}"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@
     directory/<domain>.xml              one user per agent desk phone
     autoload_configs/callcenter.conf.xml  queues, agents, tiers of every tenant
     autoload_configs/conference.conf.xml  conference profiles
+    conference_profiles/hotline.xml     the same profiles, to include into a stock conference.conf
     autoload_configs/ivr.conf.xml       the include of ivr_menus/
     scripts/hotline_data.json           PINs, break reasons, dispositions for fs_scripts
     scripts/hotline_*.py, scripts/hotline_fs/  the fs_scripts themselves, copied unchanged
@@ -179,12 +180,55 @@ def caller_regex(patterns: Sequence[str]) -> str:
     return "|".join(f"(?:{p})" for p in patterns)
 
 
-CALLBACK_KEY_POLL_S = 5  # how late an armed callback key may be noticed, at most
+TOD_TZ_OFFSET_OFF = "none"  # not a number: time conditions use the channel's timezone
+CONFERENCE_PROFILES = "conference_profiles/hotline.xml"  # for an include inside <profiles>
+ANNOUNCE_MODULE = "hotline_announce"  # fs_scripts entry run on the caller's leg at the bridge
+# what the agent's leg gets from the caller's (mod_callcenter's cc_export_vars)
+AGENT_LEG_EXPORTS = ("domain_name", "hotline_tenant", "hotline_queue")
+# the key tasks of a call are scheduled in the group named by the caller's uuid (they die
+# with the channel); leaving the queue deletes them
+CALLBACK_KEY_DISARM = "${sched_del(${uuid})}"
 
 
 def arms_key_later(q: Queue) -> bool:
     """The queue's callback key is armed only after the caller has waited a while."""
     return q.callback.enabled and q.callback.after_s > 0
+
+
+def sound_path(sound: str) -> str:
+    """A sound for an API command (uuid_displace): those resolve a relative path against
+    the switch's base dir, not its sounds dir, so a relative one is made absolute."""
+    if "://" in sound or sound.startswith(("/", "$")):
+        return sound
+    return f"$${{sounds_dir}}/{sound}"
+
+
+def exit_key_schedule(q: Queue) -> list[tuple[int, str]]:
+    """(seconds after the join, API command with the placeholder ``{uuid}`` for the call)
+    that offer the queue's key.
+
+    mod_callcenter's callcenter loop reads ``cc_exit_keys`` once per music-on-hold round
+    (callcenter_function: ``ht.exit_keys = switch_channel_get_variable(...)`` before
+    ``switch_ivr_play_file``); a key pressed during a round that began without it is
+    dropped by ``moh_on_dtmf``, and ``local_stream`` music never ends by itself. So:
+
+    * ``uuid_setvar <call> cc_exit_keys <key>``;
+    * ``uuid_break <call>``: CF_BREAK ends the current round (``switch_ivr_play_file``
+      returns SWITCH_STATUS_BREAK; no digit, so no exit), the loop starts the next round
+      at once and that round reads the key: from here on every press is honoured;
+    * with a prompt, ``uuid_displace <call> start <prompt> 0`` plays the offer over the
+      music - only once the key works.
+
+    All at ``after_s``, in this order: switch_scheduler.c appends each task to its list
+    and one pass runs every due task in list order, inline (sched_api without ``&``), so
+    tasks of the same second run in the order they were scheduled.
+    """
+    cb = q.callback
+    steps = [(cb.after_s, f"uuid_setvar {{uuid}} cc_exit_keys {cb.exit_key}"),
+             (cb.after_s, "uuid_break {uuid}")]
+    if cb.prompt:
+        steps.append((cb.after_s, f"uuid_displace {{uuid}} start {sound_path(cb.prompt)} 0"))
+    return steps
 
 
 def describe_action(tenant: Tenant, action: Action | None) -> str:
@@ -273,9 +317,11 @@ class _TenantRender:
             out += [("answer", None, False), ("playback", action.prompt or target, False),
                     ("hangup", "NORMAL_CLEARING", False)]
         elif k == ActionKind.TRANSFER:
-            # external numbers leave the tenant through the stock "default" context's
-            # outbound routes (gateways are site configuration, not call-center model)
-            out.append(("transfer", f"{target} XML default", False))
+            # external numbers leave through the tenant's own outbound routes (the last
+            # section of its context); a tenant without any hands them to the stock
+            # "default" context, where a site may route them by hand
+            out.append(("transfer", f"{target} XML "
+                        f"{self.ctx if self.t.outbound_routes else 'default'}", False))
         elif k == ActionKind.CALLBACK:
             q = self.qualified(target)
             # not a queue's exit key (no cc_exit_key): tell hotline_callback it was asked for
@@ -320,8 +366,10 @@ class _TenantRender:
             self.conference_section(),
             self.feature_section(),
         ]
-        # last: the action destinations the sections above asked for
+        # then: the action destinations the sections above asked for
         sections.append(self.action_section())
+        # last, so every internal number above wins over a route's pattern
+        sections.append(self.outbound_section())
         # tuples for the template: unpacked in for-loops, no attribute lookups per row
         return {"tenant": t.id, "domain": t.domain, "context": xml_text(t.domain),
                 "timezone": t.timezone,
@@ -335,6 +383,10 @@ class _TenantRender:
             dids = [n.did for n in t.numbers]
             setup = self.tenant_vars() + [
                 ("set", f"timezone={t.timezone}", True),
+                # mod_dialplan_xml prefers a numeric tod_tz_offset (a channel variable, or
+                # a site-wide global it falls back to) over timezone: a non-number makes it
+                # use the tenant's zone (check_tz in mod_dialplan_xml.c)
+                ("set", f"tod_tz_offset={TOD_TZ_OFFSET_OFF}", True),
                 ("set", "hotline_number=${destination_number}", False),
             ]
             exts.append(ext("hotline_numbers_setup", [cond_field("destination_number",
@@ -407,8 +459,6 @@ class _TenantRender:
     def queue_exts(self, q: Queue) -> list[dict[str, Any]]:
         qn = self.qualified(q.id)
         exit_dest = queue_exit_dest(q.id)
-        export = ["domain_name", "hotline_tenant", "hotline_queue", "hotline_announce_agent",
-                  "execute_on_answer"]
         acts: list[Step] = [("answer", None, False)] + self.tenant_vars()
         acts.append(("set", f"hotline_queue={qn}", False))
         if q.survey:
@@ -417,30 +467,24 @@ class _TenantRender:
                      ("set", f"transfer_after_bridge={exit_dest}:XML:{self.ctx}", False)]
         else:
             acts.append(("set", "hangup_after_bridge=true", False))
-        # hotline_announce runs on the agent leg when the agent answers (cc_export_vars copies
-        # these to it; \$ keeps ${cc_agent} unexpanded until then). It always remembers the
-        # call for the disposition code, and tells the caller the agent's id when asked to.
+        # hotline_announce runs on the caller's leg inside the bridge to the agent, once the
+        # bridge is up (switch_ivr_bridge.c runs bridge_pre_execute_app there): nothing runs
+        # on the agent's leg, so mod_callcenter bridges as soon as the phone answers. It
+        # remembers the call for *28, stops the callback key tasks and - unless
+        # hotline_announce_agent=false - tells the caller the agent's id. Plain words only:
+        # a ${...} here would be expanded by "set" now, not at the bridge.
         acts += [("set", f"hotline_announce_agent={_bool(q.announce_agent_id)}", False),
-                 ("set", "execute_on_answer=python hotline_announce \\${cc_agent}", False)]
-        acts.append(("set", f"cc_export_vars={','.join(export)}", False))
-        if q.callback.enabled:
-            key = q.callback.exit_key
-            if q.callback.after_s <= 0:
-                acts.append(("set", f"cc_exit_keys={key}", False))
-            else:
-                # arm the key after_s seconds in (the task dies with the channel: group =
-                # its uuid). mod_callcenter reads cc_exit_keys again only when its music
-                # playback returns, and local_stream music never ends by itself: a playback
-                # timeout restarts it every few seconds so the armed key is noticed.
-                arm = (f"${{sched_api(+{q.callback.after_s} ${{uuid}} uuid_setvar ${{uuid}} "
-                       f"cc_exit_keys {key})}}")
-                acts += [("set", f"hotline_callback_task={arm}", False),
-                         ("set", f"playback_timeout_sec={CALLBACK_KEY_POLL_S}", False)]
+                 ("set", "bridge_pre_execute_app=python", False),
+                 ("set", f"bridge_pre_execute_data={ANNOUNCE_MODULE}", False),
+                 ("set", f"cc_export_vars={','.join(AGENT_LEG_EXPORTS)}", False)]
+        acts += self.exit_key_steps(q)
         # mod_callcenter sets cc_exit_key but never clears it: a key pressed in an earlier
         # queue must not read as a callback request when this queue ends
         acts += [("unset", "cc_exit_key", False), ("callcenter", qn, False)]
-        if arms_key_later(q):  # later prompts (fallback, callback) play in full
-            acts.append(("unset", "playback_timeout_sec", False))
+        if arms_key_later(q):
+            # left the queue unanswered (timeout, key, no agent): the key tasks must not fire
+            # into the fallback's prompts or the next queue
+            acts.append(("set", f"hotline_callback_task={CALLBACK_KEY_DISARM}", False))
         acts.append(self.transfer(exit_dest))
         desc = [f"strategy {q.strategy}"]
         if q.max_wait_s:
@@ -457,8 +501,6 @@ class _TenantRender:
         if q.survey:
             answered = [("python", f"hotline_survey {qn}", False),
                         ("hangup", "NORMAL_CLEARING", False)]
-            if arms_key_later(q):  # transfer_after_bridge skips the unset after callcenter
-                answered.insert(0, ("unset", "playback_timeout_sec", False))
         exts.append(ext(f"queue_{slug(q.id)}_answered", [
             cond_field("destination_number", exact(exit_dest), []),
             cond_field("${cc_cause}", "^answered$", answered)],
@@ -475,6 +517,20 @@ class _TenantRender:
             "destination_number", exact(exit_dest), self.steps(q.on_timeout))],
             comment=f"queue {qn}: timeout / no agent -> {describe_action(self.t, q.on_timeout)}"))
         return exts
+
+    def exit_key_steps(self, q: Queue) -> list[Step]:
+        """Arm the queue's callback key (see ``exit_key_schedule``); clear a key an earlier
+        queue of the call left armed (cc_exit_keys stays on the channel)."""
+        if not q.callback.enabled:
+            return [("unset", "cc_exit_keys", False)]
+        if q.callback.after_s <= 0:
+            return [("set", f"cc_exit_keys={q.callback.exit_key}", False)]
+        steps: list[Step] = [("unset", "cc_exit_keys", False)]
+        names = ("hotline_callback_arm", "hotline_callback_task", "hotline_callback_offer")
+        for name, (at, cmd) in zip(names, exit_key_schedule(q)):
+            api = cmd.replace("{uuid}", "${uuid}")
+            steps.append(("set", f"{name}=${{sched_api(+{at} ${{uuid}} {api})}}", False))
+        return steps
 
     def agent_section(self) -> dict[str, Any]:
         exts = []
@@ -554,6 +610,25 @@ class _TenantRender:
                     comment=describe_action(self.t, action)))
         exts.sort(key=lambda e: e["name"])
         return {"comment": "Action destinations used by IVR options", "extensions": exts}
+
+    def outbound_section(self) -> dict[str, Any]:
+        exts = []
+        for route in self.t.outbound_routes:
+            acts: list[Step] = self.tenant_vars() + [
+                ("set", f"hotline_outbound_route={route.name}", False)]
+            if route.caller_id_number:
+                acts.append(("set", f"effective_caller_id_number={route.caller_id_number}",
+                             False))
+            if route.caller_id_name:
+                acts.append(("set", f"effective_caller_id_name={route.caller_id_name}", False))
+            acts += [("set", "hangup_after_bridge=true", False),
+                     ("bridge", route.endpoint("${destination_number}"), False)]
+            exts.append(ext(f"outbound_{slug(route.name)}", [cond_field(
+                "destination_number", route.pattern, acts)],
+                comment=f"outbound route {route.name}: numbers matching {route.pattern} "
+                        f"via {route.gateway and 'gateway ' + route.gateway or route.dial_string}"))
+        return {"comment": "Outbound routes (first match wins; internal numbers above win)",
+                "extensions": exts}
 
     # ---- IVR menus --------------------------------------------------------------------------
     def menus_view(self) -> dict[str, Any]:
@@ -847,6 +922,10 @@ def _render_files(center: CallCenter) -> dict[str, str]:
         "callcenter.conf.xml.j2").render(ctx=callcenter_view(center))
     files["autoload_configs/conference.conf.xml"] = env.get_template(
         "conference.conf.xml.j2").render(ctx=conference_view(center))
+    # the same profiles as a fragment, for sites that keep the stock conference.conf.xml
+    # and include Hotline's profiles inside its <profiles> (docs/RENDER.md)
+    files[CONFERENCE_PROFILES] = env.get_template("conference_profiles.xml.j2").render(
+        ctx=conference_view(center))
     files["autoload_configs/ivr.conf.xml"] = env.get_template("ivr.conf.xml.j2").render()
     files[DATA_FILE] = json.dumps(
         scripts_data(center), indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -29,6 +29,9 @@ SUPERVISE_MODES: dict[str, tuple[bool, bool]] = {  # mode -> (whisper to agent, 
 }
 
 
+NO_REPLY = "-err no reply"  # mod_event_socket's answer to an API command with empty output
+
+
 class ControlError(Exception):
     """A control request that cannot be done (unknown agent, not on a call, -ERR)."""
 
@@ -361,10 +364,14 @@ def supervise(conn: Switch, center: CallCenter, mode: str, agent: str, extension
         raise ControlError(f"unknown mode {mode!r} (listen|whisper|barge)")
     ref = resolve_agent(center, agent)
     name = ref.qualified
-    try:
-        leg = _value(checked(conn, f"callcenter_config agent get uuid {name}", timeout))
-    except SwitchError as exc:
-        raise ControlError(str(exc)) from None
+    reply = conn.api(f"callcenter_config agent get uuid {name}", timeout).strip()
+    # an agent without a call has an empty uuid, which mod_event_socket answers with
+    # "-ERR no reply" (it says so for every empty API result)
+    if reply.lower() == NO_REPLY:
+        raise ControlError(f"{name} is not on a call")
+    if reply.startswith(("-ERR", "-USAGE")):
+        raise ControlError(f"callcenter_config agent get uuid {name}: {reply.splitlines()[0]}")
+    leg = _value(reply)
     if not leg or conn.api(f"uuid_exists {leg}", timeout).strip() != "true":
         raise ControlError(f"{name} is not on a call")
     to_agent, to_caller = SUPERVISE_MODES[mode]
@@ -375,8 +382,11 @@ def supervise(conn: Switch, center: CallCenter, mode: str, agent: str, extension
         "eavesdrop_enable_dtmf=true",
         "eavesdrop_bridge_aleg=true",
         "eavesdrop_bridge_bleg=true",
-        f"eavesdrop_whisper_aleg={'true' if to_agent else 'false'}",
-        f"eavesdrop_whisper_bleg={'true' if to_caller else 'false'}",
+        # eavesdrop's media bug sits on the agent's leg: whisper_aleg mixes into what the
+        # switch reads from the agent's phone (heard by the caller), whisper_bleg into what
+        # it writes to the agent's phone (heard by the agent) - mod_dptools/switch_ivr_async.c
+        f"eavesdrop_whisper_aleg={'true' if to_caller else 'false'}",
+        f"eavesdrop_whisper_bleg={'true' if to_agent else 'false'}",
     ])
     cmd = f"originate {{{variables}}}user/{extension}@{ref.tenant.domain} &eavesdrop({leg})"
     reply = conn.api(cmd, ring_s + timeout).strip()

@@ -17,9 +17,11 @@ Flow
    the agent's phone first (``originate
    {...}user/EXT@domain &park()``; the agent's state is set to Idle meanwhile, so
    mod_callcenter offers it no queue call, and an ``api_hangup_hook`` on the agent's leg
-   sets it back to Waiting when that leg ends), then the customer (``originate
-   {...}loopback/NUMBER/<tenant context> &park()``: the tenant's dialplan routes the
-   number out), then ``uuid_bridge``.
+   sets it back to Waiting when that leg ends), then the customer through the tenant's
+   first outbound route that takes the number (``originate {...}sofia/gateway/GW/
+   <prefix>NUMBER &park()``, or the route's ``dial_string``; its caller id), then
+   ``uuid_bridge``. A number no route of the tenant takes fails at once (outcome
+   ``failed``, nobody rung): the switch would only answer NO_ROUTE_DESTINATION.
 4. The agent not answering does not count against the customer: the request goes back
    after ``agent_retry_s`` (at most ``max_agent_misses`` times). The customer not
    answering (or any failure after the agent answered) counts an attempt; attempts are
@@ -281,7 +283,7 @@ class CallbackDialer:
                  snapshot: Callable[[], Mapping[str, Any]], *, owner: str | None = None,
                  default_node: str = "", lock_ttl_ms: int = 15000, max_attempts: int = 3,
                  retry_base_s: int = 60, agent_retry_s: int = 15, max_agent_misses: int = 5,
-                 ring_s: int = 25, customer_dial: str = "loopback/{number}/{domain}",
+                 ring_s: int = 25, customer_dial: str | None = None,
                  stale_claim_s: int = 300, prefix: str = PREFIX,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = CallbackStore(redis_url, prefix)
@@ -296,6 +298,8 @@ class CallbackDialer:
         self.agent_retry_s = agent_retry_s
         self.max_agent_misses = max_agent_misses
         self.ring_s = ring_s
+        # a dial string with {number}/{domain} for every customer, instead of the tenants'
+        # outbound routes (a test switch's loopback)
         self.customer_dial = customer_dial
         self.stale_claim_s = stale_claim_s
         self.clock = clock
@@ -368,8 +372,29 @@ class CallbackDialer:
             raise ValueError(f"agent {agent} is not in the configuration")
         return tenant, model_agent.extension
 
+    def customer_leg(self, tenant: Tenant, number: str) -> tuple[str, list[str]] | None:
+        """(endpoint, caller-id variables) that reach ``number`` from ``tenant``; None when
+        no outbound route of the tenant takes it."""
+        if self.customer_dial is not None:
+            return self.customer_dial.format(number=number, domain=tenant.domain), []
+        route = tenant.outbound_route(number)
+        if route is None:
+            return None
+        ids = [f"hotline_outbound_route={route.name}"]
+        if route.caller_id_number:
+            ids.append(f"origination_caller_id_number={route.caller_id_number}")
+        if route.caller_id_name:
+            ids.append(f"origination_caller_id_name={route.caller_id_name}")
+        return route.endpoint(number), ids
+
     def _dial(self, req: CallbackRequest, agent: str, now: int) -> dict[str, Any]:
         tenant, ext = self._agent_ext(agent)
+        leg = self.customer_leg(tenant, req.number)
+        if leg is None:  # before ringing anyone (so no agent on the result): no retry can help
+            return self._final(req, "", req, "failed",
+                               f"no outbound route of tenant {tenant.id} takes {req.number} "
+                               "(outbound_routes in its YAML)")
+        dial, caller_ids = leg
         conn = self.connect(req.node or self.default_node)
         timeout = self.ring_s + 10
         # the live state may be a moment old: an agent mod_callcenter has just offered a
@@ -396,14 +421,13 @@ class CallbackDialer:
             conn.api(restore, 5)
             return self._agent_missed(req, agent, now, reply)
         agent_leg = reply[3:].strip()
-        customer_vars = ",".join([
-            f"hotline_callback_call_id={req.call_id}",
-            f"hotline_callback_queue={req.queue}",
-            f"origination_caller_id_number={ext}",
-            f"originate_timeout={self.ring_s}",
-            "hangup_after_bridge=true",
-        ])
-        dial = self.customer_dial.format(number=req.number, domain=tenant.domain)
+        # the route's caller id (the tenant's public number) wins over the agent's extension
+        variables = [f"hotline_callback_call_id={req.call_id}",
+                     f"hotline_callback_queue={req.queue}"]
+        if not any(v.startswith("origination_caller_id_number=") for v in caller_ids):
+            variables.append(f"origination_caller_id_number={ext}")
+        customer_vars = ",".join([*variables, *caller_ids, f"originate_timeout={self.ring_s}",
+                                  "hangup_after_bridge=true"])
         reply = _first(conn.api(f"originate {{{customer_vars}}}{dial} &park()", timeout))
         if not reply.startswith("+OK"):
             conn.api(f"uuid_kill {agent_leg}", 5)
@@ -458,11 +482,14 @@ class CallbackDialer:
     def _result(self, conn: Any, req: CallbackRequest, outcome: str, agent: str) -> None:
         from daemon.switch.control import fire_event
 
-        fire_event(conn, "hotline::callback", {
-            "Hotline-Action": "result", "Hotline-Outcome": outcome,
-            "Hotline-Call-ID": req.call_id, "Hotline-Queue": req.queue,
-            "Hotline-Number": req.number, "Hotline-Agent": agent,
-            "Hotline-Joined-MS": str(req.joined_ms), "Hotline-Attempts": str(req.attempts)})
+        headers = {"Hotline-Action": "result", "Hotline-Outcome": outcome,
+                   "Hotline-Call-ID": req.call_id, "Hotline-Queue": req.queue,
+                   "Hotline-Number": req.number, "Hotline-Agent": agent,
+                   "Hotline-Joined-MS": str(req.joined_ms),
+                   "Hotline-Attempts": str(req.attempts)}
+        if not agent:  # nobody was rung (no route): no agent header rather than an empty one
+            del headers["Hotline-Agent"]
+        fire_event(conn, "hotline::callback", headers)
         logger.info("callback call=%s outcome=%s attempts=%d", req.call_id, outcome, req.attempts)
 
     def run(self, stop: Any, interval_s: float = 2.0) -> None:

@@ -11,6 +11,12 @@ hands it the same :class:`daemon.engine.records.LiveChange` batches it gives ``d
 it sends one ``sendevent PRESENCE_IN`` per agent whose *status* changed, to every node
 (phones may be registered on any of them). ``publish_all`` lights every lamp after a
 (re)connect. Sending never raises into the daemon.
+
+A phone that subscribes to a lamp (after a reboot, or its subscription expired) makes
+mod_sofia fire ``PRESENCE_PROBE`` with ``proto: agent`` and ``to: agent+1001@<domain>``
+(sofia_presence.c, SUBSCRIBE handling); nothing else knows an agent's status, so
+``answer_probe`` sends the lamp again with the status last published - otherwise the
+lamp stays dark until the agent's status next changes.
 """
 from __future__ import annotations
 
@@ -63,6 +69,22 @@ def presence_command(agent: str, status: str) -> str:
 
 Sender = Callable[[str], Any]  # sends one ESL command text, e.g. EslConnection.command
 
+PROBE_PROTO = "agent"
+
+
+def probed_agent(proto: str | None, to: str | None) -> str | None:
+    """The agent a ``PRESENCE_PROBE`` asks about (``proto: agent``,
+    ``to: agent+1001@hotline.test`` -> ``1001@hotline.test``); None for any other probe
+    (a phone's own line, a plain extension's BLF)."""
+    if (proto or "").strip().lower() != PROBE_PROTO or not to:
+        return None
+    user, sep, domain = to.strip().partition("@")
+    prefix = PROBE_PROTO + "+"
+    if not sep or not user.lower().startswith(prefix) or not domain:
+        return None
+    agent = user[len(prefix):]
+    return f"{agent}@{domain}" if agent else None
+
 
 class PresencePublisher:
     """Sends PRESENCE_IN for agent status changes through ``senders`` (one per node)."""
@@ -99,6 +121,20 @@ class PresencePublisher:
             except Exception as exc:  # a lamp is not worth the daemon: log and go on
                 self.failed += 1
                 logger.warning("presence for %s on node %s failed: %s", agent, node, exc)
+
+    def status_of(self, agent: str) -> str | None:
+        """The status last published for ``agent`` (None: never published)."""
+        return self._last.get(agent)
+
+    def answer_probe(self, agent: str) -> bool:
+        """Send ``agent``'s lamp again (a phone subscribed to it); False when the agent's
+        status is not known (not an agent of the model, or no snapshot yet: the lamps of
+        the snapshot follow)."""
+        status = self._last.get(agent)
+        if status is None:
+            return False
+        self.publish(agent, status, force=True)
+        return True
 
     def publish_all(self,
                     agents: Mapping[str, Mapping[str, Any]] | Iterable[tuple[str, str]]) -> None:
@@ -142,6 +178,21 @@ class PresenceWorker:
             if isinstance(agents, Mapping) else agents
         for name, status in items:
             self._queue(name, status, True)
+
+    def probe(self, proto: str | None, to: str | None) -> bool:
+        """A ``PRESENCE_PROBE`` (its ``proto`` and ``to`` headers) from the event loop:
+        queue the probed agent's lamp with its current status (a status still pending
+        wins). False when the probe is not for a known agent lamp."""
+        agent = probed_agent(proto, to)
+        if agent is None:
+            return False
+        pending = self._pending.get(agent)
+        status = pending[0] if pending else self.publisher.status_of(agent)
+        if status is None:
+            logger.debug("presence probe for %s: status not known", agent)
+            return False
+        self._queue(agent, status, True)
+        return True
 
     def _queue(self, agent: str, status: str, force: bool) -> None:
         previous = self._pending.get(agent)

@@ -347,11 +347,14 @@ class NodeResult:
     error: str | None = None
     rolled_back: bool = False
     undo_errors: list[str] = field(default_factory=list)
+    # what the switch does wrong that a reload cannot fix (daemon.switch.doctor)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = self.plan.to_dict()
         d.update({"applied": list(self.applied), "error": self.error,
-                  "rolled_back": self.rolled_back, "undo_errors": list(self.undo_errors)})
+                  "rolled_back": self.rolled_back, "undo_errors": list(self.undo_errors),
+                  "warnings": list(self.warnings)})
         return d
 
 
@@ -457,7 +460,8 @@ def reload_center(center: CallCenter, settings: Settings, *, dry_run: bool = Fal
                 raise ReloadError(
                     f"node {n.name}: cannot read mod_callcenter's state: {exc}") from exc
             plan = plan_node(n.name, desired, old, state, domains)
-            report.nodes.append(NodeResult(n.name, plan))
+            report.nodes.append(NodeResult(n.name, plan, warnings=_doctor_warnings(
+                conn, center, n.name, timeout)))
             mismatch = script_dir_mismatch(n.name, conn, places.script_dir, timeout)
             if mismatch:
                 report.warnings.append(mismatch)
@@ -470,6 +474,20 @@ def reload_center(center: CallCenter, settings: Settings, *, dry_run: bool = Fal
     finally:
         for _, conn in conns:
             _close(conn)
+
+
+def _doctor_warnings(conn: ApiConnection, center: CallCenter, node: str,
+                     timeout: float) -> list[str]:
+    """Agents' phones registered under another domain: the reload succeeds, but their
+    queue calls will never ring (see daemon.switch.doctor)."""
+    from daemon.switch.doctor import PROBLEM, check_registrations
+
+    try:
+        return [f.message for f in check_registrations(conn, center, timeout)
+                if f.status == PROBLEM]
+    except Exception as exc:  # a check must never fail the reload
+        logger.warning("reload node=%s: registration check failed: %s", node, exc)
+        return []
 
 
 @contextlib.contextmanager
@@ -563,6 +581,7 @@ def format_report(data: dict) -> str:
         lines += [f"  {c}" for c in n["commands"]]
         lines += [f"  deferred {d['kind']} {d['target']}: {d['reason']}"
                   for d in n["deferred"]]
+        lines += [f"  WARNING {w}" for w in n.get("warnings", ())]
         if n["error"]:
             lines.append(f"  error: {n['error']}")
         if n["rolled_back"]:

@@ -36,6 +36,7 @@ ENGINE_EVENTS: tuple[str, ...] = (
     "CHANNEL_HOLD", "CHANNEL_UNHOLD", "CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE",
     "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY", "DTMF",
     "BACKGROUND_JOB", "HEARTBEAT", "API",
+    "PRESENCE_PROBE",  # a desk phone subscribed to an agent lamp (answered by daemon.switch.presence)
     "CUSTOM", "callcenter::info", "conference::maintenance", "menu::enter", "menu::exit",
     "hotline::survey", "hotline::callback", "hotline::disposition", "hotline::agent",
 )

@@ -95,7 +95,9 @@ def toggle(s: Session, args: str) -> None:
 def take_break(s: Session, args: str) -> None:
     """*25<digit>: go On Break with a reason (digit collected when not dialed).
 
-    Logged-in agents only.
+    Logged-in agents only. A tenant without break reasons: ``*25`` alone is a break
+    without a reason; ``*25<digit>`` is refused (failed tone, nothing changes) - the
+    digit names no reason, as ``hotline agent break --reason`` refuses one.
     """
     s.answer()
     desk = identify(s)
@@ -113,6 +115,12 @@ def take_break(s: Session, args: str) -> None:
             finish(s, "failed")
             return
         reason = reasons[digit]
+    elif args.strip():
+        s.log("warning", f"{desk.name}: break reason {args.strip()!r} dialed, but tenant "
+                         f"{desk.tenant.domain} defines no break reasons (dial the break code "
+                         "alone)")
+        finish(s, "failed")
+        return
     _agent_event(s, desk, "break", reason)
     if not api_ok(s, cc.set_status(desk.name, cc.ON_BREAK)):
         finish(s, "failed")

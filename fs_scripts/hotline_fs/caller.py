@@ -35,8 +35,6 @@ CALLBACK_CONFIRM_TIMEOUT_MS = 6000
 CALLBACK_ENTER_TIMEOUT_MS = 10000
 _NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
 
-ANNOUNCE_WAIT_STEPS = 15  # x 200 ms: wait up to 3 s for mod_callcenter's uuid_bridge
-ANNOUNCE_STEP_MS = 200
 
 
 def _flag(s: Session, name: str) -> bool:
@@ -164,19 +162,24 @@ def _joined_ms(s: Session, queue: str, requested: bool) -> int:
     return switch_now_ms(s)
 
 
+EXIT_KEY_REASONS = ("EXIT_WITH_KEY",)
+
+
 def left_with_exit_key(s: Session) -> bool:
     """Whether ``callcenter`` just gave the caller back because of an exit key.
 
-    mod_callcenter sets ``cc_exit_key`` when the key is pressed and never clears it,
-    and then ``cc_cause=cancel``, ``cc_cancel_reason=BREAK_OUT``. A key pressed in an
-    earlier queue stays on the channel: a later queue's timeout (``TIMEOUT``) or
-    answered call must not read it as a callback request.
+    mod_callcenter (1.10, callcenter_function) sets ``cc_exit_key`` when the key ends
+    the wait, then ``cc_cause=cancel`` and ``cc_cancel_reason=EXIT_WITH_KEY``
+    (CC_MEMBER_CANCEL_REASON_EXIT_WITH_KEY). It never clears ``cc_exit_key``: a key
+    pressed in an earlier queue stays on the channel, so a later queue's timeout
+    (``TIMEOUT``), abandon (``BREAK_OUT``) or answered call must not read it as a
+    callback request.
     """
     if not s.get("cc_exit_key"):
         return False
     cause = (s.get("cc_cause") or "").strip().lower()
     reason = (s.get("cc_cancel_reason") or "").strip().upper()
-    return cause in ("", "cancel") and reason in ("", "BREAK_OUT")
+    return cause == "cancel" and reason in EXIT_KEY_REASONS
 
 
 def callback(s: Session, args: str) -> None:
@@ -224,50 +227,45 @@ def callback(s: Session, args: str) -> None:
 
 
 def announce(s: Session, args: str) -> None:
-    """On the agent's leg when the agent answers a queue call.
+    """On the caller's leg, inside the bridge to the agent who answered a queue call.
 
-    1. Remembers the call for ``*28``: ``hash insert/hotline_last_call/<agent>/<call id>``.
-    2. Unless ``hotline_announce_agent=false`` (exported by the queue), lets the caller
-       hear "agent <id>" before the conversation starts.
+    The queue extension sets ``bridge_pre_execute_app=python`` /
+    ``bridge_pre_execute_data=hotline_announce`` on the caller's leg; FreeSWITCH's bridge
+    (switch_ivr_bridge.c, audio_bridge_thread) runs it once the bridge is up, so the
+    agent's phone is bridged the moment it answers and ring/wait times stay exact. While
+    it runs the two legs do not hear each other (the bridge suspends the agent's side).
 
-    Runs from ``execute_on_answer=python hotline_announce \\${cc_agent}``, which the
-    queue extension exports to the agent leg through ``cc_export_vars``.
-    mod_callcenter plays ``cc_outbound_announce`` to the agent, not the caller, and
-    flushes the caller's queued events while music on hold plays, so the
-    announcement waits until mod_callcenter has bridged the caller to this leg
-    (``cc_agent_uuid`` on the caller = this leg), then ``uuid_broadcast ... aleg``
-    plays it on the caller's leg only.
+    1. Runs once per queue bridge: a later bridge of the same call (a transfer to a desk
+       phone) must not announce the old agent again.
+    2. Deletes the call's callback key tasks (``sched_del <call>``) when the queue armed
+       them: a key offer must not fire into the conversation.
+    3. Remembers the call for ``*28``: ``hash insert/hotline_last_call/<agent>/<call id>``.
+    4. Unless ``hotline_announce_agent=false``, plays "agent <id>" to the caller (this
+       channel: only the caller hears it).
+
+    The agent is read from the agent's leg (``cc_agent_uuid``, set by mod_callcenter
+    before the bridge; that leg carries ``cc_agent``); the caller's own ``cc_agent`` is set
+    just after the bridge starts and may still name the agent of an earlier queue.
     """
-    # ARGS: the agent's qualified name (render passes ${cc_agent}) or id; else cc_agent.
-    given = args.split()[0] if args.strip() and "${" not in args else ""
-    agent = given if "@" in given else s.get("cc_agent") or given
-    agent_id = (given or agent).split("@")[0]
-    caller = s.get("cc_member_session_uuid")
-    if not agent_id or not caller:
-        s.log("warning", f"announce: no agent ({agent!r}) or caller ({caller!r})")
+    call = s.get("uuid") or ""
+    s.set("bridge_pre_execute_app", "")
+    if s.get("hotline_callback_task"):
+        s.api(f"sched_del {call}")
+    agent = ""
+    agent_leg = (s.get("cc_agent_uuid") or "").strip()
+    if agent_leg:
+        reply = s.api(f"uuid_getvar {agent_leg} cc_agent").strip()
+        if "@" in reply and not cc.failed(reply):
+            agent = reply
+    agent = agent or (s.get("cc_agent") or "").strip()
+    if not agent or not call:
+        s.log("warning", f"announce: no agent ({agent!r}) on call {call!r}")
         return
-    if "@" in agent:
-        reply = s.api(f"hash insert/{LAST_CALL_REALM}/{agent}/{caller}")
-        if cc.failed(reply):
-            s.log("err", f"announce: cannot remember the last call of {agent}: {reply.strip()}")
-    if (s.get("hotline_announce_agent") or "").strip().lower() == "false":
-        return
-    me = s.get("uuid")
-    for _ in range(ANNOUNCE_WAIT_STEPS):
-        reply = s.api(f"uuid_getvar {caller} cc_agent_uuid")
-        if cc.failed(reply):
-            s.log("info", f"announce: caller {caller} is gone")
-            return
-        if reply.strip() == me or not s.ready():
-            break
-        s.sleep(ANNOUNCE_STEP_MS)
-    else:
-        # A loopback contact is bridged through another channel: announce anyway.
-        s.log("info", f"announce: {caller} not bridged to {me} after wait, announcing anyway")
-    if not s.ready():
-        return
-    parts = [prompt(s, "announce_pre"), *digit_files(agent_id), prompt(s, "announce_post")]
-    path = "file_string://" + "!".join(p for p in parts if p)
-    reply = s.api(f"uuid_broadcast {caller} {path} aleg")
+    reply = s.api(f"hash insert/{LAST_CALL_REALM}/{agent}/{call}")
     if cc.failed(reply):
-        s.log("err", f"announce: uuid_broadcast to {caller} failed: {reply.strip()}")
+        s.log("err", f"announce: cannot remember the last call of {agent}: {reply.strip()}")
+    if (s.get("hotline_announce_agent") or "").strip().lower() == "false" or not s.ready():
+        return
+    parts = [prompt(s, "announce_pre"), *digit_files(agent.split("@")[0]),
+             prompt(s, "announce_post")]
+    s.play("file_string://" + "!".join(p for p in parts if p))

@@ -1,12 +1,15 @@
 """Supervisor feature codes: listen (*33), whisper (*34), barge (*35) + agent id.
 
 The agent's current call leg is ``callcenter_config agent get uuid <agent>``
-(set by mod_callcenter for the length of the bridge). ``eavesdrop <uuid>`` on
-that leg: its "a-leg" is the agent, the "b-leg" the caller, so
+(set by mod_callcenter for the length of the bridge). ``eavesdrop <uuid>`` puts a
+media bug on that leg (switch_ivr_eavesdrop_session, switch_ivr_async.c):
+``eavesdrop_whisper_aleg`` mixes the supervisor into what the switch *reads* from the
+agent's phone, i.e. what the caller hears; ``eavesdrop_whisper_bleg`` mixes it into
+what the switch *writes* to the agent's phone, i.e. what the agent hears. So
 
     listen  : hear both, nobody hears the supervisor
-    whisper : eavesdrop_whisper_aleg=true - only the agent hears the supervisor
-    barge   : whisper to both legs - a three-way call
+    whisper : eavesdrop_whisper_bleg=true - only the agent hears the supervisor
+    barge   : whisper to both - a three-way call
 
 DTMF stays enabled during eavesdrop (stock keys: 2 talk to agent, 1 talk to
 caller, 3 three-way, 0 back to listening).
@@ -20,7 +23,7 @@ from .session import Session
 
 MODES: dict[str, tuple[bool, bool]] = {  # mode -> (whisper to agent, whisper to caller)
     "listen": (False, False),
-    "whisper": (True, False),
+    "whisper": (True, False),  # to the agent = the agent leg's write side (whisper_bleg)
     "barge": (True, True),
 }
 
@@ -67,8 +70,10 @@ def supervise(s: Session, args: str) -> None:
     s.set("eavesdrop_enable_dtmf", "true")
     s.set("eavesdrop_bridge_aleg", "true")
     s.set("eavesdrop_bridge_bleg", "true")
-    s.set("eavesdrop_whisper_aleg", "true" if to_agent else "false")
-    s.set("eavesdrop_whisper_bleg", "true" if to_caller else "false")
+    # the bug sits on the agent's leg: its read side goes to the caller (aleg), its write
+    # side to the agent's phone (bleg)
+    s.set("eavesdrop_whisper_aleg", "true" if to_caller else "false")
+    s.set("eavesdrop_whisper_bleg", "true" if to_agent else "false")
     s.log("notice", f"supervise: {me}@{tenant.domain} {mode} on {name} ({leg})")
     s.execute("eavesdrop", leg)
     if s.ready():
