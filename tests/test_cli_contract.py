@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import re
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -479,3 +480,13 @@ def test_help_names_the_time_convention():
     assert "live state" in hotline("agent", "status", "--help").stdout
     assert "today" in hotline("calls", "--help").stdout
     assert Path(REPO / "docs" / "CALLS_JSON.md").read_text().count("`domain`") >= 1
+
+
+def test_validate_json_of_a_bad_config_exits_1_through_the_real_entry_point(tmp_path):
+    bad = tmp_path / "center"
+    bad.mkdir()
+    (bad / "t.yaml").write_text("tenants:\n  t:\n    domain: t.example\n    timezone: Mars/Base\n")
+    done = subprocess.run([sys.executable, str(REPO / "cli.py"), "validate", str(bad), "--json"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+    assert json.loads(done.stdout)["ok"] is False

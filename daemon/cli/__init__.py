@@ -21,7 +21,10 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point with the exit-code contract: a user's mistake exits 1 with one
     line on stderr, an internal error exits 2. ``argv`` defaults to ``sys.argv[1:]``."""
     try:
-        hotline.main(args=argv, prog_name="hotline", standalone_mode=False)
+        # without standalone mode click returns (not raises) the code of a ctx.exit(N)
+        code = hotline.main(args=argv, prog_name="hotline", standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:  # a bare `hotline` asks for the help
