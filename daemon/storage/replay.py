@@ -17,7 +17,14 @@ event; calls still up stay in progress.
 The node of a stream: for a daemon journal, the node name in its file names
 (the daemon writes that same name as the ``node`` of its rows, so a journal
 replays to identical rows); for any other file, the ``FreeSWITCH-Switchname``
-of its first event.
+of its first event. What a switch reported after a daemon's (re)connect is in its
+journal too (``switch_state_frame``) and reconciles calls here where it did there.
+
+Convergence: a call whose whole life is in the replayed streams (its caller leg's
+CHANNEL_CREATE is in them) gets exactly the segments the replay produced for it;
+rows of that call under other ids - left by an older daemon that restarted in the
+middle of the call - are deleted, so a replay over an existing database gives the
+rows a replay into an empty one gives.
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from daemon.storage.journal import JOURNAL_NAME, iter_frame_batches
+from daemon.storage.journal import JOURNAL_NAME, iter_frame_batches, switch_state_of
 from daemon.storage.store import Store
 from daemon.switch.events import Event
 
@@ -45,6 +52,7 @@ class ReplayStats:
     calls: int  # distinct records produced
     segments: int
     intervals: int
+    stale: int = 0  # segments of replayed calls deleted because the replay did not produce them
 
 
 def plan_streams(paths: Iterable[str | Path]) -> list[list[Path]]:
@@ -104,8 +112,9 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
     frames = events = errors = 0
     garbage: list[str] = []
     calls: set[str] = set()
-    segments: set[str] = set()
+    segments: dict[str, str] = {}  # segment id -> call id
     intervals: set[str] = set()
+    created: set[str] = set()  # channels whose CHANNEL_CREATE the streams hold
     streams = plan_streams(files)
     total_bytes = 0
     try:
@@ -119,8 +128,16 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
                     for frame in batch:
                         frames += 1
                         if not frame.is_event:
+                            presence = switch_state_of(frame)
+                            if presence is not None and engine is not None:
+                                out = engine.reconcile(presence)
+                                if out:
+                                    _remember(out, calls, segments, intervals)
+                                    store.write(out)
                             continue
                         event = Event.from_frame(frame)
+                        if event.name == "CHANNEL_CREATE" and event.uuid:
+                            created.add(event.uuid)
                         if engine is None:
                             node = (journal_node or event.get("FreeSWITCH-Switchname")
                                     or event.get("FreeSWITCH-Hostname") or "")
@@ -150,15 +167,22 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
                     _remember(out, calls, segments, intervals)
                     store.write(out)
         store.flush()
+        whole = calls & created
+        by_call: dict[str, set[str]] = {call_id: set() for call_id in whole}
+        for seg_id, call_id in segments.items():
+            owned = by_call.get(call_id)
+            if owned is not None:
+                owned.add(seg_id)
+        stale = store.remove_stale_segments(by_call)
     finally:
         if own_store:
             store.close()
     return ReplayStats(files=len(files), streams=len(streams), bytes=total_bytes, frames=frames,
                        events=events, garbage=len(garbage), errors=errors, calls=len(calls),
-                       segments=len(segments), intervals=len(intervals))
+                       segments=len(segments), intervals=len(intervals), stale=stale)
 
 
-def _remember(out: Any, calls: set[str], segments: set[str], intervals: set[str]) -> None:
+def _remember(out: Any, calls: set[str], segments: dict[str, str], intervals: set[str]) -> None:
     calls.update(c.call_id for c in out.calls)
-    segments.update(s.segment_id for s in out.segments)
+    segments.update((s.segment_id, s.call_id) for s in out.segments)
     intervals.update(i.interval_id for i in out.intervals)
