@@ -357,11 +357,18 @@ def test_daemon_killed_during_a_database_outage_catches_up_from_its_journal(
     clean = clean_rows(tmp_path, direct)
 
     def outages(step: float, proxy) -> None:
-        if step == 0:  # database gone before the first piece, back only after two kills
+        if step == 1:  # gone after a first checkpoint; back only after three stops in the outage
             proxy.cut()
-        elif step == 1.5:
+        elif step == 3.5:
             proxy.restore()
 
-    stops = [(2000, "kill"), (4500, "kill-later"), (6500, "kill")]
+    # killed twice and stopped once (its records spilled to disk) while the database is away
+    stops = [(2500, "kill-later"), (4800, "kill"), (5900, "kill-later"), (6700, "term"),
+             (7500, "kill")]
     daemon = run(tmp_path / "restarted", proxied, stops, proxy=proxy, before=outages)
     assert differences(clean, table_contents(direct)) == {}, daemon.log_text()[-3000:]
+    logs = daemon.log_text()
+    assert "database unreachable" in logs
+    # the checkpoint saved before the outage is where the starts during and after it begin
+    assert logs.count("engine recovered node=vm from=checkpoint") == 5, logs
+    assert "records spilled" in logs
