@@ -243,16 +243,27 @@ class Service:
                     engine = self.engines[name] = self.engine_factory(self.center, name)
             events = 0
             garbage: list[str] = []
+            # replayed from its first file, the journal is a whole replay: the calls it holds
+            # from their start get exactly its segments (see remove_stale_segments)
+            whole = start is None and hasattr(self.store, "remove_stale_segments")
+            created: set[str] = set()
+            produced: dict[str, set[str]] = {}
             for frame in read_from(self.journal_dir, prefix, start, errors=garbage):
                 if frame.is_event:
-                    out = self._feed(engine, Event(frame.body, name))
+                    event = Event(frame.body, name)
+                    out = self._feed(engine, event)
                     events += 1
+                    if whole and event.name == "CHANNEL_CREATE" and event.uuid:
+                        created.add(event.uuid)
                 else:
                     presence = switch_state_of(frame)
                     reconcile = getattr(engine, "reconcile", None)
                     if presence is None or reconcile is None:
                         continue
                     out = reconcile(presence)
+                if whole:
+                    for seg in out.segments:
+                        produced.setdefault(seg.call_id, set()).add(seg.segment_id)
                 try:
                     self.store.write(out)
                 except Exception:
@@ -260,6 +271,11 @@ class Service:
                     logger.exception("writing recovered records failed node=%s", name)
                 if not events % (YIELD_EVERY * 8):
                     gevent.sleep(0)  # the writer drains what recovery produces
+            if whole and created:
+                # after every record before it (old spill files included) is committed
+                remove = self.store.remove_stale_segments  # type: ignore[attr-defined]
+                keep = {c: ids for c, ids in produced.items() if c in created}
+                self.store.when_committed(lambda: remove(keep))  # type: ignore[attr-defined]
             self.recovered[name] = events
             logger.info("engine recovered node=%s from=%s events_replayed=%d damaged=%d in %.2fs",
                         name, "checkpoint" if start is not None else "journal start", events,

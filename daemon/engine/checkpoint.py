@@ -119,6 +119,9 @@ def restore(engine: SegmentEngine, value: Any) -> None:
         never_emitted = value["never_emitted"]
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"damaged checkpoint: {exc}") from None
+    # wrap-up times: the configuration's for agents the checkpoint does not know (added to
+    # the YAML since), what the engine had learnt from the switch for the others
+    state["agent_wrapup_s"] = {**engine.agent_wrapup_s, **state["agent_wrapup_s"]}
     for name, item in state.items():
         setattr(engine, name, item)
     engine._book._agents = agents

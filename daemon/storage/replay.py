@@ -129,8 +129,9 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
                         frames += 1
                         if not frame.is_event:
                             presence = switch_state_of(frame)
-                            if presence is not None and engine is not None:
-                                out = engine.reconcile(presence)
+                            reconcile = getattr(engine, "reconcile", None)
+                            if presence is not None and reconcile is not None:
+                                out = reconcile(presence)
                                 if out:
                                     _remember(out, calls, segments, intervals)
                                     store.write(out)
