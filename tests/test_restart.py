@@ -372,3 +372,64 @@ def test_daemon_killed_during_a_database_outage_catches_up_from_its_journal(
     # the checkpoint saved before the outage is where the starts during and after it begin
     assert logs.count("engine recovered node=vm from=checkpoint") == 5, logs
     assert "records spilled" in logs
+
+
+def test_a_first_start_without_a_checkpoint_replays_the_journal_and_drops_rows_an_older_daemon_left(
+        tmp_path, empty_db_url):
+    from daemon.definition.model import EslNode, Settings
+    from daemon.engine.segments import engine_for
+    from daemon.service import Service
+    from daemon.storage.store import Store
+
+    journal_dir = tmp_path / "journal"
+    journal = Journal(journal_dir, prefix="vm")
+    sent = [f for f in capture_event_frames(capture_path("sip_agent")) if subscribed(f)]
+    for frame in sent:
+        journal.append(frame)
+    journal.close()
+    files = journal_files(journal_dir, "vm")
+    clean_url = f"sqlite:///{tmp_path / 'clean.db'}"
+    replay(files, clean_url)
+    # the rows an older daemon wrote, with a ring under the id it gave a ring it met only at
+    # its bridge after a restart (CC-Agent-Called-Time in whole seconds)
+    replay(files, empty_db_url)
+    engine_ = create_engine(empty_db_url)
+    with engine_.begin() as conn:
+        ring = dict(conn.execute(select(schema.segments)
+                                 .where(schema.segments.c.kind == "ring")).first()._mapping)
+        conn.execute(schema.segments.insert().values(
+            dict(ring, segment_id=ring["segment_id"].rsplit(":", 1)[0] + ":1795345631000")))
+    engine_.dispose()
+
+    class NoLive:
+        def apply(self, changes) -> None:
+            raise AssertionError("recovery does not replay live state")
+
+    store = Store(empty_db_url, spill_dir=tmp_path / "spill")
+    settings = Settings(esl_nodes=(EslNode("vm"),), journal_dir=str(journal_dir))
+    service = Service(settings, None, lambda node: Journal(journal_dir, prefix=node),
+                      engine_for, store, NoLive(), journal_dir=journal_dir)
+    service.recover()
+    store.close()
+    assert service.recovered == {"vm": len(sent)}  # no checkpoint: the whole journal
+    assert table_contents(empty_db_url) == table_contents(clean_url)
+
+
+def test_a_checkpoint_file_other_users_could_have_written_is_not_trusted(tmp_path):
+    from daemon.storage.checkpoint import Checkpoint, checkpoint_path, load, save
+    from daemon.storage.journal import JournalPosition
+
+    eng = engine()
+    for ev in events("sip_agent"):
+        eng.feed(ev)
+    save(tmp_path, Checkpoint("vm", JournalPosition(3, 1234), eng.checkpoint()))
+    path = checkpoint_path(tmp_path, "vm")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    loaded = load(tmp_path, "vm")
+    assert loaded is not None and loaded.position == JournalPosition(3, 1234)
+    path.chmod(0o666)
+    assert load(tmp_path, "vm") is None  # replays the whole journal instead
+    path.chmod(0o600)
+    path.write_bytes(b"\x1f\x8b garbage")
+    assert load(tmp_path, "vm") is None

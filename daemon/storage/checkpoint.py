@@ -80,6 +80,12 @@ def load(journal_dir: str | Path, prefix: str) -> Checkpoint | None:
     """The node's checkpoint, or None when there is none or it cannot be read (logged:
     the caller replays the whole journal instead, which is slower but just as exact)."""
     path = checkpoint_path(journal_dir, prefix)
+    if not path.exists():
+        return None
+    unsafe = _unsafe(path)
+    if unsafe:
+        logger.warning("checkpoint %s ignored (%s): replaying the whole journal", path, unsafe)
+        return None
     try:
         with gzip.open(path, "rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
@@ -99,3 +105,15 @@ def load(journal_dir: str | Path, prefix: str) -> Checkpoint | None:
     except (ValueError, AttributeError) as exc:
         logger.warning("checkpoint %s damaged (%s): replaying the whole journal", path, exc)
         return None
+
+
+def _unsafe(path: Path) -> str | None:
+    """Why a checkpoint must not be trusted: another user could have written it."""
+    uid = os.getuid()
+    for item in (path.parent, path):
+        st = item.lstat()
+        if st.st_uid != uid:
+            return f"{item} belongs to another user"
+        if st.st_mode & 0o022:
+            return f"{item} is writable by other users"
+    return None
