@@ -41,6 +41,7 @@ journaled too (``switch_state_frame``), so a replay repeats it.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import signal
@@ -248,13 +249,20 @@ class Service:
             whole = start is None and hasattr(self.store, "remove_stale_segments")
             created: set[str] = set()
             produced: dict[str, set[str]] = {}
+            intervals: dict[str, str] = {}  # interval id -> agent
+            first_ms = last_ms = 0
             for frame in read_from(self.journal_dir, prefix, start, errors=garbage):
                 if frame.is_event:
                     event = Event(frame.body, name)
                     out = self._feed(engine, event)
                     events += 1
-                    if whole and event.name == "CHANNEL_CREATE" and event.uuid:
-                        created.add(event.uuid)
+                    if whole:
+                        if event.name == "CHANNEL_CREATE" and event.uuid:
+                            created.add(event.uuid)
+                        stamp = event.timestamp_ms
+                        if stamp > 0:
+                            first_ms = stamp if not first_ms else min(first_ms, stamp)
+                            last_ms = max(last_ms, stamp)
                 else:
                     presence = switch_state_of(frame)
                     reconcile = getattr(engine, "reconcile", None)
@@ -264,6 +272,7 @@ class Service:
                 if whole:
                     for seg in out.segments:
                         produced.setdefault(seg.call_id, set()).add(seg.segment_id)
+                    intervals.update((i.interval_id, i.agent) for i in out.intervals)
                 try:
                     self.store.write(out)
                 except Exception:
@@ -271,11 +280,11 @@ class Service:
                     logger.exception("writing recovered records failed node=%s", name)
                 if not events % (YIELD_EVERY * 8):
                     gevent.sleep(0)  # the writer drains what recovery produces
-            if whole and created:
+            if whole and first_ms:
                 # after every record before it (old spill files included) is committed
-                remove = self.store.remove_stale_segments  # type: ignore[attr-defined]
                 keep = {c: ids for c, ids in produced.items() if c in created}
-                self.store.when_committed(lambda: remove(keep))  # type: ignore[attr-defined]
+                self.store.when_committed(functools.partial(  # type: ignore[attr-defined]
+                    _remove_stale, self.store, name, keep, (first_ms, last_ms), intervals))
             self.recovered[name] = events
             logger.info("engine recovered node=%s from=%s events_replayed=%d damaged=%d in %.2fs",
                         name, "checkpoint" if start is not None else "journal start", events,
@@ -513,6 +522,13 @@ class Service:
                 logger.exception("closing %r failed", close)
         logger.info("daemon stopped events=%d errors=%d journal_errors=%d", self.events,
                     self.errors, self.journal_errors)
+
+
+def _remove_stale(store: Any, node: str, segments: dict[str, set[str]], span: tuple[int, int],
+                  intervals: dict[str, str]) -> None:
+    """What a whole-journal recovery did not produce goes (see Store.remove_stale_*)."""
+    store.remove_stale_segments(segments)
+    store.remove_stale_intervals(node, span[0], span[1], set(intervals), set(intervals.values()))
 
 
 # --- the `hotline daemon` entry ----------------------------------------------------------

@@ -433,3 +433,27 @@ def test_a_checkpoint_file_other_users_could_have_written_is_not_trusted(tmp_pat
     path.chmod(0o600)
     path.write_bytes(b"\x1f\x8b garbage")
     assert load(tmp_path, "vm") is None
+
+
+def test_a_replay_removes_an_agent_interval_a_restarted_older_daemon_started_and_mends_the_one_it_cut(
+        tmp_path, empty_db_url):
+    from sqlalchemy import update
+
+    path = capture_path("busy_hour")
+    clean_url = f"sqlite:///{tmp_path / 'clean.db'}"
+    replay([path], clean_url)
+    replay([path], empty_db_url)
+    ai = schema.agent_intervals
+    engine_ = create_engine(empty_db_url)
+    with engine_.begin() as conn:  # a fresh engine after a restart saw "Waiting" again
+        first = dict(conn.execute(select(ai).where(ai.c.kind == "state", ai.c.ended_ms.is_not(None))
+                                  .order_by(ai.c.duration_ms.desc())).first()._mapping)
+        cut = first["started_ms"] + 1000
+        conn.execute(ai.insert().values(dict(first, interval_id=f"{first['agent']}:state:{cut}",
+                                             started_ms=cut, duration_ms=first["ended_ms"] - cut)))
+        conn.execute(update(ai).where(ai.c.interval_id == first["interval_id"])
+                     .values(ended_ms=cut, duration_ms=1000))
+    engine_.dispose()
+    stats = replay([path], empty_db_url)
+    assert stats.stale == 1
+    assert table_contents(empty_db_url) == table_contents(clean_url)

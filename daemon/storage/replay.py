@@ -23,8 +23,10 @@ journal too (``switch_state_frame``) and reconciles calls here where it did ther
 Convergence: a call whose whole life is in the replayed streams (its caller leg's
 CHANNEL_CREATE is in them) gets exactly the segments the replay produced for it;
 rows of that call under other ids - left by an older daemon that restarted in the
-middle of the call - are deleted, so a replay over an existing database gives the
-rows a replay into an empty one gives.
+middle of the call - are deleted. Likewise the node's agent intervals that began
+within a stream's time span and that the replay did not produce, for the agents
+whose changes the streams hold. So a replay over
+an existing database gives the rows a replay into an empty one gives.
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ class ReplayStats:
     calls: int  # distinct records produced
     segments: int
     intervals: int
-    stale: int = 0  # segments of replayed calls deleted because the replay did not produce them
+    stale: int = 0  # rows of the replayed span the replay did not produce, deleted (see above)
 
 
 def plan_streams(paths: Iterable[str | Path]) -> list[list[Path]]:
@@ -113,8 +115,9 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
     garbage: list[str] = []
     calls: set[str] = set()
     segments: dict[str, str] = {}  # segment id -> call id
-    intervals: set[str] = set()
+    intervals: dict[str, str] = {}  # interval id -> agent
     created: set[str] = set()  # channels whose CHANNEL_CREATE the streams hold
+    spans: list[tuple[str, int, int]] = []  # (node, first, last event time) of each stream
     streams = plan_streams(files)
     total_bytes = 0
     try:
@@ -122,6 +125,7 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
             engine = None
             journal_node = stream_node(stream)
             node = ""
+            first_ms = last_ms = 0
             for path in stream:
                 last = 0
                 for batch, pos in iter_frame_batches(path, errors=garbage):
@@ -145,6 +149,10 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
                             engine = factory(center, node)
                         event.node = node
                         events += 1
+                        stamp = event.timestamp_ms
+                        if stamp > 0:
+                            first_ms = stamp if not first_ms else min(first_ms, stamp)
+                            last_ms = max(last_ms, stamp)
                         try:
                             out = engine.feed(event)
                         except Exception:  # the engine isolates calls itself; this is a last guard
@@ -167,6 +175,8 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
                 if out:
                     _remember(out, calls, segments, intervals)
                     store.write(out)
+                if first_ms:
+                    spans.append((node, first_ms, last_ms))
         store.flush()
         whole = calls & created
         by_call: dict[str, set[str]] = {call_id: set() for call_id in whole}
@@ -175,6 +185,9 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
             if owned is not None:
                 owned.add(seg_id)
         stale = store.remove_stale_segments(by_call)
+        for span_node, first, last in spans:
+            stale += store.remove_stale_intervals(span_node, first, last, set(intervals),
+                                                  set(intervals.values()))
     finally:
         if own_store:
             store.close()
@@ -183,7 +196,8 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
                        segments=len(segments), intervals=len(intervals), stale=stale)
 
 
-def _remember(out: Any, calls: set[str], segments: dict[str, str], intervals: set[str]) -> None:
+def _remember(out: Any, calls: set[str], segments: dict[str, str],
+              intervals: dict[str, str]) -> None:
     calls.update(c.call_id for c in out.calls)
     segments.update((s.segment_id, s.call_id) for s in out.segments)
-    intervals.update(i.interval_id for i in out.intervals)
+    intervals.update((i.interval_id, i.agent) for i in out.intervals)

@@ -411,6 +411,37 @@ class Store:
             logger.info("%d stale segments of replayed calls removed", len(stale))
         return len(stale)
 
+    def remove_stale_intervals(self, node: str, first_ms: int, last_ms: int,
+                               produced: set[str], agents: set[str]) -> int:
+        """Delete the agent intervals of ``node`` that began within [first_ms, last_ms] - the
+        span of a replayed stream of that node - and are not among ``produced``: a replay
+        of a stream starts an interval at every change it holds (an engine that never
+        stopped starts one at fewer), so one of the ``agents`` whose changes it holds that it
+        did not produce was left by an older daemon that restarted with a fresh engine. The interval such a row had cut short goes on
+        to its real successor (``close_superseded_intervals``). Returns how many went."""
+        ai = schema.agent_intervals
+        try:
+            with self._io, self.engine.begin() as conn:
+                rows = conn.execute(select(ai.c.interval_id, ai.c.agent, ai.c.kind,
+                                           ai.c.started_ms)
+                                    .where(ai.c.node == node, ai.c.started_ms >= first_ms,
+                                           ai.c.started_ms <= last_ms)).all()
+                stale = [r for r in rows if r.interval_id not in produced and r.agent in agents]
+                for r in stale:
+                    conn.execute(ai.delete().where(ai.c.interval_id == r.interval_id))
+                    conn.execute(update(ai).where(ai.c.agent == r.agent, ai.c.kind == r.kind,
+                                                  ai.c.ended_ms == r.started_ms)
+                                 .values(ended_ms=None, duration_ms=None))
+                if stale:
+                    close_superseded_intervals(conn, {r.agent for r in stale})
+        except Exception as exc:
+            if _is_connectivity(exc):
+                raise StoreUnavailable(_short(exc)) from exc
+            raise
+        if stale:
+            logger.info("%d stale agent intervals of node %s removed", len(stale), node)
+        return len(stale)
+
     @property
     def pending(self) -> int:
         """Records waiting in memory (spilled ones not counted)."""
