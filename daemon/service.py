@@ -55,9 +55,9 @@ import gevent.queue
 
 from daemon.definition.model import Settings
 from daemon.engine.records import EngineOutput, LiveChange
+from daemon.engine.segments_state import SwitchPresence
 from daemon.switch.events import Event
 from daemon.switch.frames import Frame
-from daemon.engine.segments_state import SwitchPresence
 from daemon.switch.supervisor import Supervisor, SwitchSnapshot
 
 logger = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ import gevent
 import pytest
 from sqlalchemy import MetaData, create_engine, select
 
-from daemon.engine.checkpoint import CheckpointError, SAVED, CONFIG, SCRATCH, DERIVED
+from daemon.engine.checkpoint import CONFIG, DERIVED, SAVED, SCRATCH, CheckpointError
 from daemon.engine.segments import SegmentEngine
 from daemon.storage import schema
-from daemon.storage.journal import Journal, read_from, journal_files
+from daemon.storage.journal import Journal, journal_files, read_from
 from daemon.storage.replay import replay
 from daemon.switch.events import Event
 from daemon.switch.supervisor import ENGINE_EVENTS, SwitchSnapshot

@@ -123,7 +123,7 @@ class SwitchPresence:
     members: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, snapshot: object) -> "SwitchPresence":
+    def of(cls, snapshot: object) -> SwitchPresence:
         if isinstance(snapshot, SwitchPresence):
             return snapshot
         return cls(str(getattr(snapshot, "node", "") or ""),

@@ -48,8 +48,8 @@ import re
 import shutil
 import threading
 import zlib
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 from daemon.engine.segments_state import SwitchPresence
