@@ -457,3 +457,37 @@ def test_a_replay_removes_an_agent_interval_a_restarted_older_daemon_started_and
     stats = replay([path], empty_db_url)
     assert stats.stale == 1
     assert table_contents(empty_db_url) == table_contents(clean_url)
+
+
+def test_a_caller_gone_while_the_agent_leg_or_the_queue_member_is_still_on_the_switch_stays_open():
+    from daemon.engine.segments_state import SwitchPresence
+
+    t0 = 1_795_345_640_000
+
+    def ev(at_ms: int, **headers: str) -> Event:
+        return Event.from_headers({"Event-Date-Timestamp": str(at_ms * 1000), **headers})
+
+    cc = {"Event-Name": "CUSTOM", "Event-Subclass": "callcenter::info",
+          "CC-Queue": "billing@hotline.test", "CC-Member-Session-UUID": "call-1",
+          "CC-Member-UUID": "m-1", "CC-Agent": "1001@hotline.test"}
+    eng = engine()
+    for event in (
+            ev(t0, **{"Event-Name": "CHANNEL_CREATE", "Unique-ID": "call-1",
+                      "Call-Direction": "inbound", "Caller-Caller-ID-Number": "13900000001",
+                      "Caller-Destination-Number": "7001"}),
+            ev(t0 + 100, **cc, **{"CC-Action": "member-queue-start"}),
+            ev(t0 + 200, **cc, **{"CC-Action": "agent-offering"}),
+            ev(t0 + 3000, **cc, **{"CC-Action": "bridge-agent-start", "CC-Agent-UUID": "leg-1"}),
+            # the caller hangs up; mod_callcenter's bridge end and queue end are still to come
+            ev(t0 + 9000, **{"Event-Name": "CHANNEL_HANGUP", "Unique-ID": "call-1"})):
+        eng.feed(event)
+
+    def closes(channels: set[str], members: set[str]) -> list[str]:
+        probe = engine()
+        probe.restore(eng.checkpoint())
+        out = probe.reconcile(SwitchPresence("", frozenset(channels), frozenset(members)))
+        return sorted(s.kind for s in out.segments if dict(s.attrs).get("closed_by") == "reconcile")
+
+    assert closes({"leg-1"}, set()) == []  # the agent's leg is still bridged
+    assert closes(set(), {"m-1"}) == []  # mod_callcenter still lists the stay
+    assert closes(set(), set()) == ["talk", "wrapup"]  # nothing left: it ended unheard

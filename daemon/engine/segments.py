@@ -238,8 +238,8 @@ class SegmentEngine:
         this node that is still up here, or still has something open (a hung-up caller whose
         queue end or agent's bridge end was lost), but of which the switch has neither a leg
         (caller, loopback twin, agent) nor a live queue member ended while the daemon was
-        not listening. It is closed as if its
-        hangup had been seen at the engine's last switch time (the latest event or heartbeat
+        not listening. It is closed as if its hangup had been seen at the engine's last
+        switch time (the latest event or heartbeat
         read: the best bound there is), or at its hangup if that was seen: the hangup, the
         agent's bridge end (talk, hold, wrap-up) and mod_callcenter's member-queue-end (a
         waiting caller abandoned, rings caller-abandoned) run as for the real events, and
