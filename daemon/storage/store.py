@@ -26,8 +26,15 @@ to a temporary name, fsynced, then renamed). Spill files are replayed oldest
 first before the memory buffer, so the newest version of a record is always
 the last one written: nothing lost, nothing duplicated. Spill files left by a
 stopped daemon are written by the next ``Store`` on the same ``spill_dir``.
-What is only in memory when the process dies is recovered from the journal
-(``hotline replay``), which is written before the engine sees an event.
+What is only in memory when the process dies is recovered from the journal,
+which is written before the engine sees an event: ``when_committed(action)``
+runs an action once everything written before it is committed, which is how the
+daemon's checkpoints (``daemon.storage.checkpoint``) mark how far the database
+holds the journal, and the next daemon replays the journal from there.
+
+Convergence (``remove_stale_segments``, ``remove_stale_intervals``): after a
+replay, rows of the replayed calls and span that the replay did not produce are
+deleted, so rows an older daemon left under other ids do not outlive a replay.
 
 A record the database refuses for a reason other than connectivity (e.g. a
 constraint) is written row by row so one bad row cannot block the others; rows
