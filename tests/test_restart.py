@@ -156,14 +156,16 @@ def test_a_ring_first_seen_at_its_bridge_keeps_the_id_of_its_offering():
 
 
 def test_a_journal_is_read_back_from_a_position(tmp_path):
-    journal = Journal(tmp_path, max_bytes=40_000, prefix="vm")
+    journal = Journal(tmp_path, max_bytes=40_000, prefix="vm", compress=True)
     for frame in FRAMES[:100]:
         journal.append(frame)
     middle = journal.position()
     for frame in FRAMES[100:300]:
         journal.append(frame)
     journal.close()
-    assert len(journal_files(tmp_path, "vm")) > 2  # the rest spans rotations
+    files = journal_files(tmp_path, "vm")
+    assert len(files) > 2  # the rest spans rotations
+    assert files[0].name.endswith(".esl.gz")  # compressed since: offsets are uncompressed bytes
     assert [f.raw for f in read_from(tmp_path, "vm", middle)] == FRAMES[100:300]
     assert [f.raw for f in read_from(tmp_path, "vm")] == FRAMES[:300]
 
