@@ -225,7 +225,13 @@ class Service:
             return
         from daemon.engine.checkpoint import CheckpointError
         from daemon.storage.checkpoint import load
-        from daemon.storage.journal import read_from, switch_state_of
+        from daemon.storage.journal import (
+            JournalPosition,
+            journal_files,
+            journal_seq,
+            read_from,
+            switch_state_of,
+        )
 
         for node in self.settings.esl_nodes:
             name = node.name
@@ -286,6 +292,12 @@ class Service:
                 self.store.when_committed(functools.partial(  # type: ignore[attr-defined]
                     _remove_stale, self.store, name, keep, (first_ms, last_ms), intervals))
             self.recovered[name] = events
+            if events:
+                # the next journal file (this process's first) begins where the replay ended:
+                # a crash before the first periodic checkpoint does not replay all this again
+                last = max((journal_seq(p) or 0 for p in journal_files(self.journal_dir, prefix)),
+                           default=0)
+                self.checkpoint(name, JournalPosition(last + 1, 0))
             logger.info("engine recovered node=%s from=%s events_replayed=%d damaged=%d in %.2fs",
                         name, "checkpoint" if start is not None else "journal start", events,
                         len(garbage), time.monotonic() - started)
@@ -299,20 +311,23 @@ class Service:
         if unsaved >= self.checkpoint_every or now - saved_at >= self.checkpoint_interval_s:
             self.checkpoint(node)
 
-    def checkpoint(self, node: str) -> bool:
-        """Hand the store a checkpoint of ``node`` to save once its records are committed."""
+    def checkpoint(self, node: str, position: Any = None) -> bool:
+        """Hand the store a checkpoint of ``node`` to save once its records are committed;
+        at the end of what its journal holds, unless ``position`` says where that is."""
         if self.journal_dir is None:
             return False
         journal, engine = self.journals.get(node), self.engines.get(node)
         take = getattr(engine, "checkpoint", None)
-        position = getattr(journal, "position", lambda: None)()
+        if position is None:
+            position = getattr(journal, "position", lambda: None)()
         when_committed = getattr(self.store, "when_committed", None)
         if take is None or position is None or when_committed is None:
             return False
         from daemon.storage.checkpoint import Checkpoint, save
 
         try:
-            journal.sync()  # type: ignore[union-attr]  # the frames before it are on disk first
+            if journal is not None:
+                journal.sync()  # type: ignore[union-attr]  # the frames before it are on disk first
             checkpoint = Checkpoint(journal_prefix(node), position, take())
         except Exception:  # a checkpoint missed costs a longer replay at the next start
             logger.exception("checkpoint failed node=%s", node)
