@@ -298,6 +298,10 @@ class DaemonRun:
             self.proc.kill()
             self.proc.wait(10)
 
+    def checkpoint_stamp(self) -> int | None:
+        path = self.journal / "checkpoint" / "vm.json.gz"
+        return path.stat().st_mtime_ns if path.exists() else None
+
     def log_text(self) -> str:
         return "\n".join(p.read_text() for p in self.logs)
 
@@ -313,9 +317,12 @@ def run(tmp_path: Path, db_url: str, stops: list[tuple[int, str]], *, proxy=None
             for i, (cut, how) in enumerate(stops):
                 if before is not None:
                     before(i, proxy)
+                saved = daemon.checkpoint_stamp()
                 daemon.send_until(cut)
                 if how == "kill-later":
                     gevent.sleep(0.6)  # the writer has flushed, a checkpoint may be saved
+                elif how == "kill-after-checkpoint":  # one saved since this piece was sent
+                    wait_for(lambda: daemon.checkpoint_stamp() != saved, 60, "a checkpoint saved")
                 daemon.stop("kill" if how.startswith("kill") else how)
                 if before is not None:
                     before(i + 0.5, proxy)
@@ -365,8 +372,8 @@ def test_daemon_killed_during_a_database_outage_catches_up_from_its_journal(
             proxy.restore()
 
     # killed twice and stopped once (its records spilled to disk) while the database is away
-    stops = [(2500, "kill-later"), (4800, "kill"), (5900, "kill-later"), (6700, "term"),
-             (7500, "kill")]
+    stops = [(2500, "kill-after-checkpoint"), (4800, "kill"), (5900, "kill-later"),
+             (6700, "term"), (7500, "kill")]
     daemon = run(tmp_path / "restarted", proxied, stops, proxy=proxy, before=outages)
     assert differences(clean, table_contents(direct)) == {}, daemon.log_text()[-3000:]
     logs = daemon.log_text()
