@@ -6,7 +6,8 @@ The honest test is real processes: ``hotline daemon`` against the ESL test peer,
 serves the busy-hour capture over TCP in pieces and, like a switch, answers the
 daemon's questions after each (re)connect from the events it has sent so far. Between
 two pieces the daemon gets SIGTERM (it flushes) or SIGKILL (it dies with records in
-memory, in the store's buffer, half processed), then starts again. The pieces are cut
+memory, in the store's buffer, half processed; once also again while it replays its journal),
+then starts again. The pieces are cut
 where the switch is between two events (the daemon had read everything sent): a real
 switch does not keep events for a client that is not connected, so the test does not
 send any while the daemon is down. The in-process tests below cut the same capture at
@@ -253,6 +254,17 @@ class DaemonRun:
         self.sent = 0
         self.logs: list[Path] = []
 
+    def start_and_kill_while_recovering(self) -> None:
+        """A daemon killed as it replays its journal (before it takes a new event)."""
+        log = self.dir / f"daemon-{self.starts}-killed-early.log"
+        self.logs.append(log)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import cli; cli.main()", "daemon", "--settings", str(self.settings)],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+        wait_for(lambda: "daemon started nodes=" in log.read_text(), 60, "daemon started")
+        proc.kill()
+        proc.wait(30)
+
     def start(self) -> None:
         log = self.dir / f"daemon-{self.starts}.log"
         known = len(self.peer.connections)
@@ -326,6 +338,8 @@ def run(tmp_path: Path, db_url: str, stops: list[tuple[int, str]], *, proxy=None
                 daemon.stop("kill" if how.startswith("kill") else how)
                 if before is not None:
                     before(i + 0.5, proxy)
+                if how == "kill-twice":
+                    daemon.start_and_kill_while_recovering()
                 daemon.start()
             daemon.send_until(len(FRAMES))
             gevent.sleep(0.3)
@@ -344,7 +358,7 @@ def clean_rows(tmp_path: Path, db_url: str) -> dict:
 
 
 # stop points across the busy hour: waits, rings, talks, holds and wrap-ups are up at each
-STOPS = [(1100, "kill"), (2500, "term"), (3900, "kill-later"), (5200, "kill"),
+STOPS = [(1100, "kill"), (2500, "term"), (3900, "kill-later"), (5200, "kill-twice"),
          (6500, "term"), (7600, "kill")]
 
 
