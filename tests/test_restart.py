@@ -6,11 +6,10 @@ The honest test is real processes: ``hotline daemon`` against the ESL test peer,
 serves the busy-hour capture over TCP in pieces and, like a switch, answers the
 daemon's questions after each (re)connect from the events it has sent so far. Between
 two pieces the daemon gets SIGTERM (it flushes) or SIGKILL (it dies with records in
-memory, in the store's buffer, half processed; once also again while it replays its journal),
-then starts again. The pieces are cut
-where the switch is between two events (the daemon had read everything sent): a real
-switch does not keep events for a client that is not connected, so the test does not
-send any while the daemon is down. The in-process tests below cut the same capture at
+memory, in the store's buffer, half processed; once also again while it replays its
+journal), then starts again. The pieces are cut where the switch is between two events
+(the daemon had read everything sent): a real switch does not keep events for a client
+that is not connected, so the test does not send any while the daemon is down. The in-process tests below cut the same capture at
 many more points, cheaply.
 """
 from __future__ import annotations
