@@ -28,9 +28,20 @@ The local HTTP API (daemon/http_api.py, ``settings.http_listen``) serves the liv
 state and ``health()``; it starts with ``run`` and stops at SIGTERM before the live
 state is closed. A taken port or a bad address is logged and the daemon counts calls
 without it.
+
+Restarts (``journal_dir`` given; docs/ADMIN.md "Restarts and crashes"): every
+``checkpoint_every`` events (or ``checkpoint_interval_s``) and at stop, each node's engine
+state and journal position become a checkpoint, saved once the store has committed every
+record before it (``daemon.storage.checkpoint``). At start, once the links are up (events
+wait in the queue), ``recover`` restores each node's engine from its checkpoint and
+replays the journal from there to its end before the first new event: calls up across a
+stop or a crash go on as if the daemon never stopped, and records lost with a killed
+process are emitted again. What a switch snapshot made the engine do (reconcile) is
+journaled too (``switch_state_frame``), so a replay repeats it.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import signal
@@ -44,6 +55,7 @@ import gevent.queue
 
 from daemon.definition.model import Settings
 from daemon.engine.records import EngineOutput, LiveChange
+from daemon.engine.segments_state import SwitchPresence
 from daemon.switch.events import Event
 from daemon.switch.frames import Frame
 from daemon.switch.supervisor import Supervisor, SwitchSnapshot
@@ -85,6 +97,10 @@ _STOP = object()
 # Events handled between two yields to the hub. The store's writer (a greenlet) makes one
 # database round trip per turn, so a long run of events without yielding starves it.
 YIELD_EVERY = 16
+# a checkpoint costs ~10-50 ms for a busy center's state; a restart replays at most this
+# many events (or this many seconds of them) per node
+CHECKPOINT_EVERY = 2000
+CHECKPOINT_INTERVAL_S = 60.0
 
 
 class Service:
@@ -99,7 +115,9 @@ class Service:
                  dialer: DialerLike | None = None, presence: LiveLike | None = None,
                  dialer_interval_s: float = 2.0,
                  closers: Sequence[Callable[[], None]] = (),
-                 http: HttpLike | None = None) -> None:
+                 http: HttpLike | None = None, journal_dir: str | Path | None = None,
+                 checkpoint_every: int = CHECKPOINT_EVERY,
+                 checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
         self.settings = settings
         self.center = center
         self._journal = journal
@@ -128,6 +146,13 @@ class Service:
         self._queue: gevent.queue.Queue = gevent.queue.Queue(maxsize=max_backlog)
         self._stopped = gevent.event.Event()
         self._running = False
+        # restarts: checkpoints and recovery need the journal files (see the module docstring)
+        self.journal_dir = Path(journal_dir) if journal_dir is not None else None
+        self.checkpoint_every = max(1, checkpoint_every)
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self._unsaved: dict[str, int] = {}  # node -> events since its last checkpoint
+        self._saved_at: dict[str, float] = {}  # node -> monotonic time of that checkpoint
+        self.recovered: dict[str, int] = {}  # node -> journal events replayed at start
 
     # --- inputs (called from the supervisors' greenlets) ------------------------------------
     def on_frames(self, node: str, frames: list[Frame]) -> None:
@@ -158,6 +183,9 @@ class Service:
         syncer = gevent.spawn(self._sync_journals) if self.sync_interval_s else None
         summaries = self._start_summaries()
         try:
+            # the links are up and what they receive waits in the queue: the engines first
+            # take back where the last process left off
+            self.recover()
             while True:
                 item = self._queue.get()
                 if item is _STOP:
@@ -191,6 +219,129 @@ class Service:
                 self._probe(event)
             if not i % YIELD_EVERY:
                 gevent.sleep(0)  # the store's writer gets a turn per database round trip
+        self._count_for_checkpoint(node, len(item))
+
+    # --- restarts ----------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Each node's engine as the last process left it: its checkpoint, then its journal
+        from there to the end (records re-emitted to the store; live state, lamps and the
+        dialer are not replayed: the switch snapshot that follows the connect is their truth)."""
+        if self.journal_dir is None:
+            return
+        from daemon.engine.checkpoint import CheckpointError
+        from daemon.storage.checkpoint import load
+        from daemon.storage.journal import (
+            JournalPosition,
+            journal_files,
+            journal_seq,
+            read_from,
+            switch_state_of,
+        )
+
+        for node in self.settings.esl_nodes:
+            name = node.name
+            prefix = journal_prefix(name)
+            started = time.monotonic()
+            engine = self.engine(name)
+            checkpoint = load(self.journal_dir, prefix)
+            start = None
+            if checkpoint is not None:
+                try:
+                    engine.restore(checkpoint.engine)  # type: ignore[attr-defined]
+                    start = checkpoint.position
+                except (CheckpointError, AttributeError) as exc:
+                    logger.warning("checkpoint of node=%s not usable (%s): replaying its whole "
+                                   "journal", name, exc)
+                    engine = self.engines[name] = self.engine_factory(self.center, name)
+            events = 0
+            garbage: list[str] = []
+            # replayed from its first file, the journal is a whole replay: the calls it holds
+            # from their start get exactly its segments (see remove_stale_segments)
+            whole = start is None and hasattr(self.store, "remove_stale_segments")
+            created: set[str] = set()
+            produced: dict[str, set[str]] = {}
+            intervals: dict[str, str] = {}  # interval id -> agent
+            first_ms = last_ms = 0
+            for frame in read_from(self.journal_dir, prefix, start, errors=garbage):
+                if frame.is_event:
+                    event = Event(frame.body, name)
+                    out = self._feed(engine, event)
+                    events += 1
+                    if whole:
+                        if event.name == "CHANNEL_CREATE" and event.uuid:
+                            created.add(event.uuid)
+                        stamp = event.timestamp_ms
+                        if stamp > 0:
+                            first_ms = stamp if not first_ms else min(first_ms, stamp)
+                            last_ms = max(last_ms, stamp)
+                else:
+                    presence = switch_state_of(frame)
+                    reconcile = getattr(engine, "reconcile", None)
+                    if presence is None or reconcile is None:
+                        continue
+                    out = reconcile(presence)
+                if whole:
+                    for seg in out.segments:
+                        produced.setdefault(seg.call_id, set()).add(seg.segment_id)
+                    intervals.update((i.interval_id, i.agent) for i in out.intervals)
+                try:
+                    self.store.write(out)
+                except Exception:
+                    self.errors += 1
+                    logger.exception("writing recovered records failed node=%s", name)
+                if not events % (YIELD_EVERY * 8):
+                    gevent.sleep(0)  # the writer drains what recovery produces
+            if whole and first_ms:
+                # after every record before it (old spill files included) is committed
+                keep = {c: ids for c, ids in produced.items() if c in created}
+                self.store.when_committed(functools.partial(  # type: ignore[attr-defined]
+                    _remove_stale, self.store, name, keep, (first_ms, last_ms), intervals))
+            self.recovered[name] = events
+            if events:
+                # the next journal file (this process's first) begins where the replay ended:
+                # a crash before the first periodic checkpoint does not replay all this again
+                last = max((journal_seq(p) or 0 for p in journal_files(self.journal_dir, prefix)),
+                           default=0)
+                self.checkpoint(name, JournalPosition(last + 1, 0))
+            logger.info("engine recovered node=%s from=%s events_replayed=%d damaged=%d in %.2fs",
+                        name, "checkpoint" if start is not None else "journal start", events,
+                        len(garbage), time.monotonic() - started)
+
+    def _count_for_checkpoint(self, node: str, events: int) -> None:
+        if self.journal_dir is None:
+            return
+        unsaved = self._unsaved[node] = self._unsaved.get(node, 0) + events
+        now = time.monotonic()
+        saved_at = self._saved_at.setdefault(node, now)
+        if unsaved >= self.checkpoint_every or now - saved_at >= self.checkpoint_interval_s:
+            self.checkpoint(node)
+
+    def checkpoint(self, node: str, position: Any = None) -> bool:
+        """Hand the store a checkpoint of ``node`` to save once its records are committed;
+        at the end of what its journal holds, unless ``position`` says where that is."""
+        if self.journal_dir is None:
+            return False
+        journal, engine = self.journals.get(node), self.engines.get(node)
+        take = getattr(engine, "checkpoint", None)
+        if position is None:
+            position = getattr(journal, "position", lambda: None)()
+        when_committed = getattr(self.store, "when_committed", None)
+        if take is None or position is None or when_committed is None:
+            return False
+        from daemon.storage.checkpoint import Checkpoint, save
+
+        try:
+            if journal is not None:
+                journal.sync()  # type: ignore[union-attr]  # the frames before it are on disk first
+            checkpoint = Checkpoint(journal_prefix(node), position, take())
+        except Exception:  # a checkpoint missed costs a longer replay at the next start
+            logger.exception("checkpoint failed node=%s", node)
+            return False
+        directory = self.journal_dir
+        when_committed(lambda: save(directory, checkpoint))
+        self._unsaved[node] = 0
+        self._saved_at[node] = time.monotonic()
+        return True
 
     def _output(self, out: EngineOutput) -> None:
         try:
@@ -299,11 +450,16 @@ class Service:
                 self.presence.publish_all(snap()["agents"])
             except Exception:
                 logger.exception("presence refresh failed node=%s", snapshot.node)
-        # an engine that can reconcile calls in flight with the switch's channel list gets it
+        # an engine that can reconcile calls in flight with the switch's channel list gets it;
+        # what it was given goes to the journal first, like an event, so a replay repeats it
         reconcile = getattr(self.engine(snapshot.node), "reconcile", None)
         if reconcile is not None:
+            from daemon.storage.journal import switch_state_frame
+
+            presence = SwitchPresence.of(snapshot)
+            self._journal_append(snapshot.node, switch_state_frame(presence))
             try:
-                self._output(reconcile(snapshot))
+                self._output(reconcile(presence))
             except Exception:
                 logger.exception("engine reconcile failed node=%s", snapshot.node)
         logger.info("live state rebuilt node=%s agents=%d members=%d channels=%d", snapshot.node,
@@ -393,6 +549,9 @@ class Service:
                 self.http.stop()  # type: ignore[union-attr]
             except Exception:
                 logger.exception("stopping the http API failed")
+        for node in list(self.engines):
+            if self._unsaved.get(node):
+                self.checkpoint(node)  # saved by the store's last flush: the next start is quick
         close_presence = getattr(self.presence, "close", None)
         if close_presence is not None:
             try:
@@ -417,6 +576,13 @@ class Service:
                 logger.exception("closing %r failed", close)
         logger.info("daemon stopped events=%d errors=%d journal_errors=%d", self.events,
                     self.errors, self.journal_errors)
+
+
+def _remove_stale(store: Any, node: str, segments: dict[str, set[str]], span: tuple[int, int],
+                  intervals: dict[str, str]) -> None:
+    """What a whole-journal recovery did not produce goes (see Store.remove_stale_*)."""
+    store.remove_stale_segments(segments)
+    store.remove_stale_intervals(node, span[0], span[1], set(intervals), set(intervals.values()))
 
 
 # --- the `hotline daemon` entry ----------------------------------------------------------
@@ -536,7 +702,8 @@ def build_service(settings: Settings, center: Any = None) -> Service:
     else:
         logger.info("http API disabled (http_listen is empty)")
     return Service(settings, center, journal_for, engine_for, store, live,
-                   dialer=dialer, presence=presence, closers=closers, http=http)
+                   dialer=dialer, presence=presence, closers=closers, http=http,
+                   journal_dir=settings.journal_dir)
 
 
 def run_daemon(settings: Settings, center: Any = None, *,

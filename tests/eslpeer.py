@@ -16,13 +16,22 @@ bytes, ``send_event``, ``replay`` a capture's event frames, ``disconnect``
 yielding in between: a slow link), ``refuse`` (accept and close at once),
 ``ignore_exit`` (answer nothing to ``exit`` and keep the socket open).
 
+The peer also keeps the state a switch would have after the events it has sent
+(``SwitchModel``: channels from CHANNEL_CREATE/DESTROY, mod_callcenter's agents,
+queues, tiers and members from ``callcenter::info``) and answers ``show channels
+as json`` and the ``callcenter_config`` lists from it, in FreeSWITCH 1.10's output
+formats: a daemon that reconnects or restarts in the middle of a replayed capture
+is told which calls are still up, as a real switch would tell it.
+
 Run as a program it serves a capture/journal file to whoever subscribes
 (``python tests/eslpeer.py serve FILE --port N``), which bench/ingest.py uses
 to drive a daemon from another process.
 """
 from __future__ import annotations
 
+import datetime as dt
 import gzip
+import json
 import os
 import sys
 import time
@@ -282,6 +291,208 @@ class PeerConnection:
 
 _NONE = object()
 
+# column lists as FreeSWITCH 1.10 prints them: the `channels` table of switch_core_sqldb.c,
+# mod_callcenter.c's agents / tiers / members tables (members listed with a computed
+# `score`) and its hand-written `queue list` header
+CHANNEL_COLUMNS = (
+    "uuid", "direction", "created", "created_epoch", "name", "state", "cid_name", "cid_num",
+    "ip_addr", "dest", "application", "application_data", "dialplan", "context", "read_codec",
+    "read_rate", "read_bit_rate", "write_codec", "write_rate", "write_bit_rate", "secure",
+    "hostname", "presence_id", "presence_data", "accountcode", "callstate", "callee_name",
+    "callee_num", "callee_direction", "call_uuid", "sent_callee_name", "sent_callee_num",
+    "initial_cid_name", "initial_cid_num", "initial_ip_addr", "initial_dest",
+    "initial_dialplan", "initial_context")
+AGENT_COLUMNS = (
+    "name", "instance_id", "uuid", "type", "contact", "status", "state", "max_no_answer",
+    "wrap_up_time", "reject_delay_time", "busy_delay_time", "no_answer_delay_time",
+    "last_bridge_start", "last_bridge_end", "last_offered_call", "last_status_change",
+    "no_answer_count", "calls_answered", "talk_time", "ready_time", "external_calls_count")
+TIER_COLUMNS = ("queue", "agent", "state", "level", "position")
+MEMBER_COLUMNS = (
+    "queue", "instance_id", "uuid", "session_uuid", "cid_number", "cid_name", "system_epoch",
+    "joined_epoch", "rejoined_epoch", "bridge_epoch", "abandoned_epoch", "base_score",
+    "skill_score", "serving_agent", "serving_system", "state", "score")
+QUEUE_COLUMNS = (
+    "name", "strategy", "moh_sound", "time_base_score", "tier_rules_apply",
+    "tier_rule_wait_second", "tier_rule_wait_multiply_level", "tier_rule_no_agent_no_wait",
+    "discard_abandoned_after", "abandoned_resume_allowed", "max_wait_time",
+    "max_wait_time_with_no_agent", "max_wait_time_with_no_agent_time_reached",
+    "record_template", "calls_answered", "calls_abandoned", "ring_progressively_delay",
+    "skip_agents_with_external_calls", "agent_no_answer_status")
+# channel headers -> columns, refreshed by every channel event
+_CHANNEL_HEADERS = (
+    ("direction", "Call-Direction"), ("name", "Channel-Name"), ("state", "Channel-State"),
+    ("cid_name", "Caller-Caller-ID-Name"), ("cid_num", "Caller-Caller-ID-Number"),
+    ("ip_addr", "Caller-Network-Addr"), ("dest", "Caller-Destination-Number"),
+    ("dialplan", "Caller-Dialplan"), ("context", "Caller-Context"),
+    ("hostname", "FreeSWITCH-Hostname"), ("presence_id", "Channel-Presence-ID"),
+    ("presence_data", "Channel-Presence-Data"), ("accountcode", "variable_accountcode"),
+    ("callstate", "Channel-Call-State"), ("callee_name", "Caller-Callee-ID-Name"),
+    ("callee_num", "Caller-Callee-ID-Number"), ("callee_direction", "Caller-Direction"),
+    ("call_uuid", "Channel-Call-UUID"), ("read_codec", "Channel-Read-Codec-Name"),
+    ("read_rate", "Channel-Read-Codec-Rate"), ("read_bit_rate", "Channel-Read-Codec-Bit-Rate"),
+    ("write_codec", "Channel-Write-Codec-Name"), ("write_rate", "Channel-Write-Codec-Rate"),
+    ("write_bit_rate", "Channel-Write-Codec-Bit-Rate"))
+
+
+def _epoch_s(event: Event) -> int:
+    return event.timestamp_ms // 1000
+
+
+class SwitchModel:
+    """What a switch holds after the events it sent: channels and mod_callcenter's tables.
+
+    Fed every event frame the peer sends (whoever receives it: a switch's calls go on
+    while no client listens), it answers the state commands a daemon asks after a
+    (re)connect the way FreeSWITCH 1.10 does (see the column lists above).
+    """
+
+    def __init__(self) -> None:
+        self.channels: dict[str, dict[str, str]] = {}
+        self.agents: dict[str, dict[str, str]] = {}
+        self.members: dict[str, dict[str, str]] = {}  # member uuid -> row
+        self.queues: dict[str, None] = {}
+        self.tiers: dict[tuple[str, str], None] = {}
+
+    # --- events in ----------------------------------------------------------------------
+    def observe(self, frame: bytes) -> None:
+        event = _headers(frame)
+        name = event.name
+        if name and name.startswith("CHANNEL_"):
+            self._channel(event, name)
+        elif name == "CUSTOM" and event.subclass == "callcenter::info":
+            self._callcenter(event)
+
+    def _channel(self, event: Event, name: str) -> None:
+        uid = event.uuid
+        if not uid:
+            return
+        if name == "CHANNEL_DESTROY":
+            self.channels.pop(uid, None)
+            return
+        row = self.channels.get(uid)
+        if row is None:
+            if name != "CHANNEL_CREATE":
+                return  # a channel created before the capture began: the switch had it, we cannot know
+            created_us = int(event.get("Caller-Channel-Created-Time") or event.timestamp_ms * 1000)
+            row = self.channels[uid] = dict.fromkeys(CHANNEL_COLUMNS, "")
+            row.update(uuid=uid, created_epoch=str(created_us // 1_000_000),
+                       created=dt.datetime.fromtimestamp(created_us / 1e6).strftime(
+                           "%Y-%m-%d %H:%M:%S"))
+            for column, header in (("initial_cid_name", "Caller-Caller-ID-Name"),
+                                   ("initial_cid_num", "Caller-Caller-ID-Number"),
+                                   ("initial_ip_addr", "Caller-Network-Addr"),
+                                   ("initial_dest", "Caller-Destination-Number"),
+                                   ("initial_dialplan", "Caller-Dialplan"),
+                                   ("initial_context", "Caller-Context")):
+                row[column] = event.get(header) or ""
+        for column, header in _CHANNEL_HEADERS:
+            value = event.get(header)
+            if value is not None:
+                row[column] = value
+        if name == "CHANNEL_EXECUTE":
+            row["application"] = event.get("Application") or ""
+            row["application_data"] = event.get("Application-Data") or ""
+
+    def _agent(self, name: str) -> dict[str, str]:
+        row = self.agents.get(name)
+        if row is None:
+            row = self.agents[name] = dict.fromkeys(AGENT_COLUMNS, "0")
+            row.update(name=name, instance_id="single_box", uuid="", type="callback",
+                       contact="", status="Logged Out", state="Waiting")
+        return row
+
+    def _callcenter(self, event: Event) -> None:
+        action = event.get("CC-Action") or ""
+        queue = event.get("CC-Queue") or ""
+        agent = event.get("CC-Agent") or ""
+        now = str(_epoch_s(event))
+        if queue:
+            self.queues.setdefault(queue, None)
+        if agent:
+            row = self._agent(agent)
+            if queue:
+                self.tiers.setdefault((queue, agent), None)
+            if action == "agent-status-change":
+                row.update(status=event.get("CC-Agent-Status") or row["status"],
+                           last_status_change=now)
+            elif action == "agent-state-change":
+                row["state"] = event.get("CC-Agent-State") or row["state"]
+            elif action == "agent-offering":
+                row["last_offered_call"] = now
+            elif action == "bridge-agent-start":
+                row["last_bridge_start"] = now
+            elif action == "bridge-agent-end":
+                row["last_bridge_end"] = now
+        member = event.get("CC-Member-UUID") or ""
+        if not member:
+            return
+        if action == "member-queue-start":
+            self.members[member] = {
+                "queue": queue, "instance_id": "single_box", "uuid": member,
+                "session_uuid": event.get("CC-Member-Session-UUID") or "",
+                "cid_number": event.get("CC-Member-CID-Number") or "",
+                "cid_name": event.get("CC-Member-CID-Name") or "", "system_epoch": now,
+                "joined_epoch": now, "rejoined_epoch": "0", "bridge_epoch": "0",
+                "abandoned_epoch": "0", "base_score": "0", "skill_score": "0",
+                "serving_agent": "", "serving_system": "", "state": "Waiting"}
+        elif action == "member-queue-end":
+            self.members.pop(member, None)
+        elif member in self.members:
+            row = self.members[member]
+            if action == "agent-offering":
+                row.update(state="Trying", serving_agent=agent, serving_system="single_box")
+            elif action == "bridge-agent-start":
+                row.update(state="Answered", bridge_epoch=now)
+            elif action == "bridge-agent-fail" and row["serving_agent"] == agent:
+                row.update(state="Waiting", serving_agent="", serving_system="")
+
+    # --- commands out ---------------------------------------------------------------------
+    def show_channels_json(self) -> str:
+        if not self.channels:
+            return '{"row_count": 0}\n'
+        rows = sorted(self.channels.values(), key=lambda r: int(r["created_epoch"] or 0))
+        return json.dumps({"row_count": len(rows), "rows": rows}, separators=(",", ":"))
+
+    def show_channels(self) -> str:
+        rows = sorted(self.channels.values(), key=lambda r: int(r["created_epoch"] or 0))
+        lines = [",".join(CHANNEL_COLUMNS)] + [",".join(r[c] for c in CHANNEL_COLUMNS)
+                                               for r in rows]
+        return "\n".join(lines) + f"\n\n{len(rows)} total.\n"
+
+    @staticmethod
+    def _table(columns: tuple[str, ...], rows: Iterable[dict[str, str]]) -> str:
+        rows = list(rows)
+        if not rows:
+            return "+OK\n"  # list_result_callback prints the header with the first row only
+        lines = ["|".join(columns)] + ["|".join(r.get(c, "") for c in columns) for r in rows]
+        return "\n".join(lines) + "\n+OK\n"
+
+    def callcenter(self, args: list[str], now_s: int) -> str:
+        if args[:2] == ["agent", "list"]:
+            names = args[2:3] or sorted(self.agents)
+            return self._table(AGENT_COLUMNS, (self.agents[n] for n in names if n in self.agents))
+        if args[:2] == ["tier", "list"]:
+            return self._table(TIER_COLUMNS, ({"queue": q, "agent": a, "state": "Ready",
+                                               "level": "1", "position": "1"}
+                                              for q, a in sorted(self.tiers)))
+        if args[:3] == ["queue", "list", "members"]:
+            rows = []
+            for row in self.members.values():
+                if len(args) < 4 or row["queue"] == args[3]:
+                    score = now_s - int(row["joined_epoch"])
+                    rows.append(dict(row, score=str(score)))
+            rows.sort(key=lambda r: (r["queue"], -int(r["score"])))
+            return self._table(MEMBER_COLUMNS, rows)
+        if args[:2] == ["queue", "list"] and len(args) == 2:
+            lines = ["|".join(QUEUE_COLUMNS)]
+            for name in sorted(self.queues):
+                lines.append("|".join((name, "ring-all", "local_stream://moh", "system", "false",
+                                       "300", "true", "false", "60", "false", "0", "0", "5",
+                                       "", "0", "0", "10", "false", "On Break")))
+            return "\n".join(lines) + "\n+OK\n"
+        return "+OK\n"
+
 
 class EslPeer:
     """The test switch. ``with EslPeer() as peer: peer.host, peer.port``."""
@@ -297,6 +508,8 @@ class EslPeer:
         self.trickle = 0
         self.trickle_delay = 0.0
         self.accepted = 0
+        self.model = SwitchModel()  # what the switch holds after the events sent so far
+        self._last_event_s = 0  # switch time of the latest event sent (a capture's clock)
         self._connected = gevent.event.Event()
         self._server = gevent.server.StreamServer((host, port), self._accept)
 
@@ -354,10 +567,15 @@ class EslPeer:
         if cmd == "status":
             return ("UP 0 years, 0 days, 0 hours, 0 minutes, 1 second\n"
                     "FreeSWITCH (Version 1.10.12) is ready\n")
+        words = arg.split()
         if cmd == "show":
-            return '{"row_count":0}\n' if "json" in arg else "\n0 total.\n"
+            if words[1:2] == ["channels"]:
+                if "json" in words:
+                    return self.model.show_channels_json()
+                return self.model.show_channels()
+            return '{"row_count": 0}\n' if "json" in arg else "\n0 total.\n"
         if cmd == "callcenter_config":
-            return "+OK\n"
+            return self.model.callcenter(words[1:], self._last_event_s or int(time.time()))
         if cmd == "hostname":
             return "vm"
         return f"-ERR {cmd} Command not found!\n"
@@ -396,9 +614,18 @@ class EslPeer:
         for conn in self.live:
             conn.write(data)
 
+    def _observe(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            self.model.observe(frame)
+        if frames:
+            stamp = _headers(frames[-1]).timestamp_ms
+            if stamp:
+                self._last_event_s = stamp // 1000
+
     def send_event(self, headers: dict[str, object], body: str | None = None) -> int:
         """An event to every client subscribed to it; returns how many got it."""
         frame = event_frame(headers, body)
+        self._observe([frame])
         return sum(conn.send_events([frame]) for conn in self.live)
 
     def replay(self, frames_or_path: Iterable[bytes] | str | Path) -> int:
@@ -407,6 +634,7 @@ class EslPeer:
             frames = capture_event_frames(frames_or_path)
         else:
             frames = list(frames_or_path)
+        self._observe(frames)
         return sum(conn.send_events(frames) for conn in self.live)
 
     def disconnect(self, mid_frame: bool = False) -> None:

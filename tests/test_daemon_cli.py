@@ -63,7 +63,7 @@ def test_daemon_turns_a_switch_stream_into_rows_and_exits_0_on_sigterm(tmp_path,
             assert peer.replay(frames) == len(frames)
             journal_dir = tmp_path / "journal"
             total = sum(len(f) for f in frames)
-            wait_for(lambda: sum(p.stat().st_size for p in journal_dir.glob("*.esl")) == total, 20,
+            wait_for(lambda: len(journaled_events(journal_dir)) == total, 20,
                      "all frames journaled")
             gevent.sleep(0.3)  # let the engine and the writer catch up before asking to stop
             proc.send_signal(signal.SIGTERM)
@@ -79,9 +79,14 @@ def test_daemon_turns_a_switch_stream_into_rows_and_exits_0_on_sigterm(tmp_path,
     assert lines and all(line.startswith("ts=") and " level=" in line and " msg=" in line
                          for line in lines), logs
     assert "daemon stopped" in logs
-    # the journal holds exactly the frames the switch sent, in the switch's format
-    journal = b"".join(p.read_bytes() for p in sorted((tmp_path / "journal").glob("vm-*.esl")))
-    assert journal == b"".join(frames)
+    # the journal holds exactly the frames the switch sent, in the switch's format, and
+    # what the switch reported at the connect (for replays to reconcile where it did)
+    assert journaled_events(tmp_path / "journal") == b"".join(frames)
+    from daemon.storage.journal import SWITCH_STATE_TYPE, read_frames
+
+    kinds = [f.content_type for p in sorted((tmp_path / "journal").glob("vm-*.esl"))
+             for f in read_frames(p)]
+    assert kinds[0] == SWITCH_STATE_TYPE and kinds.count(SWITCH_STATE_TYPE) == 1
     # the call is in the database, flushed at SIGTERM
     engine = create_engine(empty_db_url)
     with engine.connect() as conn:
@@ -127,7 +132,7 @@ def test_daemon_started_while_postgres_is_down_journals_then_migrates_and_writes
             peer.replay(frames)
             journal_dir = tmp_path / "journal"
             total = sum(len(f) for f in frames)
-            wait_for(lambda: sum(p.stat().st_size for p in journal_dir.glob("*.esl")) == total, 20,
+            wait_for(lambda: len(journaled_events(journal_dir)) == total, 20,
                      "all frames journaled while the database is down")
             assert proc.poll() is None, log.read_text()  # running, not exited
             assert not _tables(direct)  # nothing could reach the database yet
@@ -157,7 +162,7 @@ def test_records_spilled_at_a_stop_during_an_outage_are_written_by_the_next_daem
             peer.replay(frames)
             journal_dir = tmp_path / "journal"
             total = sum(len(f) for f in frames)
-            wait_for(lambda: sum(p.stat().st_size for p in journal_dir.glob("*.esl")) == total, 20,
+            wait_for(lambda: len(journaled_events(journal_dir)) == total, 20,
                      "all frames journaled")
             gevent.sleep(0.3)  # the engine hands the records to the store
             proc.send_signal(signal.SIGTERM)
@@ -181,6 +186,14 @@ def test_records_spilled_at_a_stop_during_an_outage_are_written_by_the_next_daem
                 proc.kill()
     assert proc.returncode == 0, log.read_text()
     assert not list((tmp_path / "journal" / "spill").glob("spill-*.jsonl"))
+
+
+def journaled_events(journal_dir: Path) -> bytes:
+    """The switch's event frames in a daemon's journal, as written (files in order)."""
+    from daemon.storage.journal import read_frames
+
+    return b"".join(f.raw for p in sorted(journal_dir.glob("vm-*.esl")) for f in read_frames(p)
+                    if f.is_event)
 
 
 def _tables(url: str) -> list[str]:

@@ -652,9 +652,12 @@ def test_daemon_reconnecting_after_a_lost_link_closes_the_caller_the_switch_no_l
                 peer.send_event(headers)
             wait_for(lambda: service.events == 3, "events read")
             assert queue_seg() is not None and queue_seg().ended_ms is None
+            # the caller hangs up while the daemon is not listening: the switch no longer
+            # has the channel, and mod_callcenter no longer lists the member
             peer.script("api show channels as json",
                         '{"row_count":1,"rows":[{"uuid":"someone-else","direction":"inbound"}]}')
-            peer.disconnect()  # the caller hangs up while the daemon is not listening
+            peer.script("api callcenter_config queue list members", "+OK\n")
+            peer.disconnect()
             wait_for(lambda: queue_seg().ended_ms is not None, "call closed after reconnect")
         finally:
             service.stop()

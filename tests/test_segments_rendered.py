@@ -398,3 +398,22 @@ def test_the_agent_ending_the_callback_conversation_is_an_agent_hang_up():
     rep = feed_all(config_engine(), stream)
     (talk,) = rep.segs(CALLBACK_CALL, "talk")
     assert (talk.hangup_by, seconds(talk.duration_ms)) == ("agent", approx(4.02))
+
+
+@pytest.mark.parametrize("name", ["callback_connected", "whisper_barge", "survey_call",
+                                  "agent_on_call_logout", "exit_key_callback"])
+def test_an_engine_restored_from_a_checkpoint_anywhere_in_these_calls_ends_like_a_clean_one(name):
+    """A daemon restarted mid-callback, mid-supervision or mid-survey picks the call up
+    where it was: the checkpoint holds the callback's legs and the supervision sessions."""
+    import json
+
+    evs = events(name)
+    clean = feed_all(config_engine(), evs)
+    for cut in range(0, len(evs) + 1, max(1, len(evs) // 12)):
+        first = config_engine()
+        rep = feed_all(first, evs[:cut])
+        second = config_engine()
+        second.restore(json.loads(json.dumps(first.checkpoint())))  # through its file format
+        feed_all(second, evs[cut:], rep)
+        assert (rep.calls, rep.segments, rep.intervals) == (
+            clean.calls, clean.segments, clean.intervals), cut

@@ -110,6 +110,9 @@ def replay(files: tuple[str, ...], db_url: str | None, config_dir: str | None, q
     click.echo(f"{stats.files} file(s), {stats.streams} stream(s), {stats.events} events: "
                f"{stats.calls} calls, {stats.segments} segments, {stats.intervals} agent intervals"
                f" -> {url}")
+    if stats.stale:
+        click.echo(f"{stats.stale} segment(s) of replayed calls that the replay did not produce "
+                   "removed (left by an older daemon)")
     if stats.garbage or stats.errors:
         click.echo(f"warning: {stats.garbage} garbage stretch(es) skipped, {stats.errors} event(s) "
                    "the engine failed on (see the log)", err=True)

@@ -52,8 +52,8 @@ from daemon.engine.segments_agents import AgentBook, WrapUp
 from daemon.engine.segments_state import (
     CallbackLegs,
     CallState,
+    SwitchPresence,
     Visit,
-    channel_uuids,
     domain_of,
     evolve,
     peek,
@@ -236,14 +236,30 @@ class SegmentEngine:
             self._book.close_all(self._clock_ms, self._out.intervals)
         return self._flush()
 
-    def reconcile(self, snapshot: SwitchSnapshot) -> EngineOutput:
-        """After a (re)connect: end the calls whose caller leg the switch no longer has.
+    def checkpoint(self) -> dict:
+        """The engine's whole working memory as JSON values (``daemon.engine.checkpoint``):
+        an engine given it by :meth:`restore` goes on exactly as this one would."""
+        from daemon.engine.checkpoint import encode
 
-        ``snapshot.channels`` is the switch's parsed ``show channels as json``. A call of this
-        node that is still up here, or still has something open (a hung-up caller whose
-        queue end or agent's bridge end was lost), but whose caller leg is not among the
-        switch's channels ended while the daemon was not listening. It is closed as if its
-        hangup had been seen at the engine's last switch time (the latest event or heartbeat
+        return encode(self)
+
+    def restore(self, state: dict) -> None:
+        """Take back a :meth:`checkpoint` (into a fresh engine); CheckpointError if it
+        comes from another version of the engine or is damaged."""
+        from daemon.engine.checkpoint import restore
+
+        restore(self, state)
+
+    def reconcile(self, snapshot: SwitchSnapshot | SwitchPresence) -> EngineOutput:
+        """After a (re)connect: end the calls the switch no longer has.
+
+        ``snapshot.channels`` is the switch's parsed ``show channels as json``,
+        ``snapshot.members`` its ``callcenter_config queue list members`` replies. A call of
+        this node that is still up here, or still has something open (a hung-up caller whose
+        queue end or agent's bridge end was lost), but of which the switch has neither a leg
+        (caller, loopback twin, agent) nor a live queue member ended while the daemon was
+        not listening. It is closed as if its hangup had been seen at the engine's last
+        switch time (the latest event or heartbeat
         read: the best bound there is), or at its hangup if that was seen: the hangup, the
         agent's bridge end (talk, hold, wrap-up) and mod_callcenter's member-queue-end (a
         waiting caller abandoned, rings caller-abandoned) run as for the real events, and
@@ -254,14 +270,16 @@ class SegmentEngine:
         (``{}``) changes nothing. Pure: only the snapshot's uuids and the engine's own
         switch clock are used, so the same state and snapshot give the same output.
         """
-        alive = channel_uuids(getattr(snapshot, "channels", None))
+        presence = SwitchPresence.of(snapshot)
+        alive, members = presence.channels, presence.members
         last_ms = max(self._clock_ms, self._heartbeat_ms)
         if alive is None or not last_ms:
             return EngineOutput()
-        nodes = (self.node, getattr(snapshot, "node", "") or "")
+        nodes = (self.node, presence.node)
         for call_id in sorted(self._calls):
             call = self._calls[call_id]
-            if call_id in alive or call.node not in nodes or not self._in_flight(call):
+            if (call.node not in nodes or not self._in_flight(call)
+                    or self._on_switch(call, alive, members)):
                 continue
             if call.callback_legs is not None and call.callback_legs.agent_leg in alive:
                 continue  # the caller is long gone, but the dialer's call is up
@@ -270,6 +288,17 @@ class SegmentEngine:
             except Exception:  # one call's surprise must not keep the others open
                 logger.exception("failed to reconcile call %s", call_id)
         return self._flush()
+
+    @staticmethod
+    def _on_switch(call: CallState, channels: frozenset[str], members: frozenset[str]) -> bool:
+        """The switch still has a leg of the call (caller, its loopback twin, an agent's) or
+        mod_callcenter still lists one of its queue stays: its end is still to come as events
+        (a caller who hung up during the talk leaves the agent's bridge end and the queue
+        end to follow)."""
+        if call.call_id in channels or call.a_leg in channels or call.call_id in members:
+            return True
+        return any(mu in members or (v.agent_leg is not None and v.agent_leg in channels)
+                   for mu, v in call.visits.items())
 
     def _in_flight(self, call: CallState) -> bool:
         """Up, or with a segment still open (a requested callback stays open by design)."""
@@ -939,9 +968,14 @@ class SegmentEngine:
         self._live("agent", agent, ts, call_id=call.call_id)
 
     def _new_ring(self, call: CallState, visit: Visit, agent: str, started_ms: int) -> str:
-        seg_id = self._new_seg(
-            call, f"{call.call_id}:ring:{visit.member_uuid}:{agent}:{started_ms}", "ring",
-            started_ms, visit, agent=agent)
+        # numbered per agent within the stay, never by time: a ring first seen at its
+        # bridge-agent-start/-fail (an engine that missed the offering) only knows the whole
+        # second mod_callcenter started calling the agent, the offering knows milliseconds,
+        # and one ring must not get two ids
+        seq = visit.ring_seq.get(agent, 0)
+        visit.ring_seq[agent] = seq + 1
+        seg_id = self._new_seg(call, f"{call.call_id}:ring:{visit.member_uuid}:{agent}:{seq}",
+                               "ring", started_ms, visit, agent=agent)
         visit.last_ring[agent] = seg_id
         return seg_id
 

@@ -84,6 +84,53 @@ def channel_uuids(channels: object) -> frozenset[str] | None:
     return frozenset(uuids)
 
 
+# mod_callcenter member states of a caller still waiting, being offered or talking
+_LIVE_MEMBER_STATES = frozenset({"Waiting", "Trying", "Answered"})
+
+
+def member_uuids(members: object) -> frozenset[str]:
+    """The member and session uuids of the live rows of ``callcenter_config queue list
+    members <queue>`` replies (queue -> text: a ``|`` header line, rows, ``+OK``).
+
+    Only used to keep calls open, never to close one, so an unreadable reply just adds
+    nothing."""
+    found: set[str] = set()
+    for text in (members.values() if isinstance(members, Mapping) else ()):
+        lines = [line for line in str(text).splitlines() if "|" in line]
+        if not lines:
+            continue
+        head = lines[0].split("|")
+        if "uuid" not in head or "state" not in head:
+            continue
+        cols = {name: head.index(name) for name in ("uuid", "session_uuid", "state")
+                if name in head}
+        for line in lines[1:]:
+            row = line.split("|")
+            if len(row) != len(head) or row[cols["state"]] not in _LIVE_MEMBER_STATES:
+                continue
+            found.update(row[i] for key, i in cols.items() if key != "state" and row[i])
+    return frozenset(found)
+
+
+@dataclass(frozen=True)
+class SwitchPresence:
+    """What :meth:`SegmentEngine.reconcile` needs of a switch's snapshot: the uuids of its
+    channels (None: the list could not be read) and of its live queue members. It is also
+    what the daemon journals of a snapshot, so a replay reconciles exactly as it did."""
+
+    node: str
+    channels: frozenset[str] | None
+    members: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, snapshot: object) -> SwitchPresence:
+        if isinstance(snapshot, SwitchPresence):
+            return snapshot
+        return cls(str(getattr(snapshot, "node", "") or ""),
+                   channel_uuids(getattr(snapshot, "channels", None)),
+                   member_uuids(getattr(snapshot, "members", None)))
+
+
 def to_int(value: str | None) -> int | None:
     try:
         return int(value) if value not in (None, "") else None
@@ -118,6 +165,7 @@ class Visit:
     refer: tuple[str, str] | None = None  # (blind|attended, destination) from the agent's REFER
     rings: dict[str, str] = field(default_factory=dict)  # agent -> open ring segment id
     last_ring: dict[str, str] = field(default_factory=dict)  # agent -> latest ring segment id
+    ring_seq: dict[str, int] = field(default_factory=dict)  # agent -> rings so far in this stay
     ended: bool = False
     left: bool = False  # live "leave" sent
 

@@ -34,12 +34,23 @@ fsync policy (``fsync=``):
 * ``"always"``: fsync after every frame (slow; for small installations that
   must survive power loss without any gap).
 * ``"never"``: leave it to the OS.
+
+Positions: ``Journal.position()`` is where the next frame will go (file sequence
+number and byte offset in the uncompressed file); ``read_from(dir, prefix,
+position)`` yields the frames of one journal from such a position on (a daemon's
+restart replays its journal from its last checkpoint, ``daemon.storage.checkpoint``).
+
+Besides the switch's events, the daemon journals what a switch reported after a
+(re)connect that the engine acted on (``switch_state_frame``: content type
+``text/x-hotline-switch-state``, a JSON body with the uuids of its channels and
+queue members), so replaying a journal reconciles calls where the daemon did.
 """
 from __future__ import annotations
 
 import datetime as dt
 import glob
 import gzip
+import json
 import logging
 import os
 import re
@@ -47,9 +58,11 @@ import shutil
 import threading
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
+from daemon.engine.segments_state import SwitchPresence
 from daemon.switch.frames import EslParser, Frame
 
 logger = logging.getLogger(__name__)
@@ -58,6 +71,56 @@ JOURNAL_NAME = re.compile(
     r"^(?P<prefix>.+)-(?P<stamp>\d{8}T\d{12}Z)-(?P<seq>\d{6,})\.esl(?:\.gz)?$")
 FSYNC_POLICIES = ("rotate", "always", "never")
 READ_CHUNK = 1 << 20
+
+
+SWITCH_STATE_TYPE = "text/x-hotline-switch-state"
+
+
+@dataclass(frozen=True, order=True)
+class JournalPosition:
+    """A place in one journal: the file's sequence number and a byte offset in it
+    (uncompressed; a file compressed since reads the same)."""
+
+    seq: int
+    offset: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"seq": self.seq, "offset": self.offset}
+
+    @classmethod
+    def from_dict(cls, value: Any) -> "JournalPosition":
+        try:
+            seq, offset = int(value["seq"]), int(value["offset"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"not a journal position: {str(value)[:80]}") from None
+        if seq < 0 or offset < 0:
+            raise ValueError(f"not a journal position: {value}")
+        return cls(seq, offset)
+
+
+def switch_state_frame(presence: SwitchPresence) -> bytes:
+    """A journal frame holding what reconcile was given (see the module docstring)."""
+    body = json.dumps({"node": presence.node,
+                       "channels": None if presence.channels is None else sorted(presence.channels),
+                       "members": sorted(presence.members)}, separators=(",", ":")).encode()
+    return (b"Content-Length: %d\nContent-Type: %s\n\n" % (len(body), SWITCH_STATE_TYPE.encode())
+            + body)
+
+
+def switch_state_of(frame: Frame) -> SwitchPresence | None:
+    """The SwitchPresence a ``switch_state_frame`` holds; None for any other frame (or a
+    damaged one: a reconcile skipped keeps calls open, which the next one fixes)."""
+    if frame.content_type != SWITCH_STATE_TYPE:
+        return None
+    try:
+        value = json.loads(frame.body)
+        channels = value["channels"]
+        return SwitchPresence(str(value["node"]),
+                              None if channels is None else frozenset(map(str, channels)),
+                              frozenset(map(str, value["members"])))
+    except (ValueError, KeyError, TypeError):
+        logger.warning("damaged switch-state frame in a journal: skipped")
+        return None
 
 
 def encode_frame(frame: Frame) -> bytes:
@@ -112,6 +175,13 @@ class Journal:
     def files(self) -> list[Path]:
         """This journal's files, oldest first."""
         return journal_files(self.directory, self.prefix)
+
+    def position(self) -> JournalPosition | None:
+        """Where the next frame goes: the end of what was appended (None before the first
+        append, or after a failed one: nothing known to be on disk there)."""
+        if self._file is None or self._path is None:
+            return None
+        return JournalPosition(self._seq, self._size)
 
     def append(self, raw: bytes) -> bool:
         """Append one frame's bytes exactly as received (envelope + body).
@@ -296,13 +366,46 @@ def _gzip_to(path: Path, target: Path, tmp: Path) -> Path:
     return target
 
 
+def journal_seq(path: Path) -> int | None:
+    m = JOURNAL_NAME.match(path.name)
+    return int(m["seq"]) if m else None
+
+
+def read_from(directory: str | Path, prefix: str, start: JournalPosition | None = None, *,
+              errors: list[str] | None = None) -> Iterator[Frame]:
+    """Every frame of one journal from ``start`` on (None: from its first file). A start
+    beyond the end of its file (frames a power cut took before they were synced) just
+    means nothing more from that file."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    last_seq = None
+    for path in journal_files(directory, prefix):
+        seq = journal_seq(path) or 0
+        if (start is not None and seq < start.seq) or seq == last_seq:
+            continue  # (a crash while compressing leaves .esl and .esl.gz: the plain one is whole)
+        last_seq = seq
+        skip = start.offset if start is not None and seq == start.seq else 0
+        parser = EslParser()
+        for data, _pos in iter_chunks(path, errors=errors):
+            if skip:
+                if len(data) <= skip:
+                    skip -= len(data)
+                    continue
+                data, skip = data[skip:], 0
+            yield from _feed(parser, data, path, errors)
+        if parser.buffered and errors is not None:
+            errors.append(f"{path}: {parser.buffered} bytes of an incomplete frame at the end")
+
+
 def journal_files(directory: str | Path, prefix: str) -> list[Path]:
     files = []
     for p in Path(directory).iterdir():
         m = JOURNAL_NAME.match(p.name)
         if m and m["prefix"] == prefix:
             files.append((int(m["seq"]), m["stamp"], p))
-    return [p for _, _, p in sorted(files)]
+    # for one seq the plain file sorts first (see read_from)
+    return [p for _, _, p in sorted(files, key=lambda f: (f[0], f[1], f[2].name.endswith(".gz")))]
 
 
 def open_stream(path: str | Path) -> BinaryIO:

@@ -17,7 +17,16 @@ event; calls still up stay in progress.
 The node of a stream: for a daemon journal, the node name in its file names
 (the daemon writes that same name as the ``node`` of its rows, so a journal
 replays to identical rows); for any other file, the ``FreeSWITCH-Switchname``
-of its first event.
+of its first event. What a switch reported after a daemon's (re)connect is in its
+journal too (``switch_state_frame``) and reconciles calls here where it did there.
+
+Convergence: a call whose whole life is in the replayed streams (its caller leg's
+CHANNEL_CREATE is in them) gets exactly the segments the replay produced for it;
+rows of that call under other ids - left by an older daemon that restarted in the
+middle of the call - are deleted. Likewise the node's agent intervals that began
+within a stream's time span and that the replay did not produce, for the agents
+whose changes the streams hold. So a replay over
+an existing database gives the rows a replay into an empty one gives.
 """
 from __future__ import annotations
 
@@ -26,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from daemon.storage.journal import JOURNAL_NAME, iter_chunks, iter_frame_batches
+from daemon.storage.journal import JOURNAL_NAME, iter_chunks, iter_frame_batches, switch_state_of
 from daemon.storage.store import Store
 from daemon.switch.events import Event
 from daemon.switch.frames import EslParser
@@ -46,6 +55,7 @@ class ReplayStats:
     calls: int  # distinct records produced
     segments: int
     intervals: int
+    stale: int = 0  # rows of the replayed span the replay did not produce, deleted (see above)
 
 
 class NotEslError(ValueError):
@@ -141,8 +151,10 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
     frames = events = errors = 0
     garbage: list[str] = []
     calls: set[str] = set()
-    segments: set[str] = set()
-    intervals: set[str] = set()
+    segments: dict[str, str] = {}  # segment id -> call id
+    intervals: dict[str, str] = {}  # interval id -> agent
+    created: set[str] = set()  # channels whose CHANNEL_CREATE the streams hold
+    spans: list[tuple[str, int, int]] = []  # (node, first, last event time) of each stream
     streams = plan_streams(files)
     total_bytes = 0
     try:
@@ -150,20 +162,34 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
             engine = None
             journal_node = stream_node(stream)
             node = ""
+            first_ms = last_ms = 0
             for path in stream:
                 last = 0
                 for batch, pos in iter_frame_batches(path, errors=garbage):
                     for frame in batch:
                         frames += 1
                         if not frame.is_event:
+                            presence = switch_state_of(frame)
+                            reconcile = getattr(engine, "reconcile", None)
+                            if presence is not None and reconcile is not None:
+                                out = reconcile(presence)
+                                if out:
+                                    _remember(out, calls, segments, intervals)
+                                    store.write(out)
                             continue
                         event = Event.from_frame(frame)
+                        if event.name == "CHANNEL_CREATE" and event.uuid:
+                            created.add(event.uuid)
                         if engine is None:
                             node = (journal_node or event.get("FreeSWITCH-Switchname")
                                     or event.get("FreeSWITCH-Hostname") or "")
                             engine = factory(center, node)
                         event.node = node
                         events += 1
+                        stamp = event.timestamp_ms
+                        if stamp > 0:
+                            first_ms = stamp if not first_ms else min(first_ms, stamp)
+                            last_ms = max(last_ms, stamp)
                         try:
                             out = engine.feed(event)
                         except Exception:  # the engine isolates calls itself; this is a last guard
@@ -186,16 +212,29 @@ def replay(paths: Sequence[str | Path], db_url: str, center: Any = None, *,
                 if out:
                     _remember(out, calls, segments, intervals)
                     store.write(out)
+                if first_ms:
+                    spans.append((node, first_ms, last_ms))
         store.flush()
+        whole = calls & created
+        by_call: dict[str, set[str]] = {call_id: set() for call_id in whole}
+        for seg_id, call_id in segments.items():
+            owned = by_call.get(call_id)
+            if owned is not None:
+                owned.add(seg_id)
+        stale = store.remove_stale_segments(by_call)
+        for span_node, first, last in spans:
+            stale += store.remove_stale_intervals(span_node, first, last, set(intervals),
+                                                  set(intervals.values()))
     finally:
         if own_store:
             store.close()
     return ReplayStats(files=len(files), streams=len(streams), bytes=total_bytes, frames=frames,
                        events=events, garbage=len(garbage), errors=errors, calls=len(calls),
-                       segments=len(segments), intervals=len(intervals))
+                       segments=len(segments), intervals=len(intervals), stale=stale)
 
 
-def _remember(out: Any, calls: set[str], segments: set[str], intervals: set[str]) -> None:
+def _remember(out: Any, calls: set[str], segments: dict[str, str],
+              intervals: dict[str, str]) -> None:
     calls.update(c.call_id for c in out.calls)
-    segments.update(s.segment_id for s in out.segments)
-    intervals.update(i.interval_id for i in out.intervals)
+    segments.update((s.segment_id, s.call_id) for s in out.segments)
+    intervals.update((i.interval_id, i.agent) for i in out.intervals)

@@ -36,8 +36,15 @@ write (trailer, tables, columns, types) is never written to the database: it is
 renamed ``refused-<name>`` and logged. The default ``spill_dir`` (replay, CLI) lives
 in the user's state directory (``$XDG_STATE_HOME/hotline``, ``~/.local/state/hotline``),
 never in a shared ``/tmp``; the daemon keeps its spill next to the journal.
-What is only in memory when the process dies is recovered from the journal
-(``hotline replay``), which is written before the engine sees an event.
+What is only in memory when the process dies is recovered from the journal,
+which is written before the engine sees an event: ``when_committed(action)``
+runs an action once everything written before it is committed, which is how the
+daemon's checkpoints (``daemon.storage.checkpoint``) mark how far the database
+holds the journal, and the next daemon replays the journal from there.
+
+Convergence (``remove_stale_segments``, ``remove_stale_intervals``): after a
+replay, rows of the replayed calls and span that the replay did not produce are
+deleted, so rows an older daemon left under other ids do not outlive a replay.
 
 A record the database refuses for a reason other than connectivity (e.g. a
 constraint) is written row by row so one bad row cannot block the others; rows
@@ -59,7 +66,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import String, Table, create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
@@ -396,6 +403,8 @@ class Store:
         self._lock = threading.Lock()  # guards _pending, spill numbering, _spill_gen
         self._io = threading.RLock()  # one database writer at a time
         self._pending: dict[Key, Any] = {}  # a record, or a row (see _as_rows)
+        # when_committed callbacks, in order: each runs once everything buffered before it is
+        self._marks: list[Callable[[], None]] = []
         self._spill_gen = 0
         self._refused: set[Path] = set()
         self._next_spill = self._first_spill_number()
@@ -432,6 +441,73 @@ class Store:
                 self._wake.set()
         elif n >= self.batch_size:
             self.flush()  # synchronous use: StoreUnavailable reaches the caller, records stay
+
+    def when_committed(self, action: Callable[[], None]) -> None:
+        """Run ``action()`` (in the writer) once every record written before this call is
+        committed to the database - the daemon's checkpoints wait on it. Never run if the
+        process ends first; run after a later successful flush if the database is down now.
+        An action that raises is logged and dropped."""
+        with self._lock:
+            self._marks.append(action)
+        if self._writer is not None:
+            self._wake.set()
+
+    def remove_stale_segments(self, produced: dict[str, set[str]]) -> int:
+        """Delete the segments of the calls in ``produced`` (call id -> the segment ids a
+        replay of the call's whole life produced) that are not among those ids: rows an
+        older daemon left under ids a clean run never has. Call after ``flush``; returns
+        how many rows went. Idempotent."""
+        seg = schema.segments
+        call_ids = sorted(produced)
+        stale: list[str] = []
+        try:
+            with self._io, self.engine.begin() as conn:
+                for i in range(0, len(call_ids), 500):
+                    chunk = call_ids[i:i + 500]
+                    for call_id, seg_id in conn.execute(select(seg.c.call_id, seg.c.segment_id)
+                                                        .where(seg.c.call_id.in_(chunk))):
+                        if seg_id not in produced[call_id]:
+                            stale.append(seg_id)
+                for i in range(0, len(stale), 500):
+                    conn.execute(seg.delete().where(seg.c.segment_id.in_(stale[i:i + 500])))
+        except Exception as exc:
+            if _is_connectivity(exc):
+                raise StoreUnavailable(_short(exc)) from exc
+            raise
+        if stale:
+            logger.info("%d stale segments of replayed calls removed", len(stale))
+        return len(stale)
+
+    def remove_stale_intervals(self, node: str, first_ms: int, last_ms: int,
+                               produced: set[str], agents: set[str]) -> int:
+        """Delete the agent intervals of ``node`` that began within [first_ms, last_ms] - the
+        span of a replayed stream of that node - and are not among ``produced``: a replay
+        of a stream starts an interval at every change it holds (an engine that never
+        stopped starts one at fewer), so one of the ``agents`` whose changes it holds that it
+        did not produce was left by an older daemon that restarted with a fresh engine. The interval such a row had cut short goes on
+        to its real successor (``close_superseded_intervals``). Returns how many went."""
+        ai = schema.agent_intervals
+        try:
+            with self._io, self.engine.begin() as conn:
+                rows = conn.execute(select(ai.c.interval_id, ai.c.agent, ai.c.kind,
+                                           ai.c.started_ms)
+                                    .where(ai.c.node == node, ai.c.started_ms >= first_ms,
+                                           ai.c.started_ms <= last_ms)).all()
+                stale = [r for r in rows if r.interval_id not in produced and r.agent in agents]
+                for r in stale:
+                    conn.execute(ai.delete().where(ai.c.interval_id == r.interval_id))
+                    conn.execute(update(ai).where(ai.c.agent == r.agent, ai.c.kind == r.kind,
+                                                  ai.c.ended_ms == r.started_ms)
+                                 .values(ended_ms=None, duration_ms=None))
+                if stale:
+                    close_superseded_intervals(conn, {r.agent for r in stale})
+        except Exception as exc:
+            if _is_connectivity(exc):
+                raise StoreUnavailable(_short(exc)) from exc
+            raise
+        if stale:
+            logger.info("%d stale agent intervals of node %s removed", len(stale), node)
+        return len(stale)
 
     @property
     def pending(self) -> int:
@@ -491,7 +567,8 @@ class Store:
         """Wake the writer and wait until nothing is pending (memory and spill); True if so."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._pending and not self._spill_files() and self._healthy:
+            if (not self._pending and not self._marks and not self._spill_files()
+                    and self._healthy):
                 return True
             self._wake.set()
             time.sleep(0.02)  # cooperative under gevent (monkey-patched)
@@ -531,7 +608,7 @@ class Store:
             if delay and not stopping and time.monotonic() < retry_at:
                 continue  # a full batch woke us during an outage: keep to the backoff
             try:
-                if self._pending or self._spill_files() or not self._migrated:
+                if self._pending or self._marks or self._spill_files() or not self._migrated:
                     self.flush()
                 if delay:
                     logger.info("database reachable again; buffered records written")
@@ -600,11 +677,13 @@ class Store:
                 if self._spill_files():
                     continue  # spilled meanwhile: older than memory, so written first
                 batch, self._pending = self._pending, {}
+                marks, self._marks = self._marks, []
                 gen = self._spill_gen
                 number = self._next_spill  # reserved: sorts before any spill made while we write
                 self._next_spill += 1
             break
         if not batch:
+            self._run_marks(marks)
             return
         try:
             items = list(batch.items())
@@ -622,7 +701,17 @@ class Store:
                 else:
                     for key, row in batch.items():
                         self._pending.setdefault(key, row)  # a newer version in memory wins
+                self._marks[:0] = marks  # still waiting for these records
             raise
+        self._run_marks(marks)
+
+    @staticmethod
+    def _run_marks(marks: list[Callable[[], None]]) -> None:
+        for action in marks:
+            try:
+                action()
+            except Exception:  # a checkpoint not written costs a longer replay at start, no data
+                logger.exception("action after commit failed")
 
     def _write_rows(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
         # one row per primary key, the last version winning: a multi-row INSERT ... ON
