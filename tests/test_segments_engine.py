@@ -347,6 +347,57 @@ def test_caller_bridge_reported_before_bridge_agent_start_is_still_the_queue_tal
     assert (talk.agent, talk.ended_ms, talk.visit_id) == (agent, None, "m-1")
 
 
+def test_agent_answering_while_the_daemon_was_down_is_read_from_bridge_agent_end():
+    """Seen on a real FreeSWITCH 1.10.12: the daemon stopped while 1001's phone rang and came
+    back after the answer, so it never heard bridge-agent-start; bridge-agent-end (the
+    agent's leg, CC-Agent-Bridged) and member-queue-end (Terminated) still tell the answer."""
+    agent = "1001@hotline.test"
+    bridged = T0 + 2140
+    stream = [
+        caller_leg("CHANNEL_CREATE", T0),
+        cc("member-queue-start", T0 + 100, Unique_ID="call-1", Call_Direction="inbound"),
+        cc("agent-offering", T0 + 200, CC_Agent=agent),
+        # daemon not listening: agent answers at T0+2100, bridge-agent-start, CHANNEL_BRIDGE
+        caller_leg("CHANNEL_HANGUP", T0 + 17320, Hangup_Cause="NORMAL_CLEARING",
+                   Answer_State="hangup"),
+        cc("bridge-agent-end", T0 + 17340, Unique_ID="agent-leg", CC_Agent=agent,
+           CC_Agent_UUID="agent-leg", CC_Agent_Bridged="true", CC_Hangup_Cause="SUCCESS",
+           CC_Agent_Called_Time=str(T0 // 1000), CC_Agent_Answered_Time=str((T0 + 2100) // 1000),
+           Caller_Channel_Answered_Time=str((T0 + 2100) * 1000),
+           Caller_Channel_Bridged_Time=str(bridged * 1000)),
+        cc("member-queue-end", T0 + 17340, CC_Agent=agent, CC_Cause="Terminated",
+           CC_Agent_Answered_Time=str((T0 + 2100) // 1000)),
+    ]
+    rep = feed_all(SegmentEngine(agent_wrapup_s={agent: 3}), stream)
+    (queue,) = rep.segs("call-1", "queue")
+    (ring,) = rep.segs("call-1", "ring")
+    (talk,) = rep.segs("call-1", "talk")
+    (wrapup,) = rep.segs("call-1", "wrapup")
+    assert (queue.outcome, queue.agent, queue.ended_ms) == ("answered", agent, bridged)
+    assert (ring.outcome, ring.started_ms, ring.ended_ms) == ("answered", T0 + 200, bridged)
+    assert (talk.agent, talk.started_ms, talk.ended_ms, talk.hangup_by) == (
+        agent, bridged, T0 + 17320, "caller")
+    assert (wrapup.started_ms, wrapup.duration_ms) == (T0 + 17340, 3000)
+    assert rep.calls["call-1"].outcome == "answered"
+
+
+def test_bridge_agent_end_without_the_bridged_time_falls_back_to_the_answer_second():
+    agent = "1001@hotline.test"
+    stream = [
+        caller_leg("CHANNEL_CREATE", T0),
+        cc("member-queue-start", T0 + 100, Unique_ID="call-1", Call_Direction="inbound"),
+        cc("agent-offering", T0 + 200, CC_Agent=agent),
+        cc("bridge-agent-end", T0 + 17340, CC_Agent=agent, CC_Agent_UUID="agent-leg",
+           CC_Agent_Bridged="true", CC_Agent_Answered_Time=str((T0 + 2100) // 1000)),
+        cc("member-queue-end", T0 + 17340, CC_Agent=agent, CC_Cause="Terminated"),
+    ]
+    rep = feed_all(SegmentEngine(), stream)
+    (talk,) = rep.segs("call-1", "talk")
+    # the caller is still on the line when the bridge ends: the agent hung up
+    assert (talk.started_ms, talk.hangup_by) == ((T0 + 2100) // 1000 * 1000, "agent")
+    assert rep.segs("call-1", "queue")[0].outcome == "answered"
+
+
 def test_one_event_with_a_wild_timestamp_does_not_make_live_calls_forgotten():
     eng = engine()
     evs = events("answered_ivr")

@@ -343,6 +343,7 @@ def test_hotline_calls_json_shows_who_listened_and_the_callback_conversation(emp
     sessions = [(s["target"], s["agent"], s["attrs"]["mode"], s["duration_ms"],
                  s["started_at"][11:23]) for s in supervised["segments"]
                 if s["kind"] == "supervision"]
+    # --utc: the capture's clock (the tenant's wall clock would be 16:49 in Europe/Berlin)
     assert sessions == [("1003", "1001@hotline.test", "listen", 6040, "15:49:35.985"),
                         ("1003", "1001@hotline.test", "barge", 6060, "15:49:44.585")]
     called_back = call(CALLBACK_CALL)

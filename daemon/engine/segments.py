@@ -985,6 +985,10 @@ class SegmentEngine:
         agent = ev.get("CC-Agent")
         if call is None or visit is None or not agent or visit.answered_ms is not None:
             return
+        self._answered(call, visit, agent, ev, ts)
+
+    def _answered(self, call: CallState, visit: Visit, agent: str, ev: Event, ts: int) -> None:
+        """The agent took the caller at ``ts``: queue and ring end, the talk begins."""
         visit.answered_ms = ts
         visit.agent = agent
         visit.agent_leg = ev.get("CC-Agent-UUID") or ev.uuid
@@ -1078,6 +1082,16 @@ class SegmentEngine:
         agent = ev.get("CC-Agent") or (visit.agent if visit else None)
         if call is None or visit is None or not agent:
             return
+        if visit.answered_ms is None and ev.get("CC-Agent-Bridged") == "true":
+            # the bridge began while the daemon was not listening (stopped, link lost):
+            # this event still says when, from the agent's leg
+            self._answered(call, visit, agent, ev, _bridged_ms(ev, ts))
+            if visit.first_hangup is None:  # the hang-ups came before the engine knew the talk
+                visit.first_hangup = ("agent" if not call.hungup else
+                                      "system" if call.a_leg and not call.caller_side_hungup
+                                      else "caller")
+            if call.hungup and call.ended_ms is not None:
+                self._end_talk(call, visit, call.ended_ms)  # the talk ended with the caller
         self._agent_leaves(call, visit, agent, ts)
 
     def _agent_leaves(self, call: CallState, visit: Visit, agent: str, ts: int) -> None:
@@ -1497,6 +1511,17 @@ SURVEY_SCRIPT = "hotline_survey"  # fs_scripts/hotline_survey.py
 def _script(ev: Event) -> str:
     """The module a ``python`` application runs (its first argument)."""
     return (ev.get("Application-Data") or "").partition(" ")[0]
+
+
+def _bridged_ms(ev: Event, default: int) -> int:
+    """When the agent's leg was bridged to the caller, from a bridge-agent-end (it carries
+    that leg's times): microseconds when the switch gives them, else mod_callcenter's
+    whole-second answer time. The bridge is when bridge-agent-start would have come."""
+    bridged_us = to_int(ev.get("Caller-Channel-Bridged-Time"))
+    if bridged_us:
+        return bridged_us // 1000
+    answered_s = to_int(ev.get("CC-Agent-Answered-Time"))
+    return answered_s * 1000 if answered_s else default
 
 
 def _after_bridge_destination(ev: Event, dest: str) -> bool:
