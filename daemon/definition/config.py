@@ -27,6 +27,7 @@ from typing import Any
 
 from daemon.definition import model as m
 from daemon.definition.gcpause import paused_gc
+from daemon.definition.integrations import read_webhook
 from daemon.definition.model import Action, ActionKind, Source
 from daemon.definition.reader import _BAD, _ID, ConfigErrors, _Reader, config_files, suggest
 from daemon.definition.settings import check_settings_nodes
@@ -41,13 +42,13 @@ _DAY_INDEX = {d: i for i, d in enumerate(m.WEEKDAYS)}
 
 TENANT_SINGLE = ("name", "domain", "timezone", "language", "feature_codes")
 TENANT_COLLECTIONS = ("numbers", "schedules", "ivr_menus", "queues", "agents", "teams",
-                      "skills", "conferences", "break_reasons", "dispositions")
+                      "skills", "conferences", "break_reasons", "dispositions", "webhooks")
 TENANT_LISTS = ("costs",)
 TENANT_KEYS = TENANT_SINGLE + TENANT_COLLECTIONS + TENANT_LISTS
 _SINGULAR = {"numbers": "number", "schedules": "schedule", "ivr_menus": "IVR menu",
              "queues": "queue", "agents": "agent", "teams": "team", "skills": "skill",
              "conferences": "conference room", "break_reasons": "break reason",
-             "dispositions": "disposition"}
+             "dispositions": "disposition", "webhooks": "webhook"}
 ACTION_KINDS = ("ivr", "queue", "agent", "extension", "voicemail", "conference", "playback",
                 "transfer", "callback", "survey", "hangup")
 FEATURE_KEYS = {"login": "login", "logout": "logout", "toggle": "toggle", "break": "break_",
@@ -182,6 +183,8 @@ class _TenantBuilder:
                                          for e in self.coll["dispositions"].values()) if d)
         costs = self._costs()
         codes = self._single("feature_codes", self._feature_codes, m.FeatureCodes())
+        webhooks = tuple(w for w in (read_webhook(r, e.id, e.node, e.src, self.what)
+                                     for e in self.coll["webhooks"].values()) if w)
 
         if _BAD in (domain, timezone, language, name, codes) or domain is None \
                 or timezone is None:
@@ -191,7 +194,7 @@ class _TenantBuilder:
             numbers=self.numbers, schedules=self.schedules, ivr_menus=self.menus,
             queues=self.queues, agents=self.agents, teams=self.teams, skills=self.skills,
             conferences=self.conferences, feature_codes=codes, break_reasons=breaks,
-            dispositions=dispositions, costs=costs, src=self.src,
+            dispositions=dispositions, costs=costs, src=self.src, webhooks=webhooks,
         )
         _check_tenant(r, tenant, self)
         return tenant

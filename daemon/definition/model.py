@@ -319,6 +319,27 @@ class Cost:
     src: Source = NOWHERE
 
 
+WEBHOOK_EVENTS = ("call.offered", "call.answered", "call.ended", "call.abandoned",
+                  "callback.requested", "survey.completed", "agent.status_changed")
+
+
+@dataclass(frozen=True)
+class WebhookSubscription:
+    """Where a tenant's business systems want to hear about its calls (docs/WEBHOOKS.md)."""
+
+    name: str  # unique within the tenant; the outbox keys deliveries by tenant/name
+    url: str
+    events: tuple[str, ...]  # among WEBHOOK_EVENTS
+    secret: str  # resolved from ${ENV}; signs every request; never logged
+    concurrency: int = 4  # requests in flight to this URL at most
+    timeout_s: float = 5.0  # per request
+    dead_letter_after_s: int = 3 * 24 * 3600  # undelivered this long after the event: dead
+    src: Source = NOWHERE
+
+    def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
+        return f"WebhookSubscription(name={self.name!r}, url={self.url!r}, events={self.events!r})"
+
+
 @dataclass(frozen=True)
 class Tenant:
     id: str
@@ -339,6 +360,7 @@ class Tenant:
     costs: tuple[Cost, ...] = ()
     src: Source = NOWHERE
     name: str = ""  # display name (defaults to the id when loaded from YAML)
+    webhooks: tuple[WebhookSubscription, ...] = ()  # daemon/integrations/webhooks.py
 
     def queue(self, queue_id: str) -> Queue | None:
         return next((q for q in self.queues if q.id == queue_id), None)

@@ -1,0 +1,81 @@
+"""The tenant keys that connect Hotline to its users' systems: webhook subscriptions.
+
+``webhooks:`` under a tenant maps a subscription name to its URL, events and secret
+(docs/CONFIG.md, "Webhooks"). Read with the same ``_Reader`` as the rest of the YAML, so
+every mistake is one ``file:line:col`` sentence.
+"""
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from daemon.definition import model as m
+from daemon.definition.reader import _BAD, _Reader
+from daemon.definition.yamlsrc import YNode
+
+WEBHOOK_KEYS = ("url", "events", "secret", "concurrency", "timeout_s", "dead_letter_after_h")
+
+
+def read_webhook(r: _Reader, name: str, node: YNode, src: m.Source,
+                 tenant_what: str) -> m.WebhookSubscription | None:
+    """One ``webhooks:`` entry, or None (its problems reported)."""
+    what = f"webhook '{name}' of {tenant_what}"
+    if r.ident(YNode("scalar", src, name, raw=name), "webhook name") is _BAD:
+        return None
+    body = r.mapping(node, what, WEBHOOK_KEYS, ("url", "events", "secret"))
+    if body is None:
+        return None
+    ok = True
+    url = _url(r, body["url"], f"'url' of {what}") if "url" in body else _BAD
+    events: list[str] = []
+    if "events" in body:
+        items = r.seq(body["events"], f"'events' of {what}")
+        if not items and not body["events"].is_null:
+            ok = False
+        for item in items:
+            event = r.choice(item, f"an event of {what}", m.WEBHOOK_EVENTS)
+            if event is _BAD:
+                ok = False
+            elif event in events:
+                r.error(item.src, f"event '{event}' is listed twice in {what}.")
+            else:
+                events.append(event)
+        if not items:
+            r.error(body["events"].src, f"'events' of {what} must list at least one event "
+                                        f"({', '.join(m.WEBHOOK_EVENTS)}).")
+            ok = False
+    secret = r.secret(body["secret"], f"'secret' of {what}") if "secret" in body else _BAD
+    if secret is not _BAD and len(secret) < 16:
+        r.error(body["secret"].src, f"'secret' of {what} is {len(secret)} characters long; a "
+                                    f"signing secret needs at least 16.")
+        secret = _BAD
+    extra: dict[str, Any] = {}
+    if "concurrency" in body:
+        extra["concurrency"] = r.integer(body["concurrency"], f"'concurrency' of {what}", 1, 64)
+    if "timeout_s" in body:
+        extra["timeout_s"] = r.number(body["timeout_s"], f"'timeout_s' of {what}", 0.1, 60)
+    if "dead_letter_after_h" in body:
+        hours = r.number(body["dead_letter_after_h"], f"'dead_letter_after_h' of {what}",
+                         0.01, 24 * 90)
+        extra["dead_letter_after_s"] = _BAD if hours is _BAD else int(hours * 3600)
+    if not ok or _BAD in (url, secret, *extra.values()):
+        return None
+    return m.WebhookSubscription(name=name, url=url, events=tuple(events), secret=secret,
+                                 src=src, **extra)
+
+
+def _url(r: _Reader, node: YNode, what: str) -> Any:
+    value = r.secret(node, what)  # a URL may carry a token from the environment
+    if value is _BAD:
+        return _BAD
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
+            or not port_ok:
+        r.error(node.src, f"{what} is '{node.raw}', which is not an http:// or https:// URL "
+                          f"with a host.")
+        return _BAD
+    return value

@@ -1,0 +1,1 @@
+"""Hotline and its users' systems: webhook events and their delivery."""
