@@ -107,3 +107,40 @@ class Receiver:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main(argv: list[str]) -> None:
+    """``python tests/webhook_receiver.py --port 8099 [--secret S]``: print each webhook."""
+    import argparse
+    import sys
+
+    from daemon.integrations.webhooks import verify
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--port", type=int, default=8099)
+    p.add_argument("--secret", default="demo-secret-change-me-0123")
+    args = p.parse_args(argv)
+    rx = Receiver()
+    rx.port = args.port
+    rx.start()
+    print(f"listening on {rx.url}", flush=True)
+    seen = 0
+    try:
+        while True:
+            time.sleep(0.1)
+            for got in rx.received[seen:]:
+                ok = verify(args.secret, got.headers.get("Hotline-Timestamp", ""), got.body,
+                            got.headers.get("Hotline-Signature", ""), now_s=time.time())
+                print(f"{got.headers.get('Hotline-Event')} signature={'ok' if ok else 'BAD'} "
+                      f"{got.body.decode()}", flush=True)
+            seen = len(rx.received)
+    except KeyboardInterrupt:
+        rx.stop()
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+    main(sys.argv[1:])
