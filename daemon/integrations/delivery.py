@@ -151,6 +151,8 @@ class WebhookDelivery:
 
         self._wakes = {(d, s.name): gevent.event.Event() for d, s in self.subs}
         self._greenlets: list[Any] = []
+        self._done: list[tuple[str, int]] = []  # delivered, not yet recorded
+        self._recorder: Any = None
         self._stopping = False
 
     def wake(self) -> None:
@@ -161,6 +163,10 @@ class WebhookDelivery:
     def start(self) -> "WebhookDelivery":
         import gevent
 
+        from daemon.storage.store import _gevent_patched, _make_psycopg2_cooperative
+
+        if _gevent_patched():  # PostgreSQL waits yield to the hub (the store does the same)
+            _make_psycopg2_cooperative()
         if self.single:  # the only worker: claims left by a killed process are ours now
             try:
                 with self.engine.begin() as conn:
@@ -185,6 +191,10 @@ class WebhookDelivery:
         gevent.joinall(self._greenlets, timeout=timeout)
         gevent.killall([g for g in self._greenlets if not g.dead], block=True, timeout=1)
         self._greenlets.clear()
+        if self._recorder is not None:
+            self._recorder.join(timeout=2)
+        if self._done:
+            self._write_delivered()
         self.engine.dispose()
 
     # -- one subscription ---------------------------------------------------------------------
@@ -216,6 +226,9 @@ class WebhookDelivery:
                     pool.spawn(self._deliver, conns, sub, msg, wake)
                 if claimed and len(claimed) == free:
                     pool.wait_available()
+                    # let the requests finishing now free their slots too: one claim
+                    # transaction for several messages, not one per message
+                    gevent.sleep(0.002)
                     continue
                 if not claimed:
                     wake.wait(self._idle_wait(domain, sub))
@@ -225,6 +238,27 @@ class WebhookDelivery:
             pool.join(timeout=2)
         finally:
             conns.close()
+
+    def _record_delivered(self, mid: str, status: int) -> None:
+        import gevent
+
+        self._done.append((mid, status))
+        if self._recorder is None or self._recorder.dead:
+            self._recorder = gevent.spawn(self._write_delivered)
+
+    def _write_delivered(self) -> None:
+        import gevent
+
+        gevent.sleep(0.005)  # the deliveries finishing meanwhile join this transaction
+        while self._done:
+            done, self._done = self._done, []
+            try:
+                with self.engine.begin() as conn:
+                    outbox.delivered(conn, done, self.worker, int(self.clock() * 1000))
+                self.delivered += len(done)
+            except Exception as exc:  # their leases run out and they are sent again
+                logger.warning("webhooks: %d deliveries not recorded: %s", len(done),
+                               str(exc).splitlines()[0][:200])
 
     def _idle_wait(self, domain: str, sub: WebhookSubscription) -> float:
         try:
@@ -239,39 +273,37 @@ class WebhookDelivery:
     def _deliver(self, conns: _Connections, sub: WebhookSubscription, msg: outbox.Message,
                  wake: Any) -> None:
         self.sent += 1
-        dead, delay = False, 0.0
         result = send(conns, sub, msg, self.clock)
+        if result.ok:  # recorded in batches: one transaction per delivery caps the rate
+            self._record_delivered(msg.id, result.status or 200)
+        else:
+            self._record_failed(sub, msg, result)
+        wake.set()  # a slot is free
+
+    def _record_failed(self, sub: WebhookSubscription, msg: outbox.Message,
+                       result: SendResult) -> None:
         now = self.clock()
+        # the last attempt falls on the dead-letter age; failing that, the message is dead
+        deadline = msg.created_ms / 1000 + sub.dead_letter_after_s
+        delay = min(backoff_s(msg.attempts, self.backoff_base_s, self.backoff_max_s),
+                    max(0.0, deadline - now))
+        dead = now >= deadline
         try:
             with self.engine.begin() as conn:
-                if result.ok:
-                    outbox.delivered(conn, [(msg.id, result.status or 200)], self.worker,
-                                     int(now * 1000))
-                else:
-                    # the last attempt falls on the dead-letter age; failing that, dead
-                    deadline = msg.created_ms / 1000 + sub.dead_letter_after_s
-                    delay = min(backoff_s(msg.attempts, self.backoff_base_s, self.backoff_max_s),
-                                max(0.0, deadline - now))
-                    dead = now >= deadline
-                    outbox.failed(conn, msg.id, self.worker,
-                                  next_attempt_ms=None if dead else int((now + delay) * 1000),
-                                  status=result.status, error=result.error)
+                outbox.failed(conn, msg.id, self.worker,
+                              next_attempt_ms=None if dead else int((now + delay) * 1000),
+                              status=result.status, error=result.error)
         except Exception as exc:  # the lease runs out and the message is sent again
             logger.warning("webhooks %s: result of %s not recorded: %s", sub.name, msg.id[:12],
                            str(exc).splitlines()[0][:200])
             return
-        if result.ok:
-            self.delivered += 1
+        self.failures += 1
+        if dead:
+            logger.error("webhooks %s: %s %s dead after %d attempts: %s", sub.name, msg.event,
+                         msg.event_id, msg.attempts, result.error)
         else:
-            self.failures += 1
-            if dead:
-                logger.error("webhooks %s: %s %s dead after %d attempts: %s", sub.name,
-                             msg.event, msg.event_id, msg.attempts, result.error)
-            else:
-                logger.info("webhooks %s: %s %s attempt %d failed (%s), retry in %.1fs",
-                            sub.name, msg.event, msg.event_id, msg.attempts, result.error,
-                            delay)
-        wake.set()  # a slot is free
+            logger.info("webhooks %s: %s %s attempt %d failed (%s), retry in %.1fs", sub.name,
+                        msg.event, msg.event_id, msg.attempts, result.error, delay)
 
 
 def start_webhooks(settings: Any, center: Any) -> tuple[outbox.OutboxWriter | None,

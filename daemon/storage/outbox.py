@@ -197,10 +197,15 @@ def delivered(conn: Connection, results: Sequence[tuple[str, int]], worker: str,
               now: int) -> None:
     """(id, HTTP status) of messages the receiver took. Only the claimant records them: a
     message whose lease ran out and was claimed again is the new claimant's to record."""
+    by_status: dict[int, list[str]] = {}
     for mid, status in results:
-        conn.execute(update(ob).where(ob.c.id == mid, ob.c.claimed_by == worker)
-                     .values(status=DELIVERED, delivered_ms=now, claimed_by=None,
-                             last_status=status, last_error=None))
+        by_status.setdefault(status, []).append(mid)
+    for status, ids in by_status.items():
+        for start in range(0, len(ids), _CHUNK):
+            conn.execute(update(ob).where(ob.c.id.in_(ids[start:start + _CHUNK]),
+                                          ob.c.claimed_by == worker)
+                         .values(status=DELIVERED, delivered_ms=now, claimed_by=None,
+                                 last_status=status, last_error=None))
 
 
 def failed(conn: Connection, mid: str, worker: str, *, next_attempt_ms: int | None,
