@@ -27,7 +27,7 @@ from typing import Any
 
 from daemon.definition import model as m
 from daemon.definition.gcpause import paused_gc
-from daemon.definition.integrations import read_webhook
+from daemon.definition.integrations import read_country, read_webhook
 from daemon.definition.model import Action, ActionKind, Source
 from daemon.definition.reader import _BAD, _ID, ConfigErrors, _Reader, config_files, suggest
 from daemon.definition.settings import check_settings_nodes
@@ -40,7 +40,7 @@ __all__ = ["ConfigError", "ConfigErrors", "load_center", "config_files", "Center
 
 _DAY_INDEX = {d: i for i, d in enumerate(m.WEEKDAYS)}
 
-TENANT_SINGLE = ("name", "domain", "timezone", "language", "feature_codes")
+TENANT_SINGLE = ("name", "domain", "timezone", "language", "feature_codes", "country")
 TENANT_COLLECTIONS = ("numbers", "schedules", "ivr_menus", "queues", "agents", "teams",
                       "skills", "conferences", "break_reasons", "dispositions", "webhooks")
 TENANT_LISTS = ("costs",)
@@ -158,7 +158,8 @@ class _TenantBuilder:
             r.error(self.src, f"tenant id '{self.id}' may only use letters, digits, '_', '.' "
                               f"and '-'.")
         for key in ("domain", "timezone"):
-            if key not in self.single:
+            # with a file unreadable, the key may well be written there
+            if key not in self.single and not self.partial:
                 r.error(self.src, f"{self.what} needs a '{key}'.")
         domain = self._single("domain", lambda n, w: r.ident(n, w))
         timezone = self._single("timezone", self._timezone)
@@ -185,6 +186,7 @@ class _TenantBuilder:
         codes = self._single("feature_codes", self._feature_codes, m.FeatureCodes())
         webhooks = tuple(w for w in (read_webhook(r, e.id, e.node, e.src, self.what)
                                      for e in self.coll["webhooks"].values()) if w)
+        country = self._single("country", lambda n, w: read_country(r, n, w))
 
         if _BAD in (domain, timezone, language, name, codes) or domain is None \
                 or timezone is None:
@@ -195,6 +197,7 @@ class _TenantBuilder:
             queues=self.queues, agents=self.agents, teams=self.teams, skills=self.skills,
             conferences=self.conferences, feature_codes=codes, break_reasons=breaks,
             dispositions=dispositions, costs=costs, src=self.src, webhooks=webhooks,
+            country=None if country is _BAD else country,
         )
         _check_tenant(r, tenant, self)
         return tenant

@@ -1,4 +1,4 @@
-"""The tenant keys that connect Hotline to its users' systems: webhook subscriptions.
+"""The tenant keys that connect Hotline to its users' systems: webhooks, the caller's country.
 
 ``webhooks:`` under a tenant maps a subscription name to its URL, events and secret
 (docs/CONFIG.md, "Webhooks"). Read with the same ``_Reader`` as the rest of the YAML, so
@@ -79,3 +79,19 @@ def _url(r: _Reader, node: YNode, what: str) -> Any:
                           f"with a host.")
         return _BAD
     return value
+
+
+def read_country(r: _Reader, node: YNode, what: str) -> Any:
+    """``country: CN``: the region whose numbering plan callers' numbers are read in
+    (leading zeros, national prefixes), as ``phonenumbers`` knows it."""
+    import phonenumbers
+
+    value = r.text(node, what)
+    if value is _BAD:
+        return _BAD
+    region = value.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        r.error(node.src, f"{what} is '{value}', which is not a two-letter ISO 3166 country "
+                          f"code (e.g. CN, DE, US).")
+        return _BAD
+    return region

@@ -361,6 +361,7 @@ class Tenant:
     src: Source = NOWHERE
     name: str = ""  # display name (defaults to the id when loaded from YAML)
     webhooks: tuple[WebhookSubscription, ...] = ()  # daemon/integrations/webhooks.py
+    country: str | None = None  # ISO 3166 region callers' numbers are read in, e.g. "CN"
 
     def queue(self, queue_id: str) -> Queue | None:
         return next((q for q in self.queues if q.id == queue_id), None)

@@ -1,1 +1,1 @@
-"""Hotline and its users' systems: webhook events and their delivery."""
+"""Hotline and its users' systems: the customer directory, webhook events and their delivery."""

@@ -31,7 +31,7 @@ import hmac
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 PAYLOAD_VERSION = 1
 _NAMESPACE = uuid.UUID("6f1c2e5a-8d0b-4c4e-9a51-5d3b1f0e7c42")  # Hotline's event ids
@@ -86,14 +86,27 @@ def calls_needed(by_table: Mapping[str, Sequence[Row]]) -> set[str]:
     return ids
 
 
+def _nobody(domain: str, caller: str) -> Mapping[str, Any] | None:
+    return None
+
+
 def events_of(by_table: Mapping[str, Sequence[Row]], calls: Mapping[str, Row],
               segments_of: Mapping[str, Sequence[Row]],
-              wanted: Iterable[str] | None = None) -> list[WebhookEvent]:
+              wanted: Iterable[str] | None = None,
+              customer_of: Callable[[str, str], Mapping[str, Any] | None] = _nobody,
+              ) -> list[WebhookEvent]:
     """Every event a batch of rows shows; ``calls`` / ``segments_of`` are the stored rows of
     the calls ``calls_needed`` names (read in the same transaction); ``wanted`` limits the
-    event types (None: all)."""
+    event types (None: all); ``customer_of(domain, caller)`` is the caller's directory
+    entry (``Customer.to_dict()``) or None."""
     want = set(wanted) if wanted is not None else None
     out: list[WebhookEvent] = []
+
+    def _offer(seg: Row, call: Row) -> dict[str, Any]:
+        return dict(_offer_data(seg, call), customer=_customer(customer_of, seg))
+
+    def _ended(call: Row, segs: Sequence[Row]) -> dict[str, Any]:
+        return dict(_ended_data(call, segs), customer=_customer(customer_of, call))
 
     def add(kind: str, record_id: str, domain: str, at_ms: int, data: dict[str, Any]) -> None:
         if want is None or kind in want:
@@ -136,7 +149,13 @@ def events_of(by_table: Mapping[str, Sequence[Row]], calls: Mapping[str, Row],
     return out
 
 
-def _offer(seg: Row, call: Row) -> dict[str, Any]:
+def _customer(customer_of: Callable[[str, str], Mapping[str, Any] | None],
+              row: Row) -> dict[str, Any] | None:
+    found = customer_of(row["tenant"], row["caller"])
+    return dict(found) if found is not None else None
+
+
+def _offer_data(seg: Row, call: Row) -> dict[str, Any]:
     """The screen pop: who calls, what they chose, where they waited, who takes it."""
     entered = seg.get("queue_entered_ms")
     return {"call_id": seg["call_id"], "caller": seg["caller"],
@@ -146,7 +165,7 @@ def _offer(seg: Row, call: Row) -> dict[str, Any]:
             "wait_s": _seconds(entered, seg["started_ms"])}
 
 
-def _ended(call: Row, segments: Sequence[Row]) -> dict[str, Any]:
+def _ended_data(call: Row, segments: Sequence[Row]) -> dict[str, Any]:
     segs = sorted(segments, key=lambda s: (s["started_ms"], s["segment_id"]))
     return {"call_id": call["call_id"], "caller": call["caller"],
             "caller_name": call.get("caller_name") or "", "dialed": call["dialed"],

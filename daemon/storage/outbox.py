@@ -75,6 +75,7 @@ class OutboxWriter:
 
     def __init__(self, center: Any, clock: Callable[[], int] = now_ms) -> None:
         self.subs = subscribers(center)
+        self.regions = {t.domain: t.country for t in getattr(center, "tenants", ()) or ()}
         self.wanted = frozenset(e for subs in self.subs.values() for s in subs for e in s.events)
         self.clock = clock
         self._listeners: list[Callable[[], None]] = []
@@ -103,8 +104,9 @@ class OutboxWriter:
         segments: dict[str, list[dict[str, Any]]] = {}
         for row in _rows(conn, schema.segments, schema.segments.c.call_id, ended):
             segments.setdefault(row["call_id"], []).append(row)
+        customer_of = self._customers(conn, mine)
         try:
-            events = events_of(mine, calls, segments, self.wanted)
+            events = events_of(mine, calls, segments, self.wanted, customer_of)
             rows = self._messages(events)
         except Exception:
             logger.exception("webhook events not derived for a batch")
@@ -117,6 +119,25 @@ class OutboxWriter:
         self.queued += len(rows)
         if self._listeners:
             event.listen(conn, "commit", self._committed, once=True)
+
+    def _customers(self, conn: Connection, rows: Mapping[str, Sequence[Mapping[str, Any]]]
+                   ) -> Callable[[str, str], Mapping[str, Any] | None]:
+        """The directory entries of the callers in a batch (one query per tenant)."""
+        from daemon.integrations.customers import caller_key, find_many
+
+        wanted: dict[str, set[str]] = {}
+        for table in ("calls", "segments"):
+            for row in rows.get(table, ()):
+                if table == "calls" or row["kind"] in ("ring", "talk"):
+                    region = self.regions.get(row["tenant"])
+                    wanted.setdefault(row["tenant"], set()).add(caller_key(row["caller"], region))
+        found = find_many(conn, wanted) if wanted else {}
+
+        def customer_of(domain: str, caller: str) -> Mapping[str, Any] | None:
+            hit = found.get((domain, caller_key(caller, self.regions.get(domain))))
+            return hit.to_dict() if hit is not None else None
+
+        return customer_of
 
     def _committed(self, _conn: Any) -> None:
         for listener in self._listeners:

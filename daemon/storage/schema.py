@@ -147,3 +147,19 @@ webhook_outbox = Table(
 Index("ix_webhook_outbox_due", webhook_outbox.c.status, webhook_outbox.c.next_attempt_ms)
 Index("ix_webhook_outbox_tenant_occurred", webhook_outbox.c.tenant,
       webhook_outbox.c.occurred_ms)
+
+# The customer directory (daemon/integrations/customers.py): per tenant, keyed by the
+# caller's number in E.164 as the tenant's country reads it.
+customers = Table(
+    "customers",
+    metadata,
+    Column("tenant", String(128), primary_key=True),  # the tenant's domain
+    Column("number", String(32), primary_key=True),  # E.164, e.g. +8613800138001
+    Column("name", String(128), nullable=False),
+    Column("account_id", String(64)),
+    Column("vip", Integer, nullable=False),  # 0 = not a VIP, 1-9 = VIP level
+    Column("tags", Text),  # ";"-separated
+    Column("language", String(16)),
+    Column("notes", Text),
+    Column("updated_ms", BigInteger, nullable=False),
+)
