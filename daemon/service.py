@@ -483,6 +483,10 @@ def build_service(settings: Settings, center: Any = None) -> Service:
     presence = PresenceWorker(PresencePublisher({n.name: lamp_conns.sender(n.name)
                                                  for n in nodes}))
     closers: list[Callable[[], None]] = [lamp_conns.close, webhooks_stop]
+    from daemon.integrations.screenpop import LiveFanout, build_screen_pop
+    screen_pop, screen_pop_close = build_screen_pop(settings, center)  # desk-phone names
+    if screen_pop is not None:
+        presence, closers = LiveFanout(presence, screen_pop), closers + [screen_pop_close]
     dialer = None
     if settings.redis_url:
         dial_conns = NodeConnections(nodes)

@@ -40,7 +40,8 @@ __all__ = ["ConfigError", "ConfigErrors", "load_center", "config_files", "Center
 
 _DAY_INDEX = {d: i for i, d in enumerate(m.WEEKDAYS)}
 
-TENANT_SINGLE = ("name", "domain", "timezone", "language", "feature_codes", "country")
+TENANT_SINGLE = ("name", "domain", "timezone", "language", "feature_codes", "country",
+                 "screen_pop")
 TENANT_COLLECTIONS = ("numbers", "schedules", "ivr_menus", "queues", "agents", "teams",
                       "skills", "conferences", "break_reasons", "dispositions", "webhooks")
 TENANT_LISTS = ("costs",)
@@ -187,6 +188,7 @@ class _TenantBuilder:
         webhooks = tuple(w for w in (read_webhook(r, e.id, e.node, e.src, self.what)
                                      for e in self.coll["webhooks"].values()) if w)
         country = self._single("country", lambda n, w: read_country(r, n, w))
+        screen_pop = self._single("screen_pop", r.boolean, False)
 
         if _BAD in (domain, timezone, language, name, codes) or domain is None \
                 or timezone is None:
@@ -197,7 +199,7 @@ class _TenantBuilder:
             queues=self.queues, agents=self.agents, teams=self.teams, skills=self.skills,
             conferences=self.conferences, feature_codes=codes, break_reasons=breaks,
             dispositions=dispositions, costs=costs, src=self.src, webhooks=webhooks,
-            country=None if country is _BAD else country,
+            country=None if country is _BAD else country, screen_pop=screen_pop is True,
         )
         _check_tenant(r, tenant, self)
         return tenant

@@ -362,6 +362,7 @@ class Tenant:
     name: str = ""  # display name (defaults to the id when loaded from YAML)
     webhooks: tuple[WebhookSubscription, ...] = ()  # daemon/integrations/webhooks.py
     country: str | None = None  # ISO 3166 region callers' numbers are read in, e.g. "CN"
+    screen_pop: bool = False  # name callers on the agents' phones (integrations/screenpop.py)
 
     def queue(self, queue_id: str) -> Queue | None:
         return next((q for q in self.queues if q.id == queue_id), None)
