@@ -95,3 +95,28 @@ def read_country(r: _Reader, node: YNode, what: str) -> Any:
                           f"code (e.g. CN, DE, US).")
         return _BAD
     return region
+
+
+CRM_KEYS = ("url", "token", "timeout_ms", "cache_ttl_s", "breaker_failures", "breaker_open_s")
+
+
+def read_crm_lookup(r: _Reader, node: YNode, what: str) -> Any:
+    """``crm_lookup:`` of a tenant: where its CRM answers who a caller is."""
+    body = r.mapping(node, what, CRM_KEYS, ("url",))
+    if body is None or "url" not in body:
+        return _BAD
+    got: dict[str, Any] = {"url": _url(r, body["url"], f"'url' of {what}")}
+    if got["url"] is not _BAD and "{number}" not in got["url"]:
+        r.error(body["url"].src, f"'url' of {what} needs a {{number}} where the caller's "
+                                 f"number goes.")
+        got["url"] = _BAD
+    if "token" in body:
+        got["token"] = r.secret(body["token"], f"'token' of {what}")
+    bounds = {"timeout_ms": (10, 5000), "cache_ttl_s": (0, 86400),
+              "breaker_failures": (1, 1000), "breaker_open_s": (1, 3600)}
+    for key, (lo, hi) in bounds.items():
+        if key in body:
+            got[key] = r.integer(body[key], f"'{key}' of {what}", lo, hi)
+    if _BAD in got.values():
+        return _BAD
+    return m.CrmLookup(src=node.src, **got)

@@ -341,6 +341,22 @@ class WebhookSubscription:
 
 
 @dataclass(frozen=True)
+class CrmLookup:
+    """A tenant's CRM asked who a caller is (daemon/integrations/crm.py)."""
+
+    url: str  # with {number}: the caller's E.164 number, URL-encoded
+    token: str | None = None  # sent as a bearer token; resolved from ${ENV}; never logged
+    timeout_ms: int = 300
+    cache_ttl_s: int = 300
+    breaker_failures: int = 5
+    breaker_open_s: int = 30
+    src: Source = NOWHERE
+
+    def __repr__(self) -> str:
+        return f"CrmLookup(url={self.url!r}, timeout_ms={self.timeout_ms})"
+
+
+@dataclass(frozen=True)
 class Tenant:
     id: str
     domain: str  # FreeSWITCH domain and dialplan context
@@ -363,6 +379,7 @@ class Tenant:
     webhooks: tuple[WebhookSubscription, ...] = ()  # daemon/integrations/webhooks.py
     country: str | None = None  # ISO 3166 region callers' numbers are read in, e.g. "CN"
     screen_pop: bool = False  # name callers on the agents' phones (integrations/screenpop.py)
+    crm_lookup: CrmLookup | None = None  # asked when the directory does not know a caller
 
     def queue(self, queue_id: str) -> Queue | None:
         return next((q for q in self.queues if q.id == queue_id), None)

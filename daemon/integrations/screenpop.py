@@ -187,6 +187,7 @@ def build_screen_pop(settings: Any, center: Any) -> tuple[ScreenPop | None, Call
     command connections of its own, reading the directory with an engine of its own."""
     if not any(getattr(t, "screen_pop", False) for t in getattr(center, "tenants", ()) or ()):
         return None, lambda: None
+    from daemon.integrations.crm import CrmClient
     from daemon.integrations.customers import find
     from daemon.storage.store import make_engine
     from daemon.switch.control import NodeConnections
@@ -194,9 +195,13 @@ def build_screen_pop(settings: Any, center: Any) -> tuple[ScreenPop | None, Call
     engine = make_engine(settings.database_url)
     conns = NodeConnections(settings.esl_nodes)
 
+    crms = {t.domain: CrmClient(t.crm_lookup) for t in center.tenants
+            if t.screen_pop and t.crm_lookup is not None}
+
     def lookup(domain: str, caller: str, country: str | None) -> Any:
         with engine.connect() as conn:
-            return find(conn, domain, caller, country)
+            found = find(conn, domain, caller, country)
+        return found if found is not None else crm_lookup(crms.get(domain), caller, country)
 
     popping = type(center)(tuple(t for t in center.tenants if t.screen_pop))
     pop = ScreenPop(popping, lookup, {n.name: conns.sender(n.name) for n in settings.esl_nodes})
@@ -206,3 +211,14 @@ def build_screen_pop(settings: Any, center: Any) -> tuple[ScreenPop | None, Call
         engine.dispose()
 
     return pop, close
+
+
+def crm_lookup(client: Any, caller: str, country: str | None) -> Any:
+    """The CRM's answer for a caller whose number the directory does not know (None: no
+    CRM, not a phone number, unknown, or no answer within the CRM's timeout)."""
+    from daemon.integrations.customers import normalise
+
+    number = normalise(caller, country)
+    if client is None or number is None:
+        return None
+    return client.lookup(number)
