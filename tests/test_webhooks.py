@@ -324,7 +324,7 @@ def test_a_daemon_killed_mid_delivery_delivers_everything_after_its_restart(tmp_
     shutil.copytree(REPO / "config", config, ignore=shutil.ignore_patterns("settings.yaml"))
     with EslPeer(password=PASSWORD) as peer, Receiver("hang") as rx:
         rx.start()
-        (config / "webhooks.yaml").write_text(
+        (config / "integrations.yaml").write_text(  # instead of the example's subscription
             "tenants:\n  demo:\n    webhooks:\n      crm:\n"
             f"        url: {rx.url}\n        secret: ${{CRM_SECRET}}\n        concurrency: 2\n"
             "        timeout_s: 1\n        events: [call.offered, call.answered, call.ended,"

@@ -11,7 +11,7 @@ import sys
 import click
 
 from daemon.cli import definition, stats, storage, switch  # noqa: F401 - they register their commands
-from daemon.cli import customers, webhooks  # noqa: F401,E402 - integrations (issue 12)
+from daemon.cli import customers, sms, webhooks  # noqa: F401,E402 - integrations (issue 12)
 from daemon.cli.base import UserError, echo_json, hotline
 
 __all__ = ["hotline", "main", "UserError", "echo_json"]

@@ -27,7 +27,12 @@ from typing import Any
 
 from daemon.definition import model as m
 from daemon.definition.gcpause import paused_gc
-from daemon.definition.integrations import read_country, read_crm_lookup, read_webhook
+from daemon.definition.integrations import (
+    read_country,
+    read_crm_lookup,
+    read_sms,
+    read_webhook,
+)
 from daemon.definition.model import Action, ActionKind, Source
 from daemon.definition.reader import _BAD, _ID, ConfigErrors, _Reader, config_files, suggest
 from daemon.definition.settings import check_settings_nodes
@@ -41,7 +46,7 @@ __all__ = ["ConfigError", "ConfigErrors", "load_center", "config_files", "Center
 _DAY_INDEX = {d: i for i, d in enumerate(m.WEEKDAYS)}
 
 TENANT_SINGLE = ("name", "domain", "timezone", "language", "feature_codes", "country",
-                 "screen_pop", "crm_lookup")
+                 "screen_pop", "crm_lookup", "sms")
 TENANT_COLLECTIONS = ("numbers", "schedules", "ivr_menus", "queues", "agents", "teams",
                       "skills", "conferences", "break_reasons", "dispositions", "webhooks")
 TENANT_LISTS = ("costs",)
@@ -190,6 +195,8 @@ class _TenantBuilder:
         country = self._single("country", lambda n, w: read_country(r, n, w))
         screen_pop = self._single("screen_pop", r.boolean, False)
         crm = self._single("crm_lookup", lambda n, w: read_crm_lookup(r, n, w))
+        sms = self._single("sms", lambda n, w: read_sms(
+            r, n, w, name if isinstance(name, str) else self.id, [q.name for q in self.queues]))
 
         if _BAD in (domain, timezone, language, name, codes) or domain is None \
                 or timezone is None:
@@ -201,7 +208,7 @@ class _TenantBuilder:
             conferences=self.conferences, feature_codes=codes, break_reasons=breaks,
             dispositions=dispositions, costs=costs, src=self.src, webhooks=webhooks,
             country=None if country is _BAD else country, screen_pop=screen_pop is True,
-            crm_lookup=None if crm is _BAD else crm,
+            crm_lookup=None if crm is _BAD else crm, sms=None if sms is _BAD else sms,
         )
         _check_tenant(r, tenant, self)
         return tenant

@@ -22,6 +22,10 @@ def read_webhook(r: _Reader, name: str, node: YNode, src: m.Source,
     what = f"webhook '{name}' of {tenant_what}"
     if r.ident(YNode("scalar", src, name, raw=name), "webhook name") is _BAD:
         return None
+    if name == "sms":
+        r.error(src, f"webhook name 'sms' of {tenant_what} is reserved for the tenant's SMS "
+                     f"(their messages share the outbox); pick another name.")
+        return None
     body = r.mapping(node, what, WEBHOOK_KEYS, ("url", "events", "secret"))
     if body is None:
         return None
@@ -120,3 +124,108 @@ def read_crm_lookup(r: _Reader, node: YNode, what: str) -> Any:
     if _BAD in got.values():
         return _BAD
     return m.CrmLookup(src=node.src, **got)
+
+
+SMS_KEYS = ("templates", "sender", "rate_limit_per_day", "max_segments")
+
+
+def read_sms(r: _Reader, node: YNode, what: str, tenant_name: str,
+             queue_names: list[str]) -> Any:
+    """``sms:`` of a tenant; each template's worst-case length checked against max_segments."""
+    from daemon.integrations.sms import SMS_EVENTS, VARIABLE_MAX, variables, worst_case
+
+    body = r.mapping(node, what, SMS_KEYS, ("templates",))
+    if body is None or "templates" not in body:
+        return _BAD
+    got: dict[str, Any] = {}
+    if "sender" in body:
+        got["sender"] = r.text(body["sender"], f"'sender' of {what}")
+    if "rate_limit_per_day" in body:
+        got["rate_limit_per_day"] = r.integer(body["rate_limit_per_day"],
+                                              f"'rate_limit_per_day' of {what}", 1, 100)
+    if "max_segments" in body:
+        got["max_segments"] = r.integer(body["max_segments"], f"'max_segments' of {what}", 1, 10)
+    if _BAD in got.values():
+        return _BAD
+    max_segments = got.get("max_segments", 2)
+    known = {"tenant": tenant_name, "queue": max(queue_names, key=len, default="")}
+    templates = []
+    ok = True
+    tnode = body["templates"]
+    for event, enode in r.entries(tnode, f"'templates' of {what}").items():
+        esrc = tnode.keys[event]
+        tw = f"SMS template '{event}' of {what}"
+        if event not in SMS_EVENTS:
+            r.choice(YNode("scalar", esrc, event, raw=event), f"an SMS template's event of {what}",
+                     SMS_EVENTS)
+            ok = False
+            continue
+        text = r.text(enode, tw)
+        if text is _BAD:
+            ok = False
+            continue
+        try:
+            names = variables(text)
+        except ValueError as exc:
+            r.error(enode.src, f"{tw} has {exc}.")
+            ok = False
+            continue
+        unknown = [n for n in names if n not in VARIABLE_MAX]
+        if unknown:
+            r.error(enode.src, f"{tw} uses {{{unknown[0]}}}, which is not one of "
+                               f"{', '.join('{' + v + '}' for v in VARIABLE_MAX)}.")
+            ok = False
+            continue
+        encoding, units, parts = worst_case(text, known)
+        if parts > max_segments:
+            per = "160/153" if encoding == "GSM-7" else "70/67"
+            why = "" if encoding == "GSM-7" else " (a character or variable outside GSM-7)"
+            r.error(enode.src, f"{tw} is {encoding}{why} and up to {units} characters long: "
+                               f"{parts} messages ({per} per message), more than max_segments "
+                               f"{max_segments}.")
+            ok = False
+            continue
+        templates.append(m.SmsTemplate(event, text, enode.src))
+    if not ok:
+        return _BAD
+    return m.SmsConfig(templates=tuple(templates), src=node.src, **got)
+
+
+GATEWAY_KEYS = ("url", "method", "body", "content_type", "headers", "timeout_s", "concurrency")
+
+
+def read_sms_gateway(r: _Reader, node: YNode, what: str) -> Any:
+    """``sms_gateway:`` of the settings: URL, method, body template, headers (``${ENV}``)."""
+    if node.is_null:
+        return None
+    body = r.mapping(node, what, GATEWAY_KEYS, ("url",))
+    if body is None or "url" not in body:
+        return _BAD
+    got: dict[str, Any] = {"url": _url(r, body["url"], f"'url' of {what}")}
+    if "method" in body:
+        got["method"] = r.choice(body["method"], f"'method' of {what}", ("POST", "PUT", "GET"))
+    if "body" in body:
+        got["body"] = r.text(body["body"], f"'body' of {what}")
+        if got["body"] is not _BAD and "{text}" not in got["body"]:
+            r.error(body["body"].src, f"'body' of {what} needs a {{text}} where the message "
+                                      f"goes (and a {{to}}).")
+            got["body"] = _BAD
+    if "content_type" in body:
+        got["content_type"] = r.text(body["content_type"], f"'content_type' of {what}")
+    if "timeout_s" in body:
+        got["timeout_s"] = r.number(body["timeout_s"], f"'timeout_s' of {what}", 0.1, 60)
+    if "concurrency" in body:
+        got["concurrency"] = r.integer(body["concurrency"], f"'concurrency' of {what}", 1, 64)
+    if "headers" in body:
+        headers = []
+        for name, hnode in r.entries(body["headers"], f"'headers' of {what}").items():
+            value = r.secret(hnode, f"header '{name}' of {what}")
+            if value is _BAD:
+                got["headers"] = _BAD
+                break
+            headers.append((name, value))
+        else:
+            got["headers"] = tuple(headers)
+    if _BAD in got.values():
+        return _BAD
+    return m.SmsGateway(**got)

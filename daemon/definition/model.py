@@ -357,6 +357,43 @@ class CrmLookup:
 
 
 @dataclass(frozen=True)
+class SmsTemplate:
+    event: str  # a webhook event type among daemon.integrations.sms.SMS_EVENTS
+    text: str  # with {variables}
+    src: Source = NOWHERE
+
+
+@dataclass(frozen=True)
+class SmsConfig:
+    """A tenant's SMS to callers (docs/SMS.md)."""
+
+    templates: tuple[SmsTemplate, ...]
+    sender: str | None = None
+    rate_limit_per_day: int = 3  # messages to one number in 24 hours at most
+    max_segments: int = 2
+    src: Source = NOWHERE
+
+    def template(self, event: str) -> SmsTemplate | None:
+        return next((t for t in self.templates if t.event == event), None)
+
+
+@dataclass(frozen=True)
+class SmsGateway:
+    """The generic HTTP SMS gateway of the settings (docs/SMS.md)."""
+
+    url: str
+    method: str = "POST"
+    body: str = '{"to": "{to}", "text": "{text}", "from": "{sender}"}'
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()  # e.g. Authorization from ${ENV}; never logged
+    timeout_s: float = 5.0
+    concurrency: int = 4
+
+    def __repr__(self) -> str:
+        return f"SmsGateway(url={self.url!r}, method={self.method!r})"
+
+
+@dataclass(frozen=True)
 class Tenant:
     id: str
     domain: str  # FreeSWITCH domain and dialplan context
@@ -380,6 +417,7 @@ class Tenant:
     country: str | None = None  # ISO 3166 region callers' numbers are read in, e.g. "CN"
     screen_pop: bool = False  # name callers on the agents' phones (integrations/screenpop.py)
     crm_lookup: CrmLookup | None = None  # asked when the directory does not know a caller
+    sms: SmsConfig | None = None  # texts to callers (daemon/integrations/sms.py)
 
     def queue(self, queue_id: str) -> Queue | None:
         return next((q for q in self.queues if q.id == queue_id), None)
@@ -413,6 +451,7 @@ class Settings:
     journal_max_bytes: int = 64 * 1024 * 1024
     freeswitch_conf_dir: str = "/etc/freeswitch"
     http_listen: str = "127.0.0.1:8089"
+    sms_gateway: SmsGateway | None = None  # where SMS are sent (docs/SMS.md)
 
 
 @dataclass(frozen=True)

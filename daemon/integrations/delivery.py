@@ -20,6 +20,7 @@ took it) is sent again after the claim's lease runs out.
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import os
 import random
@@ -95,18 +96,31 @@ class SendResult:
         self.ok, self.status, self.error = ok, status, error
 
 
+def webhook_request(sub: WebhookSubscription, msg: outbox.Message, now_s: float
+                    ) -> tuple[str, dict[str, str], bytes]:
+    body = msg.payload.encode("utf-8")
+    return "POST", signed_headers(sub.secret, int(now_s), body, msg.event, msg.event_id,
+                                  msg.id), body
+
+
 def send(conns: _Connections, sub: WebhookSubscription, msg: outbox.Message,
-         clock: Callable[[], float] = time.time) -> SendResult:
-    """One signed POST within ``sub.timeout_s``; never raises."""
+         clock: Callable[[], float] = time.time, gateway: Any = None) -> SendResult:
+    """One signed POST (or, for an SMS, the gateway's request) within ``sub.timeout_s``;
+    never raises."""
     import gevent
 
-    body = msg.payload.encode("utf-8")
-    head = signed_headers(sub.secret, int(clock()), body, msg.event, msg.event_id, msg.id)
+    if gateway is not None:
+        from daemon.integrations.sms import gateway_request
+
+        text = json.loads(msg.payload)
+        method, head, body = gateway_request(gateway, text["to"], text["text"], text["sender"])
+    else:
+        method, head, body = webhook_request(sub, msg, clock())
     head["Host"] = conns.host_header
     conn = conns.get()
     try:
         with gevent.Timeout(sub.timeout_s):
-            conn.request("POST", conns.path, body=body, headers=head)
+            conn.request(method, conns.path, body=body, headers=head)
             reply = conn.getresponse()
             reply.read(MAX_REPLY_BYTES)
             status = reply.status
@@ -132,13 +146,20 @@ class WebhookDelivery:
     def __init__(self, url: str, center: Any, *, worker_id: str | None = None,
                  backoff_base_s: float = BACKOFF_BASE_S, backoff_max_s: float = BACKOFF_MAX_S,
                  lease_margin_s: float = LEASE_MARGIN_S, idle_poll_s: float = IDLE_POLL_S,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, sms_gateway: Any = None) -> None:
         from daemon.storage.store import make_engine
 
         self.engine = make_engine(url)
         self.single = self.engine.dialect.name != "postgresql"
         self.worker = worker_id or f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.subs = [(t.domain, s) for t in getattr(center, "tenants", ()) or () for s in t.webhooks]
+        tenants = getattr(center, "tenants", ()) or ()
+        self.subs = [(t.domain, s) for t in tenants for s in t.webhooks]
+        self.sms_gateway = sms_gateway
+        if sms_gateway is not None:  # a tenant's SMS: its subscription "sms" to the gateway
+            self.subs += [(t.domain, WebhookSubscription(
+                name=outbox.SMS, url=sms_gateway.url, events=(), secret="",
+                concurrency=sms_gateway.concurrency, timeout_s=sms_gateway.timeout_s,
+                dead_letter_after_s=24 * 3600)) for t in tenants if t.sms is not None]
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.lease_margin_s = lease_margin_s
@@ -273,7 +294,8 @@ class WebhookDelivery:
     def _deliver(self, conns: _Connections, sub: WebhookSubscription, msg: outbox.Message,
                  wake: Any) -> None:
         self.sent += 1
-        result = send(conns, sub, msg, self.clock)
+        gateway = self.sms_gateway if sub.name == outbox.SMS else None
+        result = send(conns, sub, msg, self.clock, gateway)
         if result.ok:  # recorded in batches: one transaction per delivery caps the rate
             self._record_delivered(msg.id, result.status or 200)
         else:
@@ -310,10 +332,11 @@ def start_webhooks(settings: Any, center: Any) -> tuple[outbox.OutboxWriter | No
                                                         Callable[[], None]]:
     """For ``build_service``: the store's outbox hook and a stop function (both inert
     when no tenant subscribes). The worker starts with the hub; it only reads the outbox."""
-    writer = outbox.OutboxWriter(center)
+    gateway = getattr(settings, "sms_gateway", None)
+    writer = outbox.OutboxWriter(center, sms_gateway=gateway)
     if not writer:
         return None, lambda: None
-    worker = WebhookDelivery(settings.database_url, center)
+    worker = WebhookDelivery(settings.database_url, center, sms_gateway=gateway)
     writer.on_commit(worker.wake)
     import gevent
 

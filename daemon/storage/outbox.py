@@ -16,6 +16,7 @@ lease's end, so a message claimed by a process that died is due again after it.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ from daemon.storage import schema
 logger = logging.getLogger(__name__)
 
 ob = schema.webhook_outbox
-PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+PENDING, DELIVERED, DEAD, SKIPPED = "pending", "delivered", "dead", "skipped"
+SMS = "sms"  # the subscription name of a tenant's SMS
 _CHUNK = 500  # IN-list size every driver takes
 
 
@@ -73,16 +75,22 @@ def subscribers(center: Any) -> dict[str, list[Subscriber]]:
 class OutboxWriter:
     """The store's hook: webhook messages in the same transaction as their records."""
 
-    def __init__(self, center: Any, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, center: Any, clock: Callable[[], int] = now_ms,
+                 sms_gateway: Any = None) -> None:
         self.subs = subscribers(center)
-        self.regions = {t.domain: t.country for t in getattr(center, "tenants", ()) or ()}
-        self.wanted = frozenset(e for subs in self.subs.values() for s in subs for e in s.events)
+        tenants = getattr(center, "tenants", ()) or ()
+        self.regions = {t.domain: t.country for t in tenants}
+        # SMS go through the outbox as the tenant's subscription "sms" (only with a gateway)
+        self.sms = {t.domain: t for t in tenants if t.sms is not None and sms_gateway is not None}
+        self.wanted = frozenset(
+            [e for subs in self.subs.values() for s in subs for e in s.events]
+            + [tpl.event for t in self.sms.values() for tpl in t.sms.templates])
         self.clock = clock
         self._listeners: list[Callable[[], None]] = []
         self.queued = 0  # messages inserted (a re-derived event counts once per attempt)
 
     def __bool__(self) -> bool:
-        return bool(self.subs)
+        return bool(self.subs or self.sms)
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         """Called after a transaction that queued messages commits (wakes the worker)."""
@@ -90,7 +98,7 @@ class OutboxWriter:
 
     def __call__(self, conn: Connection, by_table: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
         subs = self.subs
-        mine = {table: [r for r in rows if r.get("tenant") in subs]
+        mine = {table: [r for r in rows if r.get("tenant") in subs or r.get("tenant") in self.sms]
                 for table, rows in by_table.items() if table != "dispositions"}
         if not any(mine.values()):
             return
@@ -108,9 +116,12 @@ class OutboxWriter:
         try:
             events = events_of(mine, calls, segments, self.wanted, customer_of)
             rows = self._messages(events)
+            texts = self._texts(events)
         except Exception:
             logger.exception("webhook events not derived for a batch")
             return
+        if texts:
+            rows += self._screen_texts(conn, texts)
         if not rows:
             return
         stmt = _insert(conn)
@@ -146,6 +157,62 @@ class OutboxWriter:
             except Exception:
                 logger.exception("outbox listener failed")
 
+    def _texts(self, events: Iterable[WebhookEvent]) -> list[dict[str, Any]]:
+        """One SMS row per event a tenant has a template for (to the caller's E.164 number)."""
+        from daemon.integrations.customers import normalise
+        from daemon.integrations.sms import render, values_of
+
+        now = self.clock()
+        out: list[dict[str, Any]] = []
+        for ev in events:
+            tenant = self.sms.get(ev.domain)
+            template = tenant.sms.template(ev.type) if tenant is not None else None
+            if template is None:
+                continue
+            to = normalise(str(ev.data.get("number") or ev.data.get("caller") or ""),
+                           tenant.country)
+            if to is None:  # an extension, "anonymous": nobody to text
+                continue
+            queues = {tenant.qualified(q.id): q.name for q in tenant.queues}
+            text = render(template.text, values_of(ev.type, ev.data, tenant.name, queues))
+            payload = json.dumps({"to": to, "text": text, "sender": tenant.sms.sender,
+                                  "event": ev.type, "event_id": ev.event_id},
+                                 ensure_ascii=False, separators=(",", ":"))
+            mid = message_id(ev.domain, SMS, ev.event_id)
+            out.append({"id": mid, "tenant": ev.domain, "subscription": SMS, "event": ev.type,
+                        "event_id": ev.event_id, "payload": payload,
+                        "occurred_ms": ev.occurred_ms, "created_ms": now, "status": PENDING,
+                        "attempts": 0, "next_attempt_ms": now, "claimed_by": None,
+                        "last_status": None, "last_error": None, "delivered_ms": None,
+                        "recipient": to})
+        return out
+
+    def _screen_texts(self, conn: Connection, texts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Opt-outs and the per-number rate limit: such texts are stored as skipped."""
+        known = {r["id"] for r in _rows(conn, ob, ob.c.id, [t["id"] for t in texts])}
+        texts = [t for t in texts if t["id"] not in known]  # queued before: not counted twice
+        if not texts:
+            return []
+        opted = {(r["tenant"], r["number"]) for r in _rows(
+            conn, schema.sms_opt_out, schema.sms_opt_out.c.number, {t["recipient"] for t in texts})}
+        since = self.clock() - 24 * 3600 * 1000
+        sent: dict[tuple[str, str], int] = {}
+        for row in _rows(conn, ob, ob.c.recipient, {t["recipient"] for t in texts}):
+            if row["subscription"] == SMS and row["status"] != SKIPPED \
+                    and row["created_ms"] >= since:
+                key = (row["tenant"], row["recipient"])
+                sent[key] = sent.get(key, 0) + 1
+        for text in texts:
+            key = (text["tenant"], text["recipient"])
+            limit = self.sms[text["tenant"]].sms.rate_limit_per_day
+            if key in opted:
+                text.update(status=SKIPPED, last_error="opted out")
+            elif sent.get(key, 0) >= limit:
+                text.update(status=SKIPPED, last_error=f"rate limit: {limit} SMS in 24 hours")
+            else:
+                sent[key] = sent.get(key, 0) + 1
+        return texts
+
     def _messages(self, events: Iterable[WebhookEvent]) -> list[dict[str, Any]]:
         now = self.clock()
         rows: dict[str, dict[str, Any]] = {}
@@ -159,7 +226,7 @@ class OutboxWriter:
                              "payload": ev.body(sub.tenant_id), "occurred_ms": ev.occurred_ms,
                              "created_ms": now, "status": PENDING, "attempts": 0,
                              "next_attempt_ms": now, "claimed_by": None, "last_status": None,
-                             "last_error": None, "delivered_ms": None}
+                             "last_error": None, "delivered_ms": None, "recipient": None}
         return list(rows.values())
 
 
@@ -266,7 +333,7 @@ def status(conn: Connection, now: int) -> list[dict[str, Any]]:
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for tenant, sub, state, count, oldest, last in rows:
         entry = out.setdefault((tenant, sub), {
-            "tenant": tenant, "subscription": sub, PENDING: 0, DELIVERED: 0, DEAD: 0,
+            "tenant": tenant, "subscription": sub, PENDING: 0, DELIVERED: 0, DEAD: 0, SKIPPED: 0,
             "oldest_pending_s": None, "last_delivered_ms": None, "last_error": None})
         entry[state] = count
         if state == PENDING and oldest is not None:
@@ -276,7 +343,7 @@ def status(conn: Connection, now: int) -> list[dict[str, Any]]:
     for (tenant, sub), entry in out.items():
         entry["last_error"] = conn.execute(
             select(ob.c.last_error).where(ob.c.tenant == tenant, ob.c.subscription == sub,
-                                          ob.c.status != DELIVERED,
+                                          ob.c.status.in_((PENDING, DEAD)),
                                           ob.c.last_error.is_not(None))
             .order_by(ob.c.created_ms.desc()).limit(1)).scalar()
     return list(out.values())
@@ -309,6 +376,7 @@ def replay(conn: Connection, from_ms: int, to_ms: int, *, tenant: str | None = N
     now = now_ms() if now is None else now
     where = [ob.c.occurred_ms >= from_ms, ob.c.occurred_ms < to_ms,
              or_(ob.c.status != PENDING, ob.c.claimed_by.is_(None)),
+             ob.c.status != SKIPPED,  # an opted-out number stays opted out
              *_filters(tenant, subscription)]
     if event_type:
         where.append(ob.c.event == event_type)

@@ -143,10 +143,12 @@ webhook_outbox = Table(
     Column("last_status", Integer),  # the receiver's last HTTP status
     Column("last_error", String(300)),
     Column("delivered_ms", BigInteger),
+    Column("recipient", String(32)),  # SMS: the number texted (rate limit, opt-out)
 )
 Index("ix_webhook_outbox_due", webhook_outbox.c.status, webhook_outbox.c.next_attempt_ms)
 Index("ix_webhook_outbox_tenant_occurred", webhook_outbox.c.tenant,
       webhook_outbox.c.occurred_ms)
+Index("ix_webhook_outbox_recipient", webhook_outbox.c.recipient, webhook_outbox.c.created_ms)
 
 # The customer directory (daemon/integrations/customers.py): per tenant, keyed by the
 # caller's number in E.164 as the tenant's country reads it.
@@ -162,4 +164,13 @@ customers = Table(
     Column("language", String(16)),
     Column("notes", Text),
     Column("updated_ms", BigInteger, nullable=False),
+)
+
+# Numbers that asked for no more SMS (daemon/integrations/sms.py), per tenant.
+sms_opt_out = Table(
+    "sms_opt_out",
+    metadata,
+    Column("tenant", String(128), primary_key=True),  # the tenant's domain
+    Column("number", String(32), primary_key=True),  # E.164
+    Column("created_ms", BigInteger, nullable=False),
 )

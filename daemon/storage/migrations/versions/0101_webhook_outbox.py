@@ -1,4 +1,4 @@
-"""Webhook outbox: one row per (subscription, event), with its delivery state.
+"""Webhook outbox: one row per (subscription, event), with its delivery state (SMS too).
 
 Revision ID: 0101_webhook_outbox
 Revises: 0001
@@ -31,15 +31,18 @@ def upgrade() -> None:
     sa.Column('last_status', sa.Integer(), nullable=True),
     sa.Column('last_error', sa.String(length=300), nullable=True),
     sa.Column('delivered_ms', sa.BigInteger(), nullable=True),
+    sa.Column('recipient', sa.String(length=32), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('webhook_outbox', schema=None) as batch_op:
         batch_op.create_index('ix_webhook_outbox_due', ['status', 'next_attempt_ms'], unique=False)
         batch_op.create_index('ix_webhook_outbox_tenant_occurred', ['tenant', 'occurred_ms'], unique=False)
+        batch_op.create_index('ix_webhook_outbox_recipient', ['recipient', 'created_ms'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('webhook_outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_webhook_outbox_recipient')
         batch_op.drop_index('ix_webhook_outbox_tenant_occurred')
         batch_op.drop_index('ix_webhook_outbox_due')
     op.drop_table('webhook_outbox')
