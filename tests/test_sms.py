@@ -8,7 +8,6 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine
 
 from daemon.cli import hotline
 from daemon.definition import model as m
@@ -182,5 +181,8 @@ def test_texts_reach_the_gateway_with_its_body_template_and_the_results_are_show
     shown = CliRunner().invoke(hotline, ["sms", "status", "--db", empty_db_url, "--json"])
     assert json.loads(shown.output) == [{"tenant": "hotline.test", "event": "call.abandoned",
                                          "result": "sent", "reason": None, "count": 1}]
-    engine = create_engine(empty_db_url)
-    engine.dispose()
+    period = ["--from", "2026-11-22", "--to", "2026-11-22", "--db", empty_db_url]
+    again = CliRunner().invoke(hotline, ["webhooks", "replay", *period])
+    assert again.output.strip() == "0 messages queued again"  # callers are not texted twice
+    asked = CliRunner().invoke(hotline, ["webhooks", "replay", *period, "--subscription", "sms"])
+    assert asked.output.strip() == "1 message queued again"

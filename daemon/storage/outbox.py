@@ -380,6 +380,8 @@ def replay(conn: Connection, from_ms: int, to_ms: int, *, tenant: str | None = N
              *_filters(tenant, subscription)]
     if event_type:
         where.append(ob.c.event == event_type)
+    if subscription is None:  # texting callers again takes asking for it by name
+        where.append(ob.c.subscription != SMS)
     result = conn.execute(update(ob).where(and_(*where))
                           .values(status=PENDING, next_attempt_ms=now, created_ms=now,
                                   attempts=0, claimed_by=None, delivered_ms=None))
