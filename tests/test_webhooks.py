@@ -20,6 +20,7 @@ from daemon.integrations.delivery import WebhookDelivery, backoff_s
 from daemon.storage import outbox, schema
 from daemon.storage.store import Store, StoreUnavailable, migrate
 from tests import scenario
+from tests.test_store import pg_via_proxy  # noqa: F401 - fixture: PostgreSQL behind a cuttable proxy
 from tests.webhook_receiver import Receiver
 
 REPO = Path(__file__).resolve().parent.parent
@@ -375,3 +376,36 @@ def test_a_daemon_killed_mid_delivery_delivers_everything_after_its_restart(tmp_
     assert set(keys) == expected
     # only what was in flight at the kill can arrive twice; the key tells the receiver
     assert len(keys) - len(expected) <= 2
+
+
+def test_a_database_outage_loses_no_message_and_sends_none_twice(pg_via_proxy, tmp_path):
+    direct, proxied, proxy = pg_via_proxy
+    migrate(direct)
+    with Receiver() as rx:
+        rx.start()
+        center = center_with(sub("crm", rx.url, timeout_s=1.0))
+        writer = outbox.OutboxWriter(center)
+        store = Store(proxied, outbox=writer, spill_dir=tmp_path / "spill",
+                      retry_initial_s=0.05)
+        delivery = worker(proxied, center)
+        try:
+            proxy.cut()  # PostgreSQL is gone while calls happen
+            for name in ("answered_ivr", "abandoned_long"):
+                for out in scenario.replay(name).outputs:
+                    store.write(out)
+            with pytest.raises(StoreUnavailable):
+                store.flush()  # the records wait in memory, their messages with them
+            gevent.sleep(0.5)  # the worker's claims fail meanwhile; it keeps trying
+            assert rx.received == [] and outbox_rows(direct) == []
+            proxy.restore()
+            store.flush()
+            delivery.wake()
+            expected = {r["event_id"] for r in outbox_rows(direct)}
+            assert expected
+            wait_until(lambda: {r["status"] for r in outbox_rows(direct)} == {"delivered"}, 30,
+                       "all delivered after the outage")
+        finally:
+            delivery.stop()
+            store.close()
+    keys = rx.keys()
+    assert sorted(keys) == sorted(expected) and len(keys) == len(set(keys))
