@@ -6,9 +6,9 @@ files skipped), merges them and returns a ``CallCenter`` or raises ``ConfigError
 
 Merge rule: a file's top-level keys are ``tenants`` and ``settings``. A tenant may be
 split over several files by its id: its single-valued keys (name, domain, timezone,
-language, feature_codes) may be given in one file only; its collections (numbers,
-schedules, ivr_menus, queues, agents, teams, skills, conferences, break_reasons,
-dispositions) combine entry by entry, and an entry id given twice is an error; costs
+language, feature_codes, country, screen_pop, crm_lookup, sms) may be given in one file
+only; its collections (numbers, schedules, ivr_menus, queues, agents, teams, skills,
+conferences, break_reasons, dispositions, webhooks) combine entry by entry, and an entry id given twice is an error; costs
 (a list) are concatenated.
 """
 from __future__ import annotations
