@@ -80,7 +80,7 @@ def latency(db: str, calls: int) -> list[float]:
         c = center(rx.url, 8)
         writer = outbox.OutboxWriter(c)
         store = Store(db, outbox=writer, spill_dir=tempfile.mkdtemp())
-        worker = WebhookDelivery(db, c)
+        worker = WebhookDelivery(db, c, idle_poll_s=0.3)
         writer.on_commit(worker.wake)
         store.start_writer()
         worker.start()

@@ -82,6 +82,9 @@ class Receiver:
         class Server(http.server.ThreadingHTTPServer):
             allow_reuse_address = True
             daemon_threads = True
+            # socketserver's default backlog of 5 drops the SYNs of a sender opening more
+            # connections at once, which then wait for TCP's 1 s retransmission
+            request_queue_size = 128
 
         self._server = Server(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]
