@@ -675,8 +675,12 @@ def build_service(settings: Settings, center: Any = None) -> Service:
 
         return make(center, journal_prefix(node))
 
+    # webhooks (daemon/integrations): queued with the records, sent by their own greenlets
+    from daemon.integrations.delivery import start_webhooks
+    webhook_outbox, webhooks_stop = start_webhooks(settings, center)
     # next to the journal, not in /tmp: spilled records must survive a reboot
-    store = Store(settings.database_url, spill_dir=Path(settings.journal_dir) / "spill")
+    store = Store(settings.database_url, spill_dir=Path(settings.journal_dir) / "spill",
+                  outbox=webhook_outbox)
     live = make_live_state(settings.redis_url)
     nodes = settings.esl_nodes
     # command connections of their own, one set each: a lamp never waits behind a
@@ -684,7 +688,11 @@ def build_service(settings: Settings, center: Any = None) -> Service:
     lamp_conns = NodeConnections(nodes)
     presence = PresenceWorker(PresencePublisher({n.name: lamp_conns.sender(n.name)
                                                  for n in nodes}))
-    closers: list[Callable[[], None]] = [lamp_conns.close]
+    closers: list[Callable[[], None]] = [lamp_conns.close, webhooks_stop]
+    from daemon.integrations.screenpop import LiveFanout, build_screen_pop
+    screen_pop, screen_pop_close = build_screen_pop(settings, center)  # desk-phone names
+    if screen_pop is not None:
+        presence, closers = LiveFanout(presence, screen_pop), closers + [screen_pop_close]
     dialer = None
     if settings.redis_url:
         dial_conns = NodeConnections(nodes)

@@ -11,7 +11,8 @@ import sys
 import click
 
 # the command modules register their commands on import
-from daemon.cli import definition, doctor, example, stats, storage, switch  # noqa: F401
+from daemon.cli import (customers, definition, doctor, example, sms, stats,  # noqa: F401
+                         storage, switch, webhooks)
 from daemon.cli.base import UserError, echo_json, hotline
 
 __all__ = ["hotline", "main", "UserError", "echo_json"]

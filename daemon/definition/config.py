@@ -6,9 +6,9 @@ files skipped), merges them and returns a ``CallCenter`` or raises ``ConfigError
 
 Merge rule: a file's top-level keys are ``tenants`` and ``settings``. A tenant may be
 split over several files by its id: its single-valued keys (name, domain, timezone,
-language, feature_codes) may be given in one file only; its collections (numbers,
-schedules, ivr_menus, queues, agents, teams, skills, conferences, break_reasons,
-dispositions) combine entry by entry, and an entry id given twice is an error; costs
+language, feature_codes, country, screen_pop, crm_lookup, sms) may be given in one file
+only; its collections (numbers, schedules, ivr_menus, queues, agents, teams, skills,
+conferences, break_reasons, dispositions, webhooks) combine entry by entry, and an entry id given twice is an error; costs
 (a list) are concatenated.
 """
 from __future__ import annotations
@@ -27,6 +27,12 @@ from typing import Any
 
 from daemon.definition import model as m
 from daemon.definition.gcpause import paused_gc
+from daemon.definition.integrations import (
+    read_country,
+    read_crm_lookup,
+    read_sms,
+    read_webhook,
+)
 from daemon.definition.model import Action, ActionKind, Source
 from daemon.definition.reader import _BAD, _ID, ConfigErrors, _Reader, config_files, suggest
 from daemon.definition.settings import check_settings_nodes
@@ -39,16 +45,18 @@ __all__ = ["ConfigError", "ConfigErrors", "load_center", "config_files", "Center
 
 _DAY_INDEX = {d: i for i, d in enumerate(m.WEEKDAYS)}
 
-TENANT_SINGLE = ("name", "domain", "timezone", "language", "feature_codes")
+TENANT_SINGLE = ("name", "domain", "timezone", "language", "feature_codes", "country",
+                 "screen_pop", "crm_lookup", "sms")
 TENANT_COLLECTIONS = ("numbers", "schedules", "ivr_menus", "queues", "agents", "teams",
                       "skills", "conferences", "break_reasons", "dispositions",
-                      "outbound_routes")
+                      "outbound_routes", "webhooks")
 TENANT_LISTS = ("costs",)
 TENANT_KEYS = TENANT_SINGLE + TENANT_COLLECTIONS + TENANT_LISTS
 _SINGULAR = {"numbers": "number", "schedules": "schedule", "ivr_menus": "IVR menu",
              "queues": "queue", "agents": "agent", "teams": "team", "skills": "skill",
              "conferences": "conference room", "break_reasons": "break reason",
-             "dispositions": "disposition", "outbound_routes": "outbound route"}
+             "dispositions": "disposition", "outbound_routes": "outbound route",
+             "webhooks": "webhook"}
 ACTION_KINDS = ("ivr", "queue", "agent", "extension", "voicemail", "conference", "playback",
                 "transfer", "callback", "survey", "hangup")
 FEATURE_KEYS = {"login": "login", "logout": "logout", "toggle": "toggle", "break": "break_",
@@ -162,7 +170,8 @@ class _TenantBuilder:
             r.error(self.src, f"tenant id '{self.id}' may only use letters, digits, '_', '.' "
                               f"and '-'.")
         for key in ("domain", "timezone"):
-            if key not in self.single:
+            # with a file unreadable, the key may well be written there
+            if key not in self.single and self.unread_text is None:
                 r.error(self.src, f"{self.what} needs a '{key}'.")
         domain = self._single("domain", lambda n, w: r.ident(n, w))
         timezone = self._single("timezone", self._timezone)
@@ -189,6 +198,13 @@ class _TenantBuilder:
         routes = tuple(x for x in (self._route(e)
                                    for e in self.coll["outbound_routes"].values()) if x)
         codes = self._single("feature_codes", self._feature_codes, m.FeatureCodes())
+        webhooks = tuple(w for w in (read_webhook(r, e.id, e.node, e.src, self.what)
+                                     for e in self.coll["webhooks"].values()) if w)
+        country = self._single("country", lambda n, w: read_country(r, n, w))
+        screen_pop = self._single("screen_pop", r.boolean, False)
+        crm = self._single("crm_lookup", lambda n, w: read_crm_lookup(r, n, w))
+        sms = self._single("sms", lambda n, w: read_sms(
+            r, n, w, name if isinstance(name, str) else self.id, [q.name for q in self.queues]))
 
         if _BAD in (domain, timezone, language, name, codes) or domain is None \
                 or timezone is None:
@@ -209,6 +225,9 @@ class _TenantBuilder:
             queues=self.queues, agents=self.agents, teams=self.teams, skills=self.skills,
             conferences=self.conferences, feature_codes=codes, break_reasons=breaks,
             dispositions=dispositions, costs=costs, src=self.src, outbound_routes=routes,
+            webhooks=webhooks,
+            country=None if country is _BAD else country, screen_pop=screen_pop is True,
+            crm_lookup=None if crm is _BAD else crm, sms=None if sms is _BAD else sms,
         )
         _check_tenant(r, tenant, self)
         return tenant

@@ -321,6 +321,80 @@ class Cost:
     src: Source = NOWHERE
 
 
+WEBHOOK_EVENTS = ("call.offered", "call.answered", "call.ended", "call.abandoned",
+                  "callback.requested", "survey.completed", "agent.status_changed")
+
+
+@dataclass(frozen=True)
+class WebhookSubscription:
+    """Where a tenant's business systems want to hear about its calls (docs/WEBHOOKS.md)."""
+
+    name: str  # unique within the tenant; the outbox keys deliveries by tenant/name
+    url: str
+    events: tuple[str, ...]  # among WEBHOOK_EVENTS
+    secret: str  # resolved from ${ENV}; signs every request; never logged
+    concurrency: int = 4  # requests in flight to this URL at most
+    timeout_s: float = 5.0  # per request
+    dead_letter_after_s: int = 3 * 24 * 3600  # undelivered this long after the event: dead
+    src: Source = NOWHERE
+
+    def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
+        return f"WebhookSubscription(name={self.name!r}, url={self.url!r}, events={self.events!r})"
+
+
+@dataclass(frozen=True)
+class CrmLookup:
+    """A tenant's CRM asked who a caller is (daemon/integrations/crm.py)."""
+
+    url: str  # with {number}: the caller's E.164 number, URL-encoded
+    token: str | None = None  # sent as a bearer token; resolved from ${ENV}; never logged
+    timeout_ms: int = 300
+    cache_ttl_s: int = 300
+    breaker_failures: int = 5
+    breaker_open_s: int = 30
+    src: Source = NOWHERE
+
+    def __repr__(self) -> str:
+        return f"CrmLookup(url={self.url!r}, timeout_ms={self.timeout_ms})"
+
+
+@dataclass(frozen=True)
+class SmsTemplate:
+    event: str  # a webhook event type among daemon.integrations.sms.SMS_EVENTS
+    text: str  # with {variables}
+    src: Source = NOWHERE
+
+
+@dataclass(frozen=True)
+class SmsConfig:
+    """A tenant's SMS to callers (docs/SMS.md)."""
+
+    templates: tuple[SmsTemplate, ...]
+    sender: str | None = None
+    rate_limit_per_day: int = 3  # messages to one number in 24 hours at most
+    max_segments: int = 2
+    src: Source = NOWHERE
+
+    def template(self, event: str) -> SmsTemplate | None:
+        return next((t for t in self.templates if t.event == event), None)
+
+
+@dataclass(frozen=True)
+class SmsGateway:
+    """The generic HTTP SMS gateway of the settings (docs/SMS.md)."""
+
+    url: str
+    method: str = "POST"
+    body: str = '{"to": "{to}", "text": "{text}", "from": "{sender}"}'
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()  # e.g. Authorization from ${ENV}; never logged
+    timeout_s: float = 5.0
+    concurrency: int = 4
+
+    def __repr__(self) -> str:
+        return f"SmsGateway(url={self.url!r}, method={self.method!r})"
+
+
 @dataclass(frozen=True)
 class Tenant:
     id: str
@@ -341,6 +415,11 @@ class Tenant:
     costs: tuple[Cost, ...] = ()
     src: Source = NOWHERE
     name: str = ""  # display name (defaults to the id when loaded from YAML)
+    webhooks: tuple[WebhookSubscription, ...] = ()  # daemon/integrations/webhooks.py
+    country: str | None = None  # ISO 3166 region callers' numbers are read in, e.g. "CN"
+    screen_pop: bool = False  # name callers on the agents' phones (integrations/screenpop.py)
+    crm_lookup: CrmLookup | None = None  # asked when the directory does not know a caller
+    sms: SmsConfig | None = None  # texts to callers (daemon/integrations/sms.py)
     outbound_routes: tuple["OutboundRoute", ...] = ()  # in priority order
 
     def outbound_route(self, number: str) -> "OutboundRoute | None":
@@ -417,6 +496,7 @@ class Settings:
     journal_compress: bool = True  # gzip a journal file once it is rotated
     journal_retention_days: int = 90  # journal files older than this are deleted; 0 = keep all
     summary_interval_s: float = 60.0  # the daemon's one-line summary in the log; 0 = off
+    sms_gateway: SmsGateway | None = None  # where SMS are sent (docs/SMS.md)
 
 
 @dataclass(frozen=True)

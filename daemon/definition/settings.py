@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 SETTINGS_KEYS = ("config_dir", "database_url", "redis_url", "esl", "journal_dir",
                  "journal_max_bytes", "freeswitch_conf_dir", "freeswitch_script_dir",
                  "http_listen", "journal_compress", "journal_retention_days",
-                 "summary_interval_s")
+                 "summary_interval_s", "sms_gateway")
 ENV_KEYS = {"HOTLINE_CONFIG_DIR": "config_dir", "HOTLINE_DATABASE_URL": "database_url",
             "HOTLINE_REDIS_URL": "redis_url", "HOTLINE_JOURNAL_DIR": "journal_dir",
             "HOTLINE_ESL": "esl", "HOTLINE_HTTP_LISTEN": "http_listen"}
@@ -141,6 +141,9 @@ def _read_settings(r: _Reader, node: YNode, in_config_dir: bool) -> dict[str, An
             value = r.number(v, w, 0.0, None)
         elif key == "esl":
             value = _read_esl(r, v, w)
+        elif key == "sms_gateway":  # docs/SMS.md
+            from daemon.definition.integrations import read_sms_gateway
+            value = read_sms_gateway(r, v, w)
         else:
             value = r.text(v, w)
         if value is not _BAD:

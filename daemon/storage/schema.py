@@ -119,3 +119,58 @@ dispositions = Table(
     Column("source", String(16), nullable=False),  # phone | cli
     Column("entered_ms", BigInteger, nullable=False),
 )
+
+# --- integrations (daemon/integrations/) ---------------------------------------------------
+
+# The webhook outbox (daemon/storage/outbox.py): one row per (subscription, event), written
+# in the same transaction as the records the event comes from; the delivery worker's
+# backoff state lives in the row, so a restart resumes where the last process stopped.
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", String(64), primary_key=True),  # sha256(tenant, subscription, event_id)
+    Column("tenant", String(128), nullable=False),  # the tenant's domain
+    Column("subscription", String(128), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("event_id", String(250), nullable=False),  # the idempotency key receivers see
+    Column("payload", Text, nullable=False),  # the JSON body, fixed when the event happened
+    Column("occurred_ms", BigInteger, nullable=False),  # switch clock
+    Column("created_ms", BigInteger, nullable=False),  # daemon clock: the dead-letter age
+    Column("status", String(12), nullable=False),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_ms", BigInteger, nullable=False),  # also a claim's lease end
+    Column("claimed_by", String(64)),  # the worker sending it now (None: nobody)
+    Column("last_status", Integer),  # the receiver's last HTTP status
+    Column("last_error", String(300)),
+    Column("delivered_ms", BigInteger),
+    Column("recipient", String(32)),  # SMS: the number texted (rate limit, opt-out)
+)
+Index("ix_webhook_outbox_due", webhook_outbox.c.status, webhook_outbox.c.next_attempt_ms)
+Index("ix_webhook_outbox_tenant_occurred", webhook_outbox.c.tenant,
+      webhook_outbox.c.occurred_ms)
+Index("ix_webhook_outbox_recipient", webhook_outbox.c.recipient, webhook_outbox.c.created_ms)
+
+# The customer directory (daemon/integrations/customers.py): per tenant, keyed by the
+# caller's number in E.164 as the tenant's country reads it.
+customers = Table(
+    "customers",
+    metadata,
+    Column("tenant", String(128), primary_key=True),  # the tenant's domain
+    Column("number", String(32), primary_key=True),  # E.164, e.g. +8613800138001
+    Column("name", String(128), nullable=False),
+    Column("account_id", String(64)),
+    Column("vip", Integer, nullable=False),  # 0 = not a VIP, 1-9 = VIP level
+    Column("tags", Text),  # ";"-separated
+    Column("language", String(16)),
+    Column("notes", Text),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+# Numbers that asked for no more SMS (daemon/integrations/sms.py), per tenant.
+sms_opt_out = Table(
+    "sms_opt_out",
+    metadata,
+    Column("tenant", String(128), primary_key=True),  # the tenant's domain
+    Column("number", String(32), primary_key=True),  # E.164
+    Column("created_ms", BigInteger, nullable=False),
+)

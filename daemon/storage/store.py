@@ -372,8 +372,12 @@ class Store:
     def __init__(self, url: str, *, batch_size: int = 500, max_buffer: int = 20_000,
                  spill_dir: str | Path | None = None, flush_interval_s: float = 0.2,
                  retry_initial_s: float = 0.5, retry_max_s: float = 30.0,
-                 migrate_schema: bool = True) -> None:
+                 migrate_schema: bool = True,
+                 outbox: Callable[[Any, dict[str, list[dict[str, Any]]]], None] | None = None,
+                 ) -> None:
         self.url = url
+        # called inside each write transaction with its rows (daemon/storage/outbox.py)
+        self.outbox = outbox
         self.batch_size = max(1, batch_size)
         self.max_buffer = max(1, max_buffer)
         self.flush_interval_s = flush_interval_s
@@ -732,6 +736,8 @@ class Store:
                 if by_table.get("agent_intervals"):
                     close_superseded_intervals(
                         conn, {row["agent"] for row in by_table["agent_intervals"]})
+                if self.outbox is not None:
+                    self.outbox(conn, by_table)
         except Exception as exc:
             if _is_connectivity(exc):
                 self.stats.failures += 1
@@ -771,6 +777,8 @@ class Store:
                 try:
                     with self.engine.begin() as conn:
                         self._upsert(conn, table, [row])
+                        if self.outbox is not None:
+                            self.outbox(conn, {table: [row]})
                     self.stats.rows_written += 1
                 except Exception as exc:
                     if _is_connectivity(exc):
