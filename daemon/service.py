@@ -24,8 +24,8 @@ gets every live-change batch, ``presence.publish_all`` every rebuild). Both
 use command connections of their own, never the event links, and both stop
 at SIGTERM before the store's last flush.
 
-The local HTTP API (daemon/http_api.py, ``settings.http_listen``) serves the live
-state and ``health()``; it starts with ``run`` and stops at SIGTERM before the live
+The HTTP surface (daemon/live/http_api.py and daemon/live/web/, ``settings.http_listen``)
+serves the live state, ``health()``, /metrics and the web console; it starts with ``run`` and stops at SIGTERM before the live
 state is closed. A taken port or a bad address is logged and the daemon counts calls
 without it.
 """
@@ -44,6 +44,7 @@ import gevent.queue
 
 from daemon.definition.model import Settings
 from daemon.engine.records import EngineOutput, LiveChange
+from daemon.live.counters import Counters
 from daemon.switch.events import Event
 from daemon.switch.frames import Frame
 from daemon.switch.supervisor import Supervisor, SwitchSnapshot
@@ -115,6 +116,7 @@ class Service:
         self.events = 0
         self.errors = 0
         self.journal_errors = 0
+        self.counters = Counters()  # per node, for /metrics (daemon/live/counters.py)
         self.dialer = dialer
         self.presence = presence
         self.dialer_interval_s = dialer_interval_s
@@ -176,6 +178,7 @@ class Service:
         if isinstance(item, SwitchSnapshot):
             return self._rebuild(item)
         self._journal_append(node, b"".join(f.raw for f in item))  # before processing
+        self.counters.events(node, len(item))
         engine = self.engine(node)
         dialer = self.dialer
         for i, frame in enumerate(item, 1):
@@ -489,14 +492,22 @@ def build_service(settings: Settings, center: Any = None) -> Service:
                        "(the callback dialer keeps its requests and its lock in Redis)")
     http = None
     if settings.http_listen:
-        try:
-            http = HttpApi(settings.http_listen, live.snapshot, center)
+        try:  # the web console and API (docs/WEB.md)
+            http = HttpApi(settings.http_listen, live.snapshot, center,
+                           users=settings.http_users,
+                           session_minutes=settings.http_session_minutes,
+                           tls_cert=settings.http_tls_cert, tls_key=settings.http_tls_key,
+                           database_url=settings.database_url, subscribe=live.subscribe,
+                           redis_up=(lambda: getattr(live, "connected", None)))
         except ValueError as exc:  # a typo in the settings must not stop the statistics
             logger.error("http API disabled: %s", exc)
     else:
         logger.info("http API disabled (http_listen is empty)")
-    return Service(settings, center, journal_for, engine_for, store, live,
-                   dialer=dialer, presence=presence, closers=closers, http=http)
+    service = Service(settings, center, journal_for, engine_for, store, live,
+                      dialer=dialer, presence=presence, closers=closers, http=http)
+    if http is not None:
+        http.service = service  # /metrics reads its counters
+    return service
 
 
 def run_daemon(settings: Settings, center: Any = None, *,
