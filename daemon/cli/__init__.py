@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from daemon.cli import definition, stats, storage, switch  # noqa: F401 - they register their commands
+from daemon.cli import definition, stats, storage, switch, web  # noqa: F401 - they register their commands
 from daemon.cli.base import UserError, echo_json, hotline
 
 __all__ = ["hotline", "main", "UserError", "echo_json"]
