@@ -32,6 +32,11 @@ class ServiceCollector:
 
     def collect(self) -> Iterator[Metric]:
         yield from self._service_metrics()
+        if self.redis_up is not None:
+            state = self.redis_up()
+            if state is not None:  # None: this process does not use Redis
+                yield GaugeMetricFamily("hotline_redis_up", "1 while Redis is reachable",
+                                        value=1 if state else 0)
         yield from self._live_metrics()
 
     def _service_metrics(self) -> Iterator[Metric]:
@@ -90,11 +95,6 @@ class ServiceCollector:
         for node, j in sorted(getattr(svc, "journals", {}).items()):
             journal.add_metric([node], getattr(j, "bytes", 0))
         yield journal
-        if self.redis_up is not None:
-            state = self.redis_up()
-            if state is not None:
-                yield GaugeMetricFamily("hotline_redis_up", "1 while Redis takes the live state",
-                                        value=1 if state else 0)
 
     def _live_metrics(self) -> Iterator[Metric]:
         snap = self.snapshot()
