@@ -165,7 +165,7 @@ class HttpApi:
                  subscribe: Callable[[Callable[[dict[str, Any]], None]], None] | None = None,
                  service: Any = None, redis_up: Callable[[], bool | None] | None = None,
                  today_interval_s: float = 5.0, now_ms: Callable[[], int] | None = None,
-                 stream_interval_s: float = 0.1) -> None:
+                 stream_interval_s: float = 0.05) -> None:
         from daemon.live.web.auth import Authenticator
 
         addr = parse_listen(listen)
@@ -244,7 +244,7 @@ class HttpApi:
             today = self.today
             return board(snap, self.center, today.figures if today else {}, calls,
                          tenant=scope, today_error=today.error if today else None,
-                         links=links)
+                         links=links, queues_of=queues_of)
 
         self.hub = LiveHub(view, on_message=calls.note, min_interval_s=self.stream_interval_s)
         collector = ServiceCollector(self.snapshot, self.service, lambda: queues_of,

@@ -128,10 +128,15 @@ def _local(name: str) -> str:
 
 def board(snap: Mapping[str, Any], center: CallCenter | None, today: Mapping[str, Any],
           calls: CallsSeen, *, tenant: str | None, today_error: str | None = None,
-          links: Mapping[str, bool] | None = None) -> dict[str, Any]:
-    """The wallboard view for one tenant scope (None: every tenant)."""
+          links: Mapping[str, bool] | None = None,
+          queues_of: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
+    """The wallboard view for one tenant scope (None: every tenant).
+
+    ``queues_of``: ``agent_queues(center)``, computed once by the caller (tiers by skill
+    cost a walk over every agent).
+    """
     domains = {t.domain: t for t in center.tenants} if center is not None else {}
-    by_agent = agent_queues(center)
+    by_agent = agent_queues(center) if queues_of is None else queues_of
     view: dict[str, Any] = {"at_ms": snap.get("at_ms", _now_ms()), "tenants": [],
                             "links": dict(links or {}), "today_error": today_error}
     tenants = list(center.tenants) if center is not None else []

@@ -38,7 +38,7 @@ class LiveHub:
     """Fan-out of wallboard views; ``view(scope)`` builds the dict for one tenant scope."""
 
     def __init__(self, view: Callable[[str | None], dict[str, Any]], *,
-                 min_interval_s: float = 0.1, heartbeat_s: float = 5.0,
+                 min_interval_s: float = 0.05, heartbeat_s: float = 5.0,
                  max_clients: int = MAX_CLIENTS,
                  on_message: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.view = view
@@ -51,6 +51,9 @@ class LiveHub:
         self._greenlet: gevent.Greenlet | None = None
         self.broadcasts = 0
         self.last_change_ms = 0
+        # switch times of the oldest and newest change not yet in a view: the page shows
+        # how far behind the switch it is, and the bench measures event -> screen with them
+        self._changes: list[int] = []
 
     # -- the daemon side -----------------------------------------------------------------
     def notify(self, message: dict[str, Any] | None = None) -> None:
@@ -61,6 +64,13 @@ class LiveHub:
             except Exception:  # a bookkeeping bug must not reach the event loop
                 logger.exception("wallboard bookkeeping failed")
         self.last_change_ms = int(time.time() * 1000)
+        at = message.get("at_ms") if message is not None else None
+        if isinstance(at, int):
+            if self._changes:
+                self._changes[0] = min(self._changes[0], at)
+                self._changes[1] = max(self._changes[1], at)
+            else:
+                self._changes = [at, at]
         self._dirty.set()
 
     def start(self) -> "LiveHub":
@@ -90,16 +100,20 @@ class LiveHub:
 
     def broadcast(self) -> None:
         payloads: dict[str | None, bytes] = {}
+        changes, self._changes = self._changes, []
         for client in list(self.clients):
             payload = payloads.get(client.scope)
             if payload is None:
-                payload = payloads[client.scope] = self.encode(client.scope)
+                payload = payloads[client.scope] = self.encode(client.scope, changes)
             client.latest = payload
             client.ready.set()
         self.broadcasts += 1
 
-    def encode(self, scope: str | None) -> bytes:
-        data = json.dumps(self.view(scope), separators=(",", ":"), ensure_ascii=False)
+    def encode(self, scope: str | None, changes: list[int] | None = None) -> bytes:
+        view = self.view(scope)
+        view["changes_ms"] = changes or None  # [oldest, newest] switch time since the last view
+        view["built_ms"] = int(time.time() * 1000)
+        data = json.dumps(view, separators=(",", ":"), ensure_ascii=False)
         return b"event: board\ndata: " + data.encode("utf-8") + b"\n\n"
 
     # -- the browser side ----------------------------------------------------------------

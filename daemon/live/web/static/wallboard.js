@@ -7,6 +7,9 @@
   const board = document.getElementById("board");
   const status = document.getElementById("status");
   let last = null, receivedAt = 0, liveSince = 0;
+  // per view: when it arrived and was drawn, and the switch times of the changes it carries
+  // (bench/web_latency.py reads this; the newest 2,000 are kept)
+  const timings = window.hotlineViews = [];
 
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
@@ -109,6 +112,13 @@
     es.addEventListener("board", (e) => {
       last = JSON.parse(e.data); receivedAt = Date.now(); liveSince = liveSince || receivedAt;
       render(); setStatus();
+      const changes = last.changes_ms, got = receivedAt, built = last.built_ms;
+      if (changes) {
+        requestAnimationFrame(() => {  // the next frame shows the new view
+          timings.push([got, Date.now(), changes[0], changes[1], built]);
+          if (timings.length > 2000) timings.shift();
+        });
+      }
     });
     es.onopen = () => { liveSince = Date.now(); };
     es.onerror = () => {
