@@ -57,7 +57,8 @@ def browser():
 
 def paced_file(work: Path, events: int) -> Path:
     day = work / "day.esl"
-    _, size = build_day(max(1, events // 20_000 + 1), day)
+    per_copy, _ = build_day(1, day)
+    build_day(events // per_copy + 1, day)
     out = work / "paced.esl"
     with day.open("rb") as src:
         frames, _ = EslParser().feed_resync(src.read())

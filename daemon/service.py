@@ -136,6 +136,11 @@ class Service:
         if frames:
             self._queue.put((node, frames))
 
+    @property
+    def backlog(self) -> int:
+        """Socket reads waiting for the loop (the web's live stream waits while there are)."""
+        return self._queue.qsize()
+
     def on_snapshot(self, snapshot: SwitchSnapshot) -> None:
         self._queue.put((snapshot.node, snapshot))
 
@@ -498,6 +503,7 @@ def build_service(settings: Settings, center: Any = None) -> Service:
                            session_minutes=settings.http_session_minutes,
                            tls_cert=settings.http_tls_cert, tls_key=settings.http_tls_key,
                            database_url=settings.database_url, subscribe=live.subscribe,
+                           config_dir=settings.config_dir,
                            redis_up=(lambda: getattr(live, "connected", None)))
         except ValueError as exc:  # a typo in the settings must not stop the statistics
             logger.error("http API disabled: %s", exc)

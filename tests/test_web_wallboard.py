@@ -81,6 +81,14 @@ def test_today_so_far_equals_hotline_report_for_the_day_after_replaying_captures
     by_agent = report_json(url, day, "agent", "answered")
     assert {a: n for a, n in figures["agents"].items() if n} == \
         {a: r["answered"] for a, r in by_agent.items() if r["answered"]}
+    # the daemon computes them in a worker process (off its GIL): the same figures
+    from daemon.live.web.today_worker import TodayProcess
+
+    worker = TodayProcess(url, str(REPO / "config"), lambda: late_ms)
+    try:
+        assert worker.refresh()["demo"] == figures and worker.error is None
+    finally:
+        worker.close()
     # and the view the page gets carries them, per queue and per agent
     view = board({"at_ms": late_ms, "agents": {}, "queues": {}}, center, {"demo": figures},
                  CallsSeen(), tenant="demo")

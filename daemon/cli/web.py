@@ -68,6 +68,7 @@ def serve_cmd(settings_path: str | None, listen: str | None) -> None:
                       users=settings.http_users, session_minutes=settings.http_session_minutes,
                       tls_cert=settings.http_tls_cert, tls_key=settings.http_tls_key,
                       database_url=settings.database_url, subscribe=source.subscribe,
+                      config_dir=settings.config_dir,
                       redis_up=lambda: source.connected)
         api.start(source.health)
     except (ValueError, OSError) as exc:

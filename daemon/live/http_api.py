@@ -165,6 +165,7 @@ class HttpApi:
                  subscribe: Callable[[Callable[[dict[str, Any]], None]], None] | None = None,
                  service: Any = None, redis_up: Callable[[], bool | None] | None = None,
                  today_interval_s: float = 5.0, now_ms: Callable[[], int] | None = None,
+                 config_dir: str | None = None,
                  stream_interval_s: float = 0.05) -> None:
         from daemon.live.web.auth import Authenticator
 
@@ -185,6 +186,7 @@ class HttpApi:
         self.tls_cert, self.tls_key = tls_cert, tls_key
         self.auth = Authenticator(users, idle_s=session_minutes * 60.0)
         self.database_url = database_url
+        self.config_dir = config_dir
         self.subscribe = subscribe
         self.redis_up = redis_up
         self.today_interval_s = today_interval_s
@@ -217,6 +219,7 @@ class HttpApi:
 
     def start(self, health: Callable[[], Mapping[str, Any]] | None = None) -> "HttpApi":
         """Bind and serve in the background (raises OSError when the address is taken)."""
+        import gevent
         import gevent.threadpool
 
         from daemon.live.metrics import ServiceCollector, render
@@ -230,7 +233,16 @@ class HttpApi:
         self._pool = gevent.threadpool.ThreadPool(1)
         if self.database_url:
             self._db = _report_engine(self.database_url)
-            self.today = TodayFigures(self._db, self.center, self._now_ms)
+            if self.config_dir and self.center is not None:
+                from pathlib import Path
+
+                from daemon.live.web.today_worker import TodayProcess
+
+                # the KPI queries in a process of their own: they never hold the daemon's GIL
+                self.today = TodayProcess(self.database_url,
+                                          str(Path(self.config_dir).resolve()), self._now_ms)
+            else:
+                self.today = TodayFigures(self._db, self.center, self._now_ms)
         calls = CallsSeen()
         queues_of = agent_queues(self.center)
 
@@ -246,7 +258,11 @@ class HttpApi:
                          tenant=scope, today_error=today.error if today else None,
                          links=links, queues_of=queues_of)
 
-        self.hub = LiveHub(view, on_message=calls.note, min_interval_s=self.stream_interval_s)
+        def busy() -> bool:
+            return bool(getattr(self.service, "backlog", 0))
+
+        self.hub = LiveHub(view, on_message=calls.note, min_interval_s=self.stream_interval_s,
+                           busy=busy)
         collector = ServiceCollector(self.snapshot, self.service, lambda: queues_of,
                                      self.redis_up)
         self.ctx = WebContext(
@@ -263,6 +279,9 @@ class HttpApi:
             self.subscribe(self.hub.notify)
         self.hub.start()
         if self.today is not None:
+            start_worker = getattr(self.today, "start", None)
+            if start_worker is not None:
+                start_worker()  # forked now, while the daemon is small and idle
             self._today_greenlet = gevent.spawn(self._refresh_today)
         host, port = self.address or self.listen
         logger.info("http API listening on %s:%d%s%s", host, port,
@@ -301,11 +320,16 @@ class HttpApi:
     def _refresh_today(self) -> None:
         import gevent
 
+        from daemon.live.web.board import TodayFigures
+
         while True:
             # only while a wallboard is open: an idle daemon runs no KPI queries
             if self.hub is not None and self.hub.clients:
                 try:
-                    self._pool.apply(self.today.refresh)
+                    if isinstance(self.today, TodayFigures):
+                        self._pool.apply(self.today.refresh)
+                    else:  # a worker process: waiting for its answer is cooperative
+                        self.today.refresh()
                     self.hub.notify()
                 except Exception:
                     logger.exception("wallboard: refreshing today's figures failed")
@@ -317,6 +341,9 @@ class HttpApi:
         if self._today_greenlet is not None:
             self._today_greenlet.kill(block=False)
             self._today_greenlet = None
+        close_today = getattr(self.today, "close", None)
+        if close_today is not None:
+            close_today()
         server, self._server = self._server, None
         if server is not None:
             server.stop(timeout=timeout)

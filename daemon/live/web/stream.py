@@ -24,6 +24,8 @@ import gevent.event
 logger = logging.getLogger(__name__)
 
 MAX_CLIENTS = 500
+SENDS_PER_S = 600  # views x clients per second: many wallboards get fewer views each
+MAX_DEFER_S = 0.15  # how long a view waits for the daemon's event backlog to clear
 
 
 class Client:
@@ -40,8 +42,10 @@ class LiveHub:
     def __init__(self, view: Callable[[str | None], dict[str, Any]], *,
                  min_interval_s: float = 0.05, heartbeat_s: float = 5.0,
                  max_clients: int = MAX_CLIENTS,
-                 on_message: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_message: Callable[[dict[str, Any]], None] | None = None,
+                 busy: Callable[[], bool] | None = None) -> None:
         self.view = view
+        self.busy = busy
         self.min_interval_s = min_interval_s
         self.heartbeat_s = heartbeat_s
         self.max_clients = max_clients
@@ -92,11 +96,26 @@ class LiveHub:
             self._dirty.wait(self.heartbeat_s)
             self._dirty.clear()
             if self.clients:
+                self._yield_to_events()
                 try:
                     self.broadcast()
                 except Exception:
                     logger.exception("wallboard broadcast failed")
-            gevent.sleep(self.min_interval_s)  # coalesce a burst of changes into one view
+            # coalesce a burst of changes into one view; with many clients, fewer views each
+            gevent.sleep(max(self.min_interval_s, len(self.clients) / SENDS_PER_S))
+
+    def _yield_to_events(self) -> None:
+        """Events first: while the daemon has socket reads queued, the view waits (a while)."""
+        if self.busy is None:
+            return
+        deadline = time.monotonic() + MAX_DEFER_S
+        while time.monotonic() < deadline:
+            try:
+                if not self.busy():
+                    return
+            except Exception:
+                return
+            gevent.sleep(0.005)
 
     def broadcast(self) -> None:
         payloads: dict[str | None, bytes] = {}
