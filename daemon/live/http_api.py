@@ -258,8 +258,8 @@ class HttpApi:
                          tenant=scope, today_error=today.error if today else None,
                          links=links, queues_of=queues_of)
 
-        def busy() -> bool:
-            return bool(getattr(self.service, "backlog", 0))
+        def busy() -> bool:  # more than the read being processed now: a real backlog
+            return getattr(self.service, "backlog", 0) > 1
 
         self.hub = LiveHub(view, on_message=calls.note, min_interval_s=self.stream_interval_s,
                            busy=busy)

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 MAX_CLIENTS = 500
 SENDS_PER_S = 600  # views x clients per second: many wallboards get fewer views each
-MAX_DEFER_S = 0.15  # how long a view waits for the daemon's event backlog to clear
+MAX_DEFER_S = 0.05  # how long a view waits for the daemon's event backlog to clear
 
 
 class Client:
