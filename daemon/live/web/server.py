@@ -75,8 +75,9 @@ class Handler(pywsgi.WSGIHandler):
         try:
             result = super().handle_one_request()
         except _Deadline:
-            logger.info("http: request from %s not complete within %.0f s; closed",
-                        self.client_address, self.deadline_s)
+            # an idle keep-alive connection ends the same way: not worth more than debug
+            logger.debug("http: connection from %s idle or its request incomplete after "
+                         "%.0f s; closed", self.client_address, self.deadline_s)
             return None
         finally:
             self._deadline.close()
