@@ -497,13 +497,17 @@ def build_service(settings: Settings, center: Any = None) -> Service:
                        "(the callback dialer keeps its requests and its lock in Redis)")
     http = None
     if settings.http_listen:
+        # the console's agent actions get command connections of their own, like the lamps
+        web_conns = NodeConnections(nodes)
+        closers.append(web_conns.close)
         try:  # the web console and API (docs/WEB.md)
             http = HttpApi(settings.http_listen, live.snapshot, center,
                            users=settings.http_users,
                            session_minutes=settings.http_session_minutes,
                            tls_cert=settings.http_tls_cert, tls_key=settings.http_tls_key,
                            database_url=settings.database_url, subscribe=live.subscribe,
-                           config_dir=settings.config_dir,
+                           config_dir=settings.config_dir, control=web_conns,
+                           audit_path=str(Path(settings.journal_dir) / "audit.jsonl"),
                            redis_up=(lambda: getattr(live, "connected", None)))
         except ValueError as exc:  # a typo in the settings must not stop the statistics
             logger.error("http API disabled: %s", exc)

@@ -165,7 +165,8 @@ class HttpApi:
                  subscribe: Callable[[Callable[[dict[str, Any]], None]], None] | None = None,
                  service: Any = None, redis_up: Callable[[], bool | None] | None = None,
                  today_interval_s: float = 5.0, now_ms: Callable[[], int] | None = None,
-                 config_dir: str | None = None,
+                 config_dir: str | None = None, control: Callable[[], Any] | None = None,
+                 audit_path: str | None = None,
                  stream_interval_s: float = 0.05) -> None:
         from daemon.live.web.auth import Authenticator
 
@@ -187,6 +188,8 @@ class HttpApi:
         self.auth = Authenticator(users, idle_s=session_minutes * 60.0)
         self.database_url = database_url
         self.config_dir = config_dir
+        self.control = control  # agent actions from the console (None: read-only console)
+        self.audit_path = audit_path
         self.subscribe = subscribe
         self.redis_up = redis_up
         self.today_interval_s = today_interval_s
@@ -224,6 +227,7 @@ class HttpApi:
 
         from daemon.live.metrics import ServiceCollector, render
         from daemon.live.web.app import WebContext, create_app, guard
+        from daemon.live.web.audit import Audit
         from daemon.live.web.board import CallsSeen, TodayFigures, agent_queues, board
         from daemon.live.web.server import make_server
         from daemon.live.web.stream import LiveHub
@@ -269,6 +273,7 @@ class HttpApi:
             snapshot=self.snapshot, center=self.center, health=self._health, auth=self.auth,
             hub=self.hub, metrics=lambda: render(collector), db=self._db,
             run_db=lambda fn, *a: self._pool.apply(fn, a), tls=bool(self.tls_cert),
+            control=self.control, audit=Audit(self.audit_path),
             known_queues=self._known_queues, known_agents=self._known_agents)
         app = guard(create_app(self.ctx))
         server = make_server(self.listen, app, max_connections=self.max_connections,

@@ -1,11 +1,14 @@
 """The web console and API as one Flask application (routes thin; services shared with the CLI).
 
 JSON API (GET/HEAD only): ``/health``, ``/live``, ``/live/queues/<q>``, ``/live/agents/<a>``,
-``/metrics`` (Prometheus text). Console (HTML, read-only): ``/wallboard`` with its live
+``/metrics`` (Prometheus text). Console (HTML, read pages): ``/wallboard`` with its live
 stream ``/live/stream`` (Server-Sent Events), ``/reports`` (the HTML report of
 ``daemon/stats/report_html.py`` and its CSV), ``/calls`` and ``/calls/<id>`` (the call
 log of ``daemon/storage/calllog.py``), ``/drill`` (``report calls``: the calls behind a
-KPI). ``/login`` (GET form, POST) and ``/logout`` (POST with the CSRF token).
+KPI). ``/login`` (GET form, POST) and ``/logout`` (POST with the CSRF token). One write:
+``POST /agents/<agent@domain>/<login|logout|break|ready>`` for supervisors and admins,
+with the page's CSRF token, through ``daemon.switch.control.agent_action`` (the CLI's
+code) and into the audit trail (``audit.py``).
 
 Who sees what (docs/WEB.md): without configured logins everything is open, which the
 server allows on loopback only; with logins every route but ``/login`` and
@@ -38,6 +41,7 @@ MAX_TARGET = 1024  # path + query characters; names are short, anything longer i
 API_METHODS = ("GET", "HEAD")
 SESSION_COOKIE = "hotline_session"
 MAX_CALLS_PAGE = 500
+WRITE_ROLES = ("admin", "supervisor")
 API_PREFIXES = ("/health", "/live", "/metrics")
 ENDPOINTS = "/health, /live, /live/queues/<queue>, /live/agents/<agent>"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -58,6 +62,9 @@ class WebContext:
     db: Any = None  # a SQLAlchemy engine (NullPool) for reports and the call log
     run_db: Callable[..., Any] | None = None  # runs a blocking call off the hub
     tls: bool = False
+    control: Callable[[], Any] | None = None  # an ESL command connection (agent actions)
+    audit: Any = None  # audit.Audit
+    local_csrf: str = field(default_factory=lambda: __import__("secrets").token_urlsafe(24))
     known_queues: frozenset[str] = frozenset()
     known_agents: frozenset[str] = frozenset()
     requests: int = 0
@@ -346,11 +353,48 @@ def create_app(ctx: WebContext) -> Flask:
         return resp
 
     # --- console pages -------------------------------------------------------------------
-    def page(template: str, **kw: Any) -> str:
+    def csrf_token() -> str:
+        # without logins there is no session: a per-process token still keeps other sites'
+        # pages from posting to the loopback console
         session = g.get("session")
-        return render_template(template, principal=g.principal,
-                               csrf=session.csrf if session is not None else "",
-                               auth_required=ctx.auth.required, **kw)
+        return session.csrf if session is not None else ctx.local_csrf
+
+    def page(template: str, **kw: Any) -> str:
+        return render_template(template, principal=g.principal, csrf=csrf_token(),
+                               can_control=ctx.control is not None and g.principal.role in
+                               WRITE_ROLES, auth_required=ctx.auth.required, **kw)
+
+    @app.post("/agents/<path:agent>/<action>")
+    def agent_write(agent: str, action: str) -> Response:
+        """Agent login / logout / break / ready: the CLI's code, for supervisors, audited."""
+        from daemon.switch.control import AGENT_ACTIONS, ControlError, agent_action
+
+        principal = g.principal
+        if request.form.get("csrf") != csrf_token() or (ctx.auth.required
+                                                        and g.get("session") is None):
+            raise Reply(403, "a write needs a console login and the page's CSRF token")
+        if principal.role not in WRITE_ROLES:
+            raise Reply(403, f"role {principal.role} may not change agents")
+        if action not in AGENT_ACTIONS:
+            raise Reply(404, f"no agent action {action[:20]} ({', '.join(AGENT_ACTIONS)})")
+        if ctx.control is None or ctx.center is None:
+            raise Reply(404, "this process has no switch control")
+        if agent not in ctx.known_agents or not _visible(ctx, principal, agent):
+            raise Reply(404, f"no agent {agent} (write it qualified: id@domain)")
+        reason = (request.form.get("reason") or "").strip()[:64] or None
+        address = client_address(request.environ)
+        try:
+            data = agent_action(ctx.control(), ctx.center, agent, action, reason)
+        except ControlError as exc:
+            _audit(ctx, principal, action, agent, f"refused: {exc}", reason, address)
+            raise Reply(409, str(exc)) from None
+        except Exception as exc:  # the switch away: no traceback to the browser
+            _audit(ctx, principal, action, agent, f"failed: {exc.__class__.__name__}", reason,
+                   address)
+            raise Reply(503, f"the switch did not take it: {exc.__class__.__name__}") from None
+        _audit(ctx, principal, action, agent,
+               f"ok: {data['previous_status']} -> {data['status']}", data.get("reason"), address)
+        return json_reply(200, {k: v for k, v in data.items() if k != "commands"})
 
     @app.get("/")
     def index() -> Any:
@@ -411,6 +455,14 @@ def create_app(ctx: WebContext) -> Flask:
 def _visible(ctx: WebContext, principal: Principal, name: str) -> bool:
     return principal.tenant is None or name.rpartition("@")[2] == _tenant_domain(
         ctx, principal.tenant)
+
+
+def _audit(ctx: WebContext, principal: Principal, action: str, agent: str, outcome: str,
+           reason: str | None, address: str) -> None:
+    if ctx.audit is not None:
+        ctx.audit.record(user=principal.name, role=principal.role, action=f"agent {action}",
+                         target=agent, outcome=outcome, address=address,
+                         detail={"reason": reason} if reason else None)
 
 
 def _safe_next(nxt: str | None) -> str:

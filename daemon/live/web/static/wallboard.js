@@ -10,6 +10,9 @@
   // per view: when it arrived and was drawn, and the switch times of the changes it carries
   // (bench/web_latency.py reads this; the newest 2,000 are kept)
   const timings = window.hotlineViews = [];
+  const meta = (name) => (document.querySelector(`meta[name="${name}"]`) || {}).content;
+  const canControl = meta("hotline-control") === "yes";
+  const result = document.getElementById("action-result");
 
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
@@ -68,6 +71,35 @@
         el("div", {}, "ASA ", el("span", { class: "num" }, t.asa === null || t.asa === undefined ? "-" : t.asa.toFixed(1) + " s"))));
   }
 
+  // a supervisor's agent actions: the CLI's code on the server, audited there
+  async function act(agent, action) {
+    const form = new URLSearchParams({ csrf: meta("hotline-csrf") || "" });
+    if (action === "break") {
+      const reason = window.prompt("Break reason for " + agent + " (empty: none)", "");
+      if (reason === null) return;
+      if (reason) form.set("reason", reason);
+    }
+    result.textContent = agent + ": " + action + "…";
+    try {
+      const resp = await fetch("/agents/" + encodeURIComponent(agent) + "/" + action,
+        { method: "POST", body: form, credentials: "same-origin" });
+      const data = await resp.json();
+      result.textContent = resp.ok ? data.agent + ": " + data.previous_status + " → " + data.status
+        : agent + ": " + data.error;
+    } catch (e) { result.textContent = agent + ": " + action + " failed (" + e + ")"; }
+  }
+  function actions(a) {
+    const td = el("td", { class: "actions" });
+    const offered = a.status === "Logged Out" || !a.status ? ["login"]
+      : a.status === "On Break" ? ["ready", "logout"] : ["break", "logout"];
+    for (const action of offered) {
+      const b = el("button", { type: "button", "data-action": action }, action);
+      b.addEventListener("click", () => act(a.id, action));
+      td.append(b);
+    }
+    return td;
+  }
+
   function agentTable(agents) {
     const body = el("tbody");
     for (const a of agents) {
@@ -76,11 +108,12 @@
         el("td", {}, a.state || "-"),
         el("td", { class: "wait" }, a.since_ms ? secs(Date.now() - receivedAt + (last.at_ms - a.since_ms)) : "-"),
         el("td", {}, a.caller || (a.call_id ? "(call)" : "-")), el("td", {}, a.queue || "-"),
-        el("td", { class: "num" }, num(a.handled_today))));
+        el("td", { class: "num" }, num(a.handled_today)), canControl ? actions(a) : null));
     }
+    const heads = ["agent", "status", "state", "in state", "caller", "queue", "handled today"]
+      .concat(canControl ? ["actions"] : []);
     return el("table", { class: "grid agents" },
-      el("thead", {}, el("tr", {}, ...["agent", "status", "state", "in state", "caller", "queue", "handled today"]
-        .map(h => el("th", {}, h)))), body);
+      el("thead", {}, el("tr", {}, ...heads.map(h => el("th", {}, h)))), body);
   }
 
   function render() {
