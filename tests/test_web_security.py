@@ -73,10 +73,10 @@ def blocking(fn, *args):
     return gevent.get_hub().threadpool.apply(fn, args)
 
 
-def call(api, path, method="GET", headers=None, body=None, read=True):
+def call(api, path, method="GET", headers=None, body=None, read=True, timeout=60):
     def go():
         host, port = api.address
-        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()

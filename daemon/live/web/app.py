@@ -45,7 +45,7 @@ WRITE_ROLES = ("admin", "supervisor")
 API_PREFIXES = ("/health", "/live", "/metrics")
 ENDPOINTS = "/health, /live, /live/queues/<queue>, /live/agents/<agent>"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-       "img-src 'self' data:; connect-src 'self'; form-action 'self'; "
+       "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-src 'self'; "
        "frame-ancestors 'self'; base-uri 'none'")
 
 
@@ -408,8 +408,10 @@ def create_app(ctx: WebContext) -> Flask:
     def reports() -> str:
         form = _report_form(request.args)
         query = urlencode({k: v for k, v in form.items() if v})
+        from daemon.stats.intervals import SIZES
+
         return page("reports.html", form=form, query=query, tenants=_tenant_ids(ctx, g.principal),
-                    kpis=_kpi_ids())
+                    kpis=_kpi_ids(), intervals=SIZES)
 
     @app.get("/reports/view")
     def report_view() -> Response:
@@ -487,7 +489,7 @@ def _kpi_ids() -> list[str]:
 def _report_form(args: Mapping[str, str]) -> dict[str, str]:
     keys = ("from", "to", "interval", "by", "tenant", "queue", "agent", "kpi")
     out = {k: str(args.get(k, ""))[:100] for k in keys}
-    out["interval"] = out["interval"] or "hour"
+    out["interval"] = out["interval"] or "1h"
     out["by"] = out["by"] or "queue"
     return out
 
