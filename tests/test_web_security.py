@@ -335,3 +335,38 @@ def test_a_stream_client_that_stops_reading_does_not_slow_the_others(server):
     fresh = read_stream(server, basic(BOSS, BOSS_SECRET), b"event: board")
     assert b"event: board" in fresh
     sock.close()
+
+
+def test_tls_directly_with_secure_cookies_and_hsts(center, users, tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make the test certificate")
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    api = HttpApi("127.0.0.1:0", two_tenant_state().snapshot, center, users=users,
+                  tls_cert=str(cert), tls_key=str(key)).start()
+    try:
+        def go():
+            ctx = ssl.create_default_context(cafile=str(cert))
+            ctx.check_hostname = False
+            conn = http.client.HTTPSConnection(*api.address, timeout=30, context=ctx)
+            try:
+                conn.request("POST", "/login", body=f"user={BOSS}&secret={BOSS_SECRET}",
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+                resp = conn.getresponse()
+                resp.read()
+                return resp.status, dict(resp.getheaders())
+            finally:
+                conn.close()
+        status, headers = blocking(go)
+        assert status == 302 and "Secure" in headers["Set-Cookie"]
+        assert headers["Strict-Transport-Security"].startswith("max-age=")
+        with pytest.raises(ValueError, match="go together"):
+            HttpApi("127.0.0.1:0", two_tenant_state().snapshot, center, tls_cert=str(cert))
+    finally:
+        api.stop()

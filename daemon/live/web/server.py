@@ -142,7 +142,12 @@ def make_server(listen: tuple[str, int], app: Callable[..., Any], *,
     """An unstarted server; TLS when ``certfile`` and ``keyfile`` are given."""
     ssl_args: dict[str, Any] = {}
     if certfile and keyfile:
-        ssl_args = {"certfile": certfile, "keyfile": keyfile}
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # TLS 1.2 and up
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(certfile, keyfile)  # OSError (ssl.SSLError) when unreadable
+        ssl_args = {"ssl_context": context}
     return pywsgi.WSGIServer(
         listen, app, handler_class=Handler, spawn=gevent.pool.Pool(max_connections),
         log=AccessLog(), error_log=ErrorLog(),
