@@ -230,8 +230,8 @@ def render_html(conn: Connection, center: CallCenter | None, req: ReportRequest,
         if req.by == "tenant":
             names: list[str] = [tr.tenant]
             by_group = {tr.tenant: rows}
-        else:
-            names = list(dict.fromkeys(r[req.by] for r in rows))
+        else:  # the groups of the tables, in their order: a group without chart data gets a note
+            names = list(dict.fromkeys(r[req.by] for r in report.rows if r["tenant"] == tr.tenant))
             by_group = {n: [r for r in rows if r[req.by] == n] for n in names}
         shown = names[:MAX_GROUP_CHARTS]
         groups = tuple(_group_charts(plt, f"{req.by} {n}" if req.by != "tenant" else n,
