@@ -139,7 +139,8 @@ def run(args: argparse.Namespace, path: Path, work: Path, clients: int) -> dict:
         for i in range(max(done, first), min(upto, last)):
             latencies.append((at_us - stamps[i]) / 1000)
         done = max(done, upto)
-    return {"clients": connected, "cpu_pct": 100 * cpu / wall, "worker_pct": 100 * wcpu / wall, "rate": (last - first) / wall,
+    return {"clients": connected, "cpu_pct": 100 * cpu / wall,
+            "worker_pct": 100 * wcpu / wall, "rate": (last - first) / wall,
             "p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
             "views": sum(views) / max(1, len(views)) / wall}
 

@@ -141,7 +141,8 @@ def main(argv: list[str]) -> None:
     print(f"paced at {args.rate:.0f}/s; the daemon received {(n1 - n0) / wall:.0f} events/s "
           f"while measured ({wall:.0f} s), {len(views)} views drawn "
           f"({len(views) / max(wall, 1e-9):.1f}/s); daemon CPU {100 * cpu / wall:.0f}% of a core")
-    print(f"event -> wallboard drawn, oldest event of each view: p50 {percentile(worst, 50):.0f} ms,"
+    print(f"event -> wallboard drawn, oldest event of each view: "
+          f"p50 {percentile(worst, 50):.0f} ms,"
           f" p99 {percentile(worst, 99):.0f} ms, max {max(worst, default=float('nan')):.0f} ms")
     print(f"event -> wallboard drawn, newest event of each view: p50 {percentile(best, 50):.0f} ms,"
           f" p99 {percentile(best, 99):.0f} ms")

@@ -25,9 +25,9 @@ use command connections of their own, never the event links, and both stop
 at SIGTERM before the store's last flush.
 
 The HTTP surface (daemon/live/http_api.py and daemon/live/web/, ``settings.http_listen``)
-serves the live state, ``health()``, /metrics and the web console; it starts with ``run`` and stops at SIGTERM before the live
-state is closed. A taken port or a bad address is logged and the daemon counts calls
-without it.
+serves the live state, ``health()``, /metrics and the web console; it starts with ``run``
+and stops at SIGTERM before the live state is closed. A taken port or a bad address is
+logged and the daemon counts calls without it.
 """
 from __future__ import annotations
 

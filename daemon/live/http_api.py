@@ -237,9 +237,9 @@ class HttpApi:
         self._pool = gevent.threadpool.ThreadPool(1)
         if self.database_url:
             self._db = _report_engine(self.database_url)
-            if self.config_dir and self.center is not None:
-                from pathlib import Path
+            from pathlib import Path
 
+            if self.config_dir and self.center is not None and Path(self.config_dir).is_dir():
                 from daemon.live.web.today_worker import TodayProcess
 
                 # the KPI queries in a process of their own: they never hold the daemon's GIL

@@ -1,1 +1,1 @@
-"""The web console around the live state: Flask app, login, live stream, wallboard figures, server."""
+"""The web console around the live state: Flask app, logins, live stream, wallboard."""
