@@ -209,6 +209,12 @@ def test_the_live_stream_carries_only_the_logins_tenant(server):
     assert nobody.startswith(b"HTTP/1.1 401") and b"event: board" not in nobody
 
 
+def test_head_on_the_live_stream_holds_no_stream_slot(server):
+    status, headers, body = call(server, "/live/stream", "HEAD", basic(BOSS, BOSS_SECRET))
+    assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
+    assert body == b"" and len(server.hub.clients) == 0
+
+
 def test_login_session_csrf_logout_and_expiry(server):
     status, headers, _ = call(server, "/login", "POST", {
         "Content-Type": "application/x-www-form-urlencoded"},

@@ -303,6 +303,8 @@ def create_app(ctx: WebContext) -> Flask:
     def live_stream() -> Response:
         if ctx.hub is None:
             raise Reply(404, "no live stream in this process")
+        if request.method == "HEAD":  # headers only: no stream (and no slot held) for it
+            return Response(b"", content_type="text/event-stream")
         client = ctx.hub.open(g.principal.tenant)
         if client is None:
             raise Reply(503, "too many open live streams; try again later",
