@@ -95,3 +95,39 @@ def test_the_wallboard_shows_a_caller_join_the_queue_and_leave_it(tmp_path):
                 blocking(driver.quit)
             service.stop()
             runner.join(15)
+
+
+def test_the_wallboard_says_stale_while_the_daemon_is_away_and_recovers_by_itself():
+    """Stop the server under an open page: the banner says STALE and the numbers are struck
+    through; start it again on the same port: the page reconnects without a reload."""
+    from daemon.engine.records import LiveChange
+    from daemon.live.http_api import HttpApi
+    from daemon.live.state import MemoryLiveState
+    from tests.test_http_api import free_port
+
+    center = load_center(REPO / "config")
+    port = free_port()
+    live = MemoryLiveState()
+    api = HttpApi(f"127.0.0.1:{port}", live.snapshot, center).start()
+    driver = None
+    try:
+        driver = blocking(browser)
+        blocking(driver.get, f"http://127.0.0.1:{port}/wallboard")
+        until(driver, "return document.querySelector('.status.live') !== null", "live")
+        api.stop()  # the daemon goes away
+        until(driver, """return document.getElementById('status').textContent.startsWith('STALE')
+                         && document.getElementById('board').classList.contains('stale')""",
+              "the page says stale", timeout=30)
+        now = int(__import__("time").time() * 1000)
+        live.apply([LiveChange("member", BILLING, (("call_id", "c9"), ("caller", "1555"),
+                                                   ("joined_ms", now), ("action", "join")), now)])
+        api = HttpApi(f"127.0.0.1:{port}", live.snapshot, center).start()  # back again
+        until(driver, f"return ({WAITING}) === '1'", "the page reconnected by itself",
+              timeout=30)
+        until(driver, "return document.querySelector('.status.live') !== null", "live again")
+        assert blocking(driver.execute_script,
+                        "return performance.getEntriesByType('navigation').length") == 1
+    finally:
+        if driver is not None:
+            blocking(driver.quit)
+        api.stop()
