@@ -176,3 +176,32 @@ def test_health_says_not_ok_while_the_database_is_unreachable(center):
         assert data["nodes"]["fs1"]["connected"] is True
     finally:
         api.stop()
+
+
+def test_every_metric_the_docs_and_the_grafana_dashboard_name_is_scraped(tmp_path):
+    import re
+
+    from daemon.definition.model import Settings
+    from daemon.live.metrics import ServiceCollector, render
+    from daemon.service import build_service
+
+    service = build_service(Settings(database_url=f"sqlite:///{tmp_path / 'm.db'}",
+                                     journal_dir=str(tmp_path / "j"),
+                                     config_dir=str(tmp_path / "none"),
+                                     http_listen="127.0.0.1:0"))
+    try:
+        text = render(ServiceCollector(service.live.snapshot, service,
+                                       redis_up=lambda: True)).decode()
+    finally:
+        service.store.close()
+        for close in service.closers:
+            close()
+    scraped = set(re.findall(r"^# TYPE (hotline_\w+)", text, re.M))
+    scraped |= {n + "_total" for n in scraped}  # counters are named without it in TYPE
+    docs = (REPO / "docs" / "WEB.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"`(hotline_[a-z_]+)`", docs))
+    dashboard = set(re.findall(r"hotline_[a-z_]+", (REPO / "docs" / "grafana-hotline.json")
+                               .read_text(encoding="utf-8")))
+    only_with = {"hotline_writer_lag_seconds"}  # when the store reports its lag
+    assert dashboard <= documented
+    assert documented - only_with <= scraped, documented - only_with - scraped
