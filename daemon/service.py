@@ -24,10 +24,10 @@ gets every live-change batch, ``presence.publish_all`` every rebuild). Both
 use command connections of their own, never the event links, and both stop
 at SIGTERM before the store's last flush.
 
-The local HTTP API (daemon/http_api.py, ``settings.http_listen``) serves the live
-state and ``health()``; it starts with ``run`` and stops at SIGTERM before the live
-state is closed. A taken port or a bad address is logged and the daemon counts calls
-without it.
+The HTTP surface (daemon/live/http_api.py and daemon/live/web/, ``settings.http_listen``)
+serves the live state, ``health()``, /metrics and the web console; it starts with ``run``
+and stops at SIGTERM before the live state is closed. A taken port or a bad address is
+logged and the daemon counts calls without it.
 
 Restarts (``journal_dir`` given; docs/ADMIN.md "Restarts and crashes"): every
 ``checkpoint_every`` events (or ``checkpoint_interval_s``) and at stop, each node's engine
@@ -158,6 +158,11 @@ class Service:
     def on_frames(self, node: str, frames: list[Frame]) -> None:
         if frames:
             self._queue.put((node, frames))
+
+    @property
+    def backlog(self) -> int:
+        """Socket reads waiting for the loop (the web's live stream waits while there are)."""
+        return self._queue.qsize()
 
     def on_snapshot(self, snapshot: SwitchSnapshot) -> None:
         self._queue.put((snapshot.node, snapshot))
@@ -703,15 +708,28 @@ def build_service(settings: Settings, center: Any = None) -> Service:
                        "(the callback dialer keeps its requests and its lock in Redis)")
     http = None
     if settings.http_listen:
-        try:
-            http = HttpApi(settings.http_listen, live.snapshot, center)
+        # the console's agent actions get command connections of their own, like the lamps
+        web_conns = NodeConnections(nodes)
+        closers.append(web_conns.close)
+        try:  # the web console and API (docs/WEB.md)
+            http = HttpApi(settings.http_listen, live.snapshot, center,
+                           users=settings.http_users,
+                           session_minutes=settings.http_session_minutes,
+                           tls_cert=settings.http_tls_cert, tls_key=settings.http_tls_key,
+                           database_url=settings.database_url, subscribe=live.subscribe,
+                           config_dir=settings.config_dir, control=web_conns,
+                           audit_path=str(Path(settings.journal_dir) / "audit.jsonl"),
+                           redis_up=(lambda: getattr(live, "connected", None)))
         except ValueError as exc:  # a typo in the settings must not stop the statistics
             logger.error("http API disabled: %s", exc)
     else:
         logger.info("http API disabled (http_listen is empty)")
-    return Service(settings, center, journal_for, engine_for, store, live,
-                   dialer=dialer, presence=presence, closers=closers, http=http,
-                   journal_dir=settings.journal_dir)
+    service = Service(settings, center, journal_for, engine_for, store, live,
+                      dialer=dialer, presence=presence, closers=closers, http=http,
+                      journal_dir=settings.journal_dir)
+    if http is not None:
+        http.service = service  # /metrics reads its counters
+    return service
 
 
 def run_daemon(settings: Settings, center: Any = None, *,

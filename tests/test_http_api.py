@@ -155,7 +155,9 @@ def test_configured_queue_without_callers_is_empty_and_unknown_names_are_404(api
 
 
 def test_unknown_path_is_404_and_a_write_method_405_with_allow(api):
-    for path in ("/", "/nope", "/live/queues", "/live/calls/x", "/live/agents/a/b"):
+    status, headers, _ = request(api, "/")
+    assert (status, headers["Location"]) == (302, "/wallboard")  # the console's front page
+    for path in ("/nope", "/live/queues", "/live/calls/x", "/live/agents/a/b"):
         status, err = get_json(api, path)
         assert (status, err["status"]) == (404, 404), path
     for method in ("POST", "DELETE", "PUT"):

@@ -167,7 +167,9 @@ def test_html_report_is_self_contained(acme, tmp_path):
     assert code == 0, out
     page = out_file.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
-    assert page.count("<svg") == 4  # volume, service level, ASA, occupancy
+    # per queue with calls (billing, sales): volume, service level, ASA; then occupancy
+    assert page.count("<svg") == 7
+    assert "queue vip" in page and "No calls in this range." in page  # vip had none
     assert "<script" not in page
     # no resource is fetched: the only URLs are XML namespaces inside the SVGs
     urls = set(re.findall(r"(?:src|href)=\"(https?://[^\"]+)\"", page))

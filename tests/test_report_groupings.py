@@ -129,5 +129,13 @@ def test_cli_table_and_html_by_call_type(grouped_db, tmp_path):
     assert result.exit_code == 0, result.output
     html = page.read_text(encoding="utf-8")
     assert '<th class="key">disposition</th>' in html
-    assert html.count('<td class="key">(none)</td>') == 1  # one hour, one row per code
-    assert html.count("<svg") == 4
+    # one hour, one row per code in each themed KPI table (report_html.SECTIONS)
+    from daemon.stats.report_html import SECTIONS
+
+    assert html.count('<td class="key">(none)</td>') == len(SECTIONS)
+    # charts per code: answered calls and ASA (the queue measures are not per code)
+    for code in ("1", "2"):
+        assert f"disposition {code}: answered calls" in html, code
+        assert f"disposition {code}: average speed of answer" in html, code
+    assert "disposition 1: service level" not in html
+    assert html.count('<div class="group">') == 3  # 1, 2 and (none), as in the tables

@@ -12,7 +12,7 @@ import click
 
 # the command modules register their commands on import
 from daemon.cli import (customers, definition, doctor, example, sms, stats,  # noqa: F401
-                         storage, switch, webhooks)
+                         storage, switch, web, webhooks)
 from daemon.cli.base import UserError, echo_json, hotline
 
 __all__ = ["hotline", "main", "UserError", "echo_json"]

@@ -481,6 +481,21 @@ class EslNode:
 
 
 @dataclass(frozen=True)
+class WebUser:
+    """A login of the web console and API (settings ``http_users``).
+
+    ``secret`` is a hash (``scrypt$...`` / ``pbkdf2_sha256$...``, made by ``hotline web
+    hash-secret``) or the plain secret read from a ``${ENV}`` reference, never a literal.
+    ``tenant`` None = every tenant; otherwise the one tenant id this login sees.
+    """
+
+    name: str
+    secret: str
+    role: str = "viewer"  # admin | supervisor | viewer
+    tenant: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     config_dir: str = "config"
     database_url: str = "sqlite:///hotline.db"
@@ -497,6 +512,11 @@ class Settings:
     journal_retention_days: int = 90  # journal files older than this are deleted; 0 = keep all
     summary_interval_s: float = 60.0  # the daemon's one-line summary in the log; 0 = off
     sms_gateway: SmsGateway | None = None  # where SMS are sent (docs/SMS.md)
+    # the web console and API (docs/WEB.md): who may log in; TLS when not behind a proxy
+    http_users: tuple[WebUser, ...] = ()
+    http_tls_cert: str | None = None
+    http_tls_key: str | None = None
+    http_session_minutes: int = 60  # idle time after which a console login expires
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from daemon.definition.model import EslNode, Settings
+from daemon.definition.model import EslNode, Settings, WebUser
 from daemon.definition.reader import _BAD, ConfigErrors, _Reader, config_files
 from daemon.definition.yamlsrc import MAX_FILE_BYTES, ConfigError, YamlFileError, YNode, load_yaml
 
@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 SETTINGS_KEYS = ("config_dir", "database_url", "redis_url", "esl", "journal_dir",
                  "journal_max_bytes", "freeswitch_conf_dir", "freeswitch_script_dir",
                  "http_listen", "journal_compress", "journal_retention_days",
-                 "summary_interval_s", "sms_gateway")
+                 "summary_interval_s", "sms_gateway", "http_users", "http_tls_cert",
+                 "http_tls_key", "http_session_minutes")
 ENV_KEYS = {"HOTLINE_CONFIG_DIR": "config_dir", "HOTLINE_DATABASE_URL": "database_url",
             "HOTLINE_REDIS_URL": "redis_url", "HOTLINE_JOURNAL_DIR": "journal_dir",
             "HOTLINE_ESL": "esl", "HOTLINE_HTTP_LISTEN": "http_listen"}
@@ -144,6 +145,12 @@ def _read_settings(r: _Reader, node: YNode, in_config_dir: bool) -> dict[str, An
         elif key == "sms_gateway":  # docs/SMS.md
             from daemon.definition.integrations import read_sms_gateway
             value = read_sms_gateway(r, v, w)
+        elif key == "http_users":
+            value = _read_users(r, v, w)
+        elif key == "http_session_minutes":
+            value = r.integer(v, w, 1, 7 * 24 * 60)
+        elif key in ("http_tls_cert", "http_tls_key"):
+            value = None if v.is_null else r.text(v, w)
         else:
             value = r.text(v, w)
         if value is not _BAD:
@@ -190,6 +197,47 @@ def _read_esl(r: _Reader, node: YNode, what: str) -> Any:
             r.error(node.src, f"{what} names ESL node '{n.name}' twice.")
             return _BAD
     return nodes
+
+
+WEB_ROLES = ("admin", "supervisor", "viewer")
+SECRET_HASHES = ("scrypt$", "pbkdf2_sha256$")
+
+
+def _read_users(r: _Reader, node: YNode, what: str) -> Any:
+    """``http_users``: logins of the web console (docs/WEB.md); secrets hashed or ``${ENV}``."""
+    if node.kind != "seq":
+        r.error(node.src, f"{what} must be a list of users (name, secret, role, tenant).")
+        return _BAD
+    users: list[WebUser] = []
+    for i, item in enumerate(node.value, 1):
+        w = f"user {i} of {what}"
+        body = r.mapping(item, w, ("name", "secret", "role", "tenant"), ("name", "secret"))
+        if body is None or "name" not in body or "secret" not in body:
+            return _BAD
+        name = r.ident(body["name"], f"'name' of {w}")
+        raw = body["secret"].value if body["secret"].kind == "scalar" else None
+        secret = r.secret(body["secret"], f"'secret' of {w}")
+        role = r.text(body["role"], f"'role' of {w}") if "role" in body else "viewer"
+        tenant = r.ident(body["tenant"], f"'tenant' of {w}") if "tenant" in body else None
+        if _BAD in (name, secret, role, tenant):
+            return _BAD
+        if role not in WEB_ROLES:
+            r.error(body["role"].src, f"'role' of {w} is {role!r}; use one of "
+                                      f"{', '.join(WEB_ROLES)}.")
+            return _BAD
+        if not str(secret).startswith(SECRET_HASHES) and "${" not in str(raw):
+            # a plain secret in a file that gets copied, backed up and committed: refuse it
+            r.error(body["secret"].src, f"'secret' of {w} is neither a hash (make one with "
+                                        "`hotline web hash-secret`) nor a ${ENV} reference.")
+            return _BAD
+        if not secret:
+            r.error(body["secret"].src, f"'secret' of {w} is empty.")
+            return _BAD
+        if any(u.name == name for u in users):
+            r.error(body["name"].src, f"{what} names user '{name}' twice.")
+            return _BAD
+        users.append(WebUser(name, secret, role, tenant))
+    return tuple(users)
 
 
 def check_settings_nodes(nodes: Iterable[YNode], env: Mapping[str, str],

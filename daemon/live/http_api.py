@@ -1,8 +1,8 @@
-"""The daemon's local HTTP API: live state as JSON, read-only (``settings.http_listen``).
+"""The daemon's HTTP surface on ``settings.http_listen``: JSON API, web console, /metrics.
 
 A single-box install runs without Redis (../shared/DESIGN.md); then this is how
 ``hotline queue status``, a wallboard or a monitoring check reads what the
-daemon holds. Endpoints (GET or HEAD only):
+daemon holds. JSON endpoints (GET or HEAD only):
 
 * ``/health`` - ``ok`` and each ESL node's connection state (503 when not ok);
 * ``/live`` - the whole live snapshot (agents, agents by state/status, queues);
@@ -13,11 +13,12 @@ Times are ISO 8601 UTC with milliseconds (``"2026-11-22T11:07:09.492Z"``, as in
 docs/CALLS_JSON.md); durations stay integers in ``*_ms``. Every answer, errors
 included, is a JSON object; an error is ``{"error": "<one sentence>", "status": N}``.
 
-No authentication and no TLS: it must listen on loopback (the default,
-``127.0.0.1:8089``) or sit behind a proxy that adds both. It runs in the
-daemon's gevent hub (``gevent.pywsgi``); a bounded pool of handler greenlets
-and a per-connection socket timeout keep a misbehaving client from holding the
-daemon's memory or connections.
+The console (wallboard, reports, call log) and ``/metrics`` are the Flask application
+of ``daemon/live/web/`` (docs/WEB.md); this module keeps the JSON shapes, the
+``HttpApi`` the daemon starts, and the client ``hotline queue status`` uses. Without
+``http_users`` it may only listen on loopback (the default ``127.0.0.1:8089``); with
+them every route needs a login. It runs in the daemon's gevent hub
+(``daemon/live/web/server.py``: per-request deadline, body limit, bounded pool).
 """
 from __future__ import annotations
 
@@ -25,26 +26,17 @@ import datetime as dt
 import json
 import logging
 import socket
-from typing import Any, Callable, Iterable, Mapping
-
-import gevent.pool
-from gevent import pywsgi
+from typing import Any, Callable, Mapping, Sequence
 
 logger = logging.getLogger(__name__)
 
-MAX_TARGET = 1024  # path + query characters; names are short, anything longer is not ours
-CONNECTION_TIMEOUT_S = 10.0  # a client that stops sending mid-request is dropped
-MAX_CONNECTIONS = 64
+MAX_CONNECTIONS = 1024  # live-stream clients hold one each (capped at 500 by the stream)
 CLIENT_TIMEOUT_S = 1.5  # `hotline queue status` falls back to the switch after this
 
 # snapshot keys holding instants (epoch ms) -> their ISO names; other *_ms keys are durations
 TIME_KEYS = {"at_ms": "at", "since_ms": "since", "updated_ms": "updated_at",
              "joined_ms": "joined_at", "oldest_joined_ms": "oldest_joined_at"}
 
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-           414: "URI Too Long", 500: "Internal Server Error", 503: "Service Unavailable"}
-ALLOWED_METHODS = ("GET", "HEAD")
-ENDPOINTS = "/health, /live, /live/queues/<queue>, /live/agents/<agent>"
 
 
 # --- times and listen addresses ---------------------------------------------------------
@@ -142,76 +134,83 @@ def snapshot_from_json(data: Mapping[str, Any]) -> dict[str, Any]:
 
 # --- the server -------------------------------------------------------------------------
 
-class _Reply(Exception):
-    def __init__(self, status: int, body: Mapping[str, Any],
-                 headers: Iterable[tuple[str, str]] = ()) -> None:
-        super().__init__(status)
-        self.status, self.body, self.headers = status, body, list(headers)
+def is_loopback(host: str) -> bool:
+    import ipaddress
 
-
-def _error(status: int, message: str, headers: Iterable[tuple[str, str]] = ()) -> _Reply:
-    return _Reply(status, {"error": message, "status": status}, headers)
-
-
-def _encode(body: Mapping[str, Any]) -> bytes:
-    return (json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
-
-
-def _raw_response(status: int, message: str) -> bytes:
-    """A whole response for errors pywsgi answers before the application runs."""
-    body = _encode({"error": message, "status": status})
-    return (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nConnection: close\r\n"
-            f"Content-Type: application/json; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
-
-
-class _Handler(pywsgi.WSGIHandler):
-    """pywsgi's handler with JSON errors, a socket timeout and no tracebacks for bad input."""
-
-    def handle(self) -> None:
-        try:
-            self.socket.settimeout(CONNECTION_TIMEOUT_S)
-        except OSError:
-            return
-        super().handle()
-
-    def handle_one_request(self):  # type: ignore[no-untyped-def]
-        result = super().handle_one_request()
-        if isinstance(result, tuple):  # pywsgi refused the request line or the headers
-            status = int(result[0])
-            message = ("request line too long" if status == 414
-                       else "not an HTTP request this API understands")
-            return result[0], _raw_response(status, message)
-        return result
-
-    def _handle_client_error(self, ex: BaseException):  # type: ignore[no-untyped-def]
-        # pywsgi prints a traceback for some of these; one log line is enough
-        logger.info("http: bad request from %s: %s", self.client_address,
-                    str(ex)[:200] or ex.__class__.__name__)
-        return ("400", b"")  # the JSON response is made in handle_one_request
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class HttpApi:
-    """Serves ``snapshot()`` (and ``health()``, given at :meth:`start`) on ``listen``.
+    """The daemon's web surface: the JSON API, the console, /metrics, on ``listen``.
 
     ``listen`` as in the settings (``127.0.0.1:8089``; port 0 = any free port, see
     :attr:`address`). ``center`` (optional) makes configured queues and agents that
-    the live state has not seen yet answer 200 instead of 404.
+    the live state has not seen yet answer 200 instead of 404. ``users`` (settings
+    ``http_users``) turn authentication on; without them only a loopback address may be
+    bound (ValueError otherwise). ``subscribe`` registers the wallboard's change
+    callback with the live state; ``database_url`` enables reports, the call log and
+    today's figures; ``service`` (the running daemon) feeds /metrics.
     """
 
     def __init__(self, listen: str, snapshot: Callable[[], Mapping[str, Any]],
-                 center: Any = None, *, max_connections: int = MAX_CONNECTIONS) -> None:
+                 center: Any = None, *, max_connections: int = MAX_CONNECTIONS,
+                 users: Sequence[Any] = (), session_minutes: int = 60,
+                 tls_cert: str | None = None, tls_key: str | None = None,
+                 database_url: str | None = None,
+                 subscribe: Callable[[Callable[[dict[str, Any]], None]], None] | None = None,
+                 service: Any = None, redis_up: Callable[[], bool | None] | None = None,
+                 today_interval_s: float = 5.0, now_ms: Callable[[], int] | None = None,
+                 config_dir: str | None = None, control: Callable[[], Any] | None = None,
+                 audit_path: str | None = None,
+                 stream_interval_s: float = 0.05) -> None:
+        from daemon.live.web.auth import Authenticator
+
         addr = parse_listen(listen)
         if addr is None:
             raise ValueError("http_listen is empty: the HTTP API is disabled")
+        if not users and not is_loopback(addr[0]):
+            raise ValueError(f"http_listen {listen} is not a loopback address: define "
+                             "http_users (docs/WEB.md) or listen on 127.0.0.1")
+        if bool(tls_cert) != bool(tls_key):
+            raise ValueError("http_tls_cert and http_tls_key go together")
         self.listen = addr
         self.snapshot = snapshot
+        self.center = center
         self.health: Callable[[], Mapping[str, Any]] | None = None
+        self.service = service
         self.max_connections = max_connections
-        self.requests = 0
-        self.errors = 0
+        self.tls_cert, self.tls_key = tls_cert, tls_key
+        self.auth = Authenticator(users, idle_s=session_minutes * 60.0)
+        self.database_url = database_url
+        self.config_dir = config_dir
+        self.control = control  # agent actions from the console (None: read-only console)
+        self.audit_path = audit_path
+        self.subscribe = subscribe
+        self.redis_up = redis_up
+        self.today_interval_s = today_interval_s
+        self.stream_interval_s = stream_interval_s
+        self._now_ms = now_ms or _now_ms
         self._known_queues, self._known_agents = _configured(center)
-        self._server: pywsgi.WSGIServer | None = None
+        self._server: Any = None
+        self.ctx: Any = None
+        self.hub: Any = None
+        self.today: Any = None
+        self._today_greenlet: Any = None
+        self._pool: Any = None
+        self._db: Any = None
+
+    @property
+    def requests(self) -> int:
+        return self.ctx.requests if self.ctx is not None else 0
+
+    @property
+    def errors(self) -> int:
+        return self.ctx.errors if self.ctx is not None else 0
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -223,98 +222,156 @@ class HttpApi:
 
     def start(self, health: Callable[[], Mapping[str, Any]] | None = None) -> "HttpApi":
         """Bind and serve in the background (raises OSError when the address is taken)."""
+        import gevent
+        import gevent.threadpool
+
+        from daemon.live.metrics import ServiceCollector, render
+        from daemon.live.web.app import WebContext, create_app, guard
+        from daemon.live.web.audit import Audit
+        from daemon.live.web.board import CallsSeen, TodayFigures, agent_queues, board
+        from daemon.live.web.server import make_server
+        from daemon.live.web.stream import LiveHub
+
         if health is not None:
             self.health = health
-        server = pywsgi.WSGIServer(
-            self.listen, self.app, handler_class=_Handler,
-            spawn=gevent.pool.Pool(self.max_connections),
-            log=_AccessLog(), error_log=_ErrorLog(),
-            # SERVER_NAME given: pywsgi would otherwise resolve the host name at start
-            environ={"SERVER_NAME": "hotline"})
+        self._pool = gevent.threadpool.ThreadPool(1)
+        if self.database_url:
+            self._db = _report_engine(self.database_url)
+            from pathlib import Path
+
+            if self.config_dir and self.center is not None and Path(self.config_dir).is_dir():
+                from daemon.live.web.today_worker import TodayProcess
+
+                # the KPI queries in a process of their own: they never hold the daemon's GIL
+                self.today = TodayProcess(self.database_url,
+                                          str(Path(self.config_dir).resolve()), self._now_ms)
+            else:
+                self.today = TodayFigures(self._db, self.center, self._now_ms)
+        calls = CallsSeen()
+        queues_of = agent_queues(self.center)
+
+        def view(scope: str | None) -> dict[str, Any]:
+            snap = self.snapshot()
+            calls.note_snapshot(snap)
+            links = {}
+            if self.health is not None:
+                links = {n: bool(v.get("connected")) for n, v in
+                         dict(self.health()).get("nodes", {}).items()}
+            today = self.today
+            return board(snap, self.center, today.figures if today else {}, calls,
+                         tenant=scope, today_error=today.error if today else None,
+                         links=links, queues_of=queues_of)
+
+        def busy() -> bool:  # more than the read being processed now: a real backlog
+            return getattr(self.service, "backlog", 0) > 1
+
+        self.hub = LiveHub(view, on_message=calls.note, min_interval_s=self.stream_interval_s,
+                           busy=busy)
+        collector = ServiceCollector(self.snapshot, self.service, lambda: queues_of,
+                                     self.redis_up)
+        self.ctx = WebContext(
+            snapshot=self.snapshot, center=self.center, health=self._health, auth=self.auth,
+            hub=self.hub, metrics=lambda: render(collector), db=self._db,
+            run_db=lambda fn, *a: self._pool.apply(fn, a), tls=bool(self.tls_cert),
+            control=self.control, audit=Audit(self.audit_path),
+            known_queues=self._known_queues, known_agents=self._known_agents)
+        app = guard(create_app(self.ctx))
+        server = make_server(self.listen, app, max_connections=self.max_connections,
+                             certfile=self.tls_cert, keyfile=self.tls_key)
         server.start()
         self._server = server
+        if self.subscribe is not None:
+            self.subscribe(self.hub.notify)
+        self.hub.start()
+        if self.today is not None:
+            start_worker = getattr(self.today, "start", None)
+            if start_worker is not None:
+                start_worker()  # forked now, while the daemon is small and idle
+            self._today_greenlet = gevent.spawn(self._refresh_today)
         host, port = self.address or self.listen
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            logger.warning("http API listens on %s:%d: it has no authentication; keep it "
-                           "behind a proxy that adds it", host, port)
-        logger.info("http API listening on %s:%d", host, port)
+        logger.info("http API listening on %s:%d%s%s", host, port,
+                    " (TLS)" if self.tls_cert else "",
+                    f", {len(self.auth.users)} logins" if self.auth.required
+                    else ", no logins (loopback only)")
         return self
 
+    def _health(self) -> Mapping[str, Any]:
+        info = dict(self.health()) if self.health is not None else {"ok": True}
+        if self._db is not None:
+            db_ok, error = self._check_database()
+            # beside what the writer knows (connected, ``error``: why the database refuses us
+            # for good), a ping now: the writer's flag misses an outage while it is idle
+            known = dict(info.get("database") or {"connected": True})
+            known["connected"] = bool(known.get("connected", True)) and db_ok
+            if error:
+                known["unreachable"] = error
+            info["database"] = known
+            info["ok"] = bool(info.get("ok", True)) and db_ok
+        return info
+
+    def _check_database(self, timeout_s: float = 2.0) -> tuple[bool, str | None]:
+        """SELECT 1 off the hub within ``timeout_s`` (the store's own flag misses idle outages)."""
+        import gevent
+
+        def ping() -> None:
+            from sqlalchemy import text
+
+            with self._db.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        try:
+            with gevent.Timeout(timeout_s):
+                gevent.get_hub().threadpool.apply(ping)
+        except gevent.Timeout:
+            return False, f"no answer within {timeout_s:g} s"
+        except Exception as exc:
+            return False, f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"
+        return True, None
+
+    def _refresh_today(self) -> None:
+        import gevent
+
+        from daemon.live.web.board import TodayFigures
+
+        while True:
+            # only while a wallboard is open: an idle daemon runs no KPI queries
+            if self.hub is not None and self.hub.clients:
+                try:
+                    if isinstance(self.today, TodayFigures):
+                        self._pool.apply(self.today.refresh)
+                    else:  # a worker process: waiting for its answer is cooperative
+                        self.today.refresh()
+                    self.hub.notify()
+                except Exception:
+                    logger.exception("wallboard: refreshing today's figures failed")
+            gevent.sleep(self.today_interval_s)
+
     def stop(self, timeout: float = 2.0) -> None:
+        if self.hub is not None:
+            self.hub.stop()
+        if self._today_greenlet is not None:
+            self._today_greenlet.kill(block=False)
+            self._today_greenlet = None
+        close_today = getattr(self.today, "close", None)
+        if close_today is not None:
+            close_today()
         server, self._server = self._server, None
         if server is not None:
             server.stop(timeout=timeout)
             logger.info("http API stopped requests=%d", self.requests)
-
-    # --- the WSGI application -------------------------------------------------------------
-    def app(self, environ: Mapping[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        self.requests += 1
-        method = environ.get("REQUEST_METHOD", "")
-        try:
-            status, body, headers = 200, self._route(environ), []
-        except _Reply as reply:
-            status, body, headers = reply.status, reply.body, reply.headers
-        except Exception:  # a bug here must not reach the client as a traceback
-            self.errors += 1
-            logger.exception("http API error path=%r", str(environ.get("PATH_INFO", ""))[:200])
-            status, body, headers = 500, {"error": "internal error", "status": 500}, []
-        data = _encode(body)
-        start_response(f"{status} {REASONS.get(status, 'Error')}",
-                       [("Content-Type", "application/json; charset=utf-8"),
-                        ("Content-Length", str(len(data))), ("Cache-Control", "no-store"),
-                        *headers])
-        return [] if method == "HEAD" else [data]
-
-    def _route(self, environ: Mapping[str, Any]) -> Mapping[str, Any]:
-        raw_path = str(environ.get("PATH_INFO", ""))
-        query = str(environ.get("QUERY_STRING", ""))
-        if len(raw_path) + len(query) > MAX_TARGET:
-            raise _error(414, f"the path and query may be at most {MAX_TARGET} characters")
-        try:  # pywsgi decodes %XX as latin-1; names are UTF-8
-            path = raw_path.encode("latin-1").decode("utf-8")
-        except UnicodeError:
-            raise _error(400, "the path is not valid UTF-8") from None
-        if any(ord(c) < 32 or ord(c) == 127 for c in path):
-            raise _error(400, "the path holds control characters")
-        parts = [p for p in path.split("/") if p]
-        if not _known_path(parts):
-            raise _error(404, f"no such path; the API has {ENDPOINTS}")
-        method = environ.get("REQUEST_METHOD", "")
-        if method not in ALLOWED_METHODS:
-            raise _error(405, f"method {method[:20]} not allowed; the API is read-only (GET)",
-                         [("Allow", ", ".join(ALLOWED_METHODS))])
-        if parts == ["health"]:
-            return self._health()
-        snap = snapshot_json(self.snapshot())
-        if parts == ["live"]:
-            return snap
-        kind, name = parts[1], parts[2]
-        if kind == "queues":
-            queue = snap["queues"].get(name)
-            if queue is None:
-                if name not in self._known_queues:
-                    raise _error(404, f"no queue {name} (write it qualified: name@domain)")
-                queue = {"waiting": [], "count": 0, "oldest_joined_at": None,
-                         "longest_wait_ms": None}
-            return {"at": snap["at"], "queue": name, **queue}
-        agent = snap["agents"].get(name)
-        if agent is None:
-            if name not in self._known_agents:
-                raise _error(404, f"no agent {name} (write it qualified: id@domain)")
-            agent = {}  # configured, but no status seen yet
-        return {"at": snap["at"], "agent": name, **agent}
-
-    def _health(self) -> Mapping[str, Any]:
-        info = dict(self.health()) if self.health is not None else {"ok": True}
-        body = {"ok": bool(info.pop("ok", True)), "at": iso_ms(_now_ms()), **info}
-        if not body["ok"]:
-            raise _Reply(503, body)
-        return body
+        if self._db is not None:
+            self._db.dispose()
+        if self._pool is not None:
+            self._pool.kill()
 
 
-def _known_path(parts: list[str]) -> bool:
-    return (parts in (["health"], ["live"])
-            or (len(parts) == 3 and parts[0] == "live" and parts[1] in ("queues", "agents")))
+def _report_engine(url: str) -> Any:
+    """An engine for the web's reads, used from one worker thread: no pool to share."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    args = {"timeout": 5} if url.startswith("sqlite") else {"connect_timeout": 3}
+    return create_engine(url, poolclass=NullPool, connect_args=args)
 
 
 def _configured(center: Any) -> tuple[frozenset[str], frozenset[str]]:
@@ -329,26 +386,6 @@ def _now_ms() -> int:
     import time
 
     return int(time.time() * 1000)
-
-
-class _AccessLog:
-    """pywsgi's access log lines, at debug level (a wallboard polls every second)."""
-
-    def write(self, line: str) -> None:
-        logger.debug("http: %s", line.strip())
-
-
-class _ErrorLog:
-    def write(self, line: str) -> None:
-        if line.strip():
-            logger.warning("http: %s", line.strip()[:500])
-
-    def flush(self) -> None:
-        pass
-
-    def writelines(self, lines: Iterable[str]) -> None:
-        for line in lines:
-            self.write(line)
 
 
 # --- the client (``hotline queue status``) ----------------------------------------------

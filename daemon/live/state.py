@@ -242,7 +242,25 @@ def _now_ms() -> int:
 
 
 class LiveState:
-    """The interface the daemon uses; see the module docstring."""
+    """The interface the daemon uses; see the module docstring.
+
+    ``subscribe(callback)``: in-process listeners (the wallboard's live stream) get every
+    change message as a dict, whichever implementation holds the state.
+    """
+
+    _subscribers: list[Callable[[dict[str, Any]], None]]
+
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        if not hasattr(self, "_subscribers"):
+            self._subscribers = []
+        self._subscribers.append(callback)
+
+    def _publish(self, message: dict[str, Any]) -> None:
+        for callback in getattr(self, "_subscribers", ()):
+            try:
+                callback(message)
+            except Exception:
+                logger.exception("live-state subscriber failed")
 
     def apply(self, changes: Sequence[LiveChange]) -> None:
         raise NotImplementedError
@@ -263,17 +281,7 @@ class MemoryLiveState(LiveState):
 
     def __init__(self) -> None:
         self._state = _State()
-        self._subscribers: list[Callable[[dict[str, Any]], None]] = []
-
-    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
-        self._subscribers.append(callback)
-
-    def _publish(self, message: dict[str, Any]) -> None:
-        for callback in self._subscribers:
-            try:
-                callback(message)
-            except Exception:
-                logger.exception("live-state subscriber failed")
+        self._subscribers = []
 
     def apply(self, changes: Sequence[LiveChange]) -> None:
         for change in changes:
@@ -309,6 +317,7 @@ class RedisLiveState(LiveState):
                                            socket_connect_timeout=timeout_s,
                                            retry_on_timeout=False, decode_responses=True)
         self._state = _State()
+        self._subscribers = []
         self._dirty = True  # write the whole (empty) state on first contact: clears stale keys
         self._next_try = 0.0
         self._failures = 0
@@ -374,6 +383,8 @@ class RedisLiveState(LiveState):
             if change.kind == "agent":
                 old_state = self._state.agents.get(change.key, {}).get("state")
             self._state.apply(change)
+            if self._subscribers:
+                self._publish(change_message(change))
             if pipe is None or self._dirty:
                 continue
             if change.kind == "agent":
@@ -396,6 +407,7 @@ class RedisLiveState(LiveState):
         at = _now_ms() if at_ms is None else at_ms
         with self._lock:
             self._state.rebuild(agents, members, at)
+            self._publish({"kind": "rebuild", "at_ms": at})
             self._dirty = True
             self._next_try = 0.0
             self._try_resync("rebuild")

@@ -1,0 +1,1 @@
+"""The web console around the live state: Flask app, logins, live stream, wallboard."""
