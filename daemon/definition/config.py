@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.definition import model as m
+from daemon.definition.campaigns import check_campaigns, read_campaign
 from daemon.definition.gcpause import paused_gc
 from daemon.definition.model import Action, ActionKind, Source
 from daemon.definition.reader import _BAD, _ID, ConfigErrors, _Reader, config_files, suggest
@@ -41,13 +42,13 @@ _DAY_INDEX = {d: i for i, d in enumerate(m.WEEKDAYS)}
 
 TENANT_SINGLE = ("name", "domain", "timezone", "language", "feature_codes")
 TENANT_COLLECTIONS = ("numbers", "schedules", "ivr_menus", "queues", "agents", "teams",
-                      "skills", "conferences", "break_reasons", "dispositions")
+                      "skills", "conferences", "break_reasons", "dispositions", "campaigns")
 TENANT_LISTS = ("costs",)
 TENANT_KEYS = TENANT_SINGLE + TENANT_COLLECTIONS + TENANT_LISTS
 _SINGULAR = {"numbers": "number", "schedules": "schedule", "ivr_menus": "IVR menu",
              "queues": "queue", "agents": "agent", "teams": "team", "skills": "skill",
              "conferences": "conference room", "break_reasons": "break reason",
-             "dispositions": "disposition"}
+             "dispositions": "disposition", "campaigns": "campaign"}
 ACTION_KINDS = ("ivr", "queue", "agent", "extension", "voicemail", "conference", "playback",
                 "transfer", "callback", "survey", "hangup")
 FEATURE_KEYS = {"login": "login", "logout": "logout", "toggle": "toggle", "break": "break_",
@@ -186,6 +187,8 @@ class _TenantBuilder:
                                          for e in self.coll["dispositions"].values()) if d)
         costs = self._costs()
         codes = self._single("feature_codes", self._feature_codes, m.FeatureCodes())
+        campaigns = tuple(c for c in (read_campaign(r, self._weekly, e.id, e.node, e.src)
+                                      for e in self.coll["campaigns"].values()) if c)
 
         if _BAD in (domain, timezone, language, name, codes) or domain is None \
                 or timezone is None:
@@ -196,7 +199,7 @@ class _TenantBuilder:
                 schedules=self.schedules, ivr_menus=self.menus, queues=self.queues,
                 agents=self.agents, teams=self.teams, skills=self.skills,
                 conferences=self.conferences, break_reasons=breaks, dispositions=dispositions,
-                costs=costs, src=self.src,
+                costs=costs, src=self.src, campaigns=campaigns,
             )
             _check_tenant(r, self.provisional, self, codes_known=codes is not _BAD)
             return None
@@ -205,7 +208,7 @@ class _TenantBuilder:
             numbers=self.numbers, schedules=self.schedules, ivr_menus=self.menus,
             queues=self.queues, agents=self.agents, teams=self.teams, skills=self.skills,
             conferences=self.conferences, feature_codes=codes, break_reasons=breaks,
-            dispositions=dispositions, costs=costs, src=self.src,
+            dispositions=dispositions, costs=costs, src=self.src, campaigns=campaigns,
         )
         _check_tenant(r, tenant, self)
         return tenant
@@ -899,6 +902,7 @@ def _check_tenant(r: _Reader, t: m.Tenant, b: _TenantBuilder, *,
         if q.callback.enabled and q.max_wait_s and q.callback.after_s >= q.max_wait_s:
             r.error(q.src, f"{qw} offers a callback after {q.callback.after_s} s but callers "
                            f"leave after max_wait_s {q.max_wait_s} s.")
+    check_campaigns(r, t, ref)
     # numbers the switch dials inside the context: extensions, rooms, feature codes
     dialable: dict[str, tuple[str, Source]] = {}
 
