@@ -147,9 +147,10 @@ def test_restart_mid_campaign_dials_no_one_twice_and_skips_no_one(engine, city):
         cs.begin_attempt(conn, a, "call-a", "fs1", T0)
         cs.begin_attempt(conn, b, "call-b", "fs1", T0)
     # dialer 2 starts a minute later: recovers, then claims what is due
-    out = cs.recover(engine, city, revisit, older_than_ms=T0 + 1, at_ms=T0 + 60_000,
-                     live_calls=frozenset({"call-a"}))
+    out, live = cs.recover(engine, city, revisit, older_than_ms=T0 + 1, at_ms=T0 + 60_000,
+                           live_calls=frozenset({"call-a"}))
     assert out == {"released": 1, "lost": 1, "live": 1}
+    assert [s.call_id for s in live] == ["call-a"]
     with engine.begin() as conn:
         got = cs.claim_batch(conn, "cityutil", "revisit", 10, "d2", T0 + 60_000)
     # c (never dialed) and the untouched fourth are dialed now; a is still up, b waits for

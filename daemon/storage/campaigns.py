@@ -409,29 +409,33 @@ class Stale:
     contact_id: int
     attempt_id: str | None  # None: claimed, but the attempt was never written (not dialed)
     call_id: str | None
+    agent: str | None = None
 
 
 def stale_claims(conn: Connection, tenant: str, campaign: str, older_than_ms: int
                  ) -> list[Stale]:
     c, a = campaign_contacts.c, campaign_attempts.c
     rows = conn.execute(
-        select(c.id, a.attempt_id, a.call_id)
+        select(c.id, a.attempt_id, a.call_id, a.agent)
         .select_from(campaign_contacts.outerjoin(
             campaign_attempts, and_(a.contact_id == c.id, a.attempt == c.attempts,
                                     a.result.is_(None))))
         .where(c.tenant == tenant, c.campaign == campaign, c.status == "dialing",
                c.claimed_ms < older_than_ms)).all()
-    return [Stale(r.id, r.attempt_id, r.call_id) for r in rows]
+    return [Stale(r.id, r.attempt_id, r.call_id, r.agent) for r in rows]
 
 
 def recover(engine: Engine, tenant: Tenant, campaign: Campaign, older_than_ms: int,
-            at_ms: int, live_calls: frozenset[str] = frozenset()) -> dict[str, int]:
+            at_ms: int, live_calls: Iterable[str] = ()) -> tuple[dict[str, int], list[Stale]]:
     """Claims a dead dialer left: never dialed -> back to pending (not counted); dialed and
-    still up on the switch (``live_calls``) -> left alone, its result will come; dialed and
-    gone -> result ``lost`` (counted, retried after the failure delay)."""
+    still up on the switch (``live_calls``) -> left alone and returned, so the new dialer
+    follows them to their hangup; dialed and gone -> result ``lost`` (counted, retried after
+    the failure delay). Returns the counts and the live ones."""
+    live_calls = frozenset(live_calls)
     with engine.connect() as conn:
         stale = stale_claims(conn, tenant.id, campaign.id, older_than_ms)
     out = {"released": 0, "lost": 0, "live": 0}
+    live: list[Stale] = []
     for s in stale:
         if s.attempt_id is None:
             with engine.begin() as conn:
@@ -439,10 +443,11 @@ def recover(engine: Engine, tenant: Tenant, campaign: Campaign, older_than_ms: i
             out["released"] += 1
         elif s.call_id in live_calls:
             out["live"] += 1
+            live.append(s)
         else:
             finish_attempt(engine, tenant, campaign, s.attempt_id, "lost", at_ms=at_ms)
             out["lost"] += 1
-    return out
+    return out, live
 
 
 # ---- progress ----------------------------------------------------------------------------
