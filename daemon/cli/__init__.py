@@ -12,6 +12,7 @@ import click
 
 # the command modules register their commands on import
 from daemon.cli import definition, example, stats, storage, switch  # noqa: F401
+from daemon.cli import campaign  # noqa: F401  (outbound campaigns, do-not-call)
 from daemon.cli.base import UserError, echo_json, hotline
 
 __all__ = ["hotline", "main", "UserError", "echo_json"]
