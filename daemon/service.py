@@ -514,6 +514,12 @@ def build_service(settings: Settings, center: Any = None) -> Service:
     else:
         logger.warning("no redis_url: callback requests are recorded but not dialed "
                        "(the callback dialer keeps its requests and its lock in Redis)")
+    from daemon.switch.campaign_dialer import build_campaign_runner
+
+    campaigns = build_campaign_runner(settings, center, live.snapshot)
+    if campaigns is not None:  # outbound campaigns: their own link and lock, no Redis needed
+        campaigns.start()
+        closers.append(campaigns.close)
     http = None
     if settings.http_listen:
         try:

@@ -413,3 +413,103 @@ def _usec_ms(value: str | None) -> int | None:
     except ValueError:
         return None
     return v // 1000 if v > 0 else None
+
+
+# ---- in the daemon -----------------------------------------------------------------------
+class CampaignRunner:
+    """The daemon's campaign dialer: its own event connection to the first switch (the
+    originates' results come on it), reconnected when lost, a round every ``interval_s``."""
+
+    def __init__(self, settings: Any, center: CallCenter, snapshot: Callable[[], Any], *,
+                 interval_s: float = 1.0, retry_s: float = 2.0) -> None:
+        from daemon.storage.store import make_engine
+
+        self.settings = settings
+        self.center = center
+        self.snapshot = snapshot
+        self.interval_s = interval_s
+        self.retry_s = retry_s
+        self.engine = make_engine(settings.database_url)
+        self.node = settings.esl_nodes[0]
+        self.dialer: CampaignDialer | None = None
+        self._stop: Any = None
+        self._greenlet: Any = None
+
+    def start(self) -> None:
+        import gevent
+        import gevent.event
+
+        self._stop = gevent.event.Event()
+        self._greenlet = gevent.spawn(self._run)
+
+    def _connect(self) -> Any:
+        from daemon.switch.esl import EslConnection
+
+        holder: dict[str, CampaignDialer] = {}
+        conn = EslConnection(self.node.host, self.node.port, self.node.password, 5.0,
+                             on_event=lambda e: holder["d"].on_event(e) if "d" in holder else None)
+        conn.connect()
+        conn.subscribe(["BACKGROUND_JOB", "CHANNEL_ANSWER", "CHANNEL_BRIDGE",
+                        "CHANNEL_HANGUP_COMPLETE"])
+        if self.dialer is None:
+            self.dialer = CampaignDialer(self.engine, self.center, conn, self.snapshot,
+                                         node=self.node.name)
+        else:  # a new link: calls in flight are recovered from the switch's channels
+            self.dialer.conn = conn
+            self.dialer.in_flight.clear()
+            self.dialer._recovered = False
+        holder["d"] = self.dialer
+        return conn
+
+    def _any_running(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                return bool(cs.running_campaigns(conn))
+        except Exception:  # tables not made yet (the store migrates at start), database down
+            logger.debug("campaign states unreadable", exc_info=True)
+            return False
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            # no link and no lock while no campaign runs: an idle site sees no dialer at all
+            if not self._any_running():
+                if self.dialer is not None:
+                    self.dialer.lock.release()
+                self._stop.wait(self.retry_s)
+                continue
+            conn = None
+            try:
+                conn = self._connect()
+                while not self._stop.is_set() and conn.connected and self._any_running():
+                    try:
+                        self.dialer.tick()  # type: ignore[union-attr]
+                    except Exception:
+                        logger.exception("campaign dialer round failed")
+                    self._stop.wait(self.interval_s)
+            except Exception as exc:
+                logger.warning("campaign dialer: no link to %s (%s); retrying", self.node.name,
+                               exc)
+            finally:
+                if conn is not None:
+                    conn.close()
+            self._stop.wait(self.retry_s)
+        if self.dialer is not None:
+            self.dialer.lock.release()
+
+    def close(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        if self._greenlet is not None:
+            self._greenlet.join(5)
+        self.engine.dispose()
+
+
+def build_campaign_runner(settings: Any, center: CallCenter | None,
+                          snapshot: Callable[[], Any]) -> CampaignRunner | None:
+    """The daemon's campaign dialer, or None when no tenant has a campaign."""
+    if center is None or not any(t.campaigns for t in center.tenants):
+        return None
+    if not getattr(settings, "esl_nodes", ()):
+        logger.warning("campaign dialer off: no switch in the settings")
+        return None
+    return CampaignRunner(settings, center, snapshot)
