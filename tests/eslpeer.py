@@ -655,8 +655,35 @@ def main(argv: list[str]) -> None:
     serve.add_argument("--password", default=os.environ.get("ESLPEER_PASSWORD", "ClueCon"))
     serve.add_argument("--pace", type=float, default=0.0)
     serve.add_argument("--repeat", type=int, default=1)
+    dial = sub.add_parser("dial", help="answer originate with outcomes by the number's last "
+                                       "digit (docs/ADMIN.md 'Campaigns')")
+    dial.add_argument("--port", type=int, default=8021)
+    dial.add_argument("--password", default=os.environ.get("ESLPEER_PASSWORD", "ClueCon"))
     args = parser.parse_args(argv)
+    if args.cmd == "dial":
+        _dial(args.port, args.password)
+        return
     _serve(args.file, args.port, args.password, args.pace, args.repeat)
+
+
+DEMO_OUTCOMES = {"1": Outcome("answer", ring_s=2, talk_s=5, bridge_after_s=0.5),
+                 "2": Outcome("busy", ring_s=1), "3": Outcome("no_answer", ring_s=5),
+                 "4": Outcome("failure"), "5": Outcome("late_answer", ring_s=5)}
+
+
+def _dial(port: int, password: str) -> None:
+    """A switch for trying campaigns by hand: a number ending in 1 answers (and is bridged),
+    2 is busy, 3 does not answer, 4 is rejected, 5 would answer too late; others answer."""
+    peer = EslPeer(password, port=port)
+    peer.originator = Originator(
+        peer, lambda number, line: DEMO_OUTCOMES.get(number[-1:], DEMO_OUTCOMES["1"]))
+    peer.start()
+    print(f"eslpeer dial: listening on {peer.host}:{peer.port}", flush=True)
+    try:
+        while True:
+            gevent.sleep(3600)
+    except KeyboardInterrupt:
+        peer.stop()
 
 
 
