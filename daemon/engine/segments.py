@@ -492,6 +492,12 @@ class SegmentEngine:
         if ev.get("variable_hotline_callback_call_id"):
             self._internal.add(uuid)  # a leg the callback dialer opened for an earlier call
             return False
+        if ev.get("variable_hotline_campaign"):
+            # a campaign dialer's leg (daemon/switch/campaign_dialer.py): its loopback twin
+            # that routes the number out is internal through the rule below; outbound
+            # campaign calls are counted from the campaign attempts, not as inbound calls
+            self._internal.add(uuid)
+            return False
         if ev.get("variable_cc_side") == "agent" or ev.get("variable_cc_member_session_uuid"):
             self._internal.add(uuid)  # a leg mod_callcenter dialed for an agent
             return False
