@@ -201,3 +201,25 @@ campaign_runs = Table(
     Column("state", String(16), nullable=False),
     Column("changed_ms", BigInteger, nullable=False),
 )
+
+# Callback requests when there is no Redis (daemon/storage/callbacks.py): the same fields as
+# the Redis hash of daemon/switch/dialer.py, one row per call that asked to be called back.
+callback_requests = Table(
+    "callback_requests",
+    metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("queue", String(160), nullable=False),
+    Column("number", String(64), nullable=False),
+    Column("joined_ms", BigInteger, nullable=False),
+    Column("node", String(128), nullable=False, default=""),
+    Column("requested_ms", BigInteger, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("agent_misses", Integer, nullable=False, default=0),
+    Column("next_ms", BigInteger, nullable=False, default=0),
+    Column("status", String(16), nullable=False),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("agent", String(160), nullable=False, default=""),
+    Column("owner", String(64)),
+    Column("claimed_ms", BigInteger),
+)
+Index("ix_callback_requests_open", callback_requests.c.status, callback_requests.c.joined_ms)

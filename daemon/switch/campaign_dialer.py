@@ -1,6 +1,6 @@
 """The campaign dialer: dials the contacts of running campaigns over ESL, one dialer per site.
 
-A round (``tick``), only in the dialer holding the lock (:class:`DialerLock`):
+A round (``tick``), only in the dialer holding the lock (``storage.locks.DatabaseLock``):
 
 1. for every campaign an operator set ``running`` (``campaign_runs``) and the model knows,
    gather what :func:`daemon.switch.pacing.plan` needs: the window (``may_dial``), calls in
@@ -27,9 +27,7 @@ box) an ``flock`` on a file beside the database. Redis is not needed.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +42,7 @@ from daemon.definition.model import CallCenter, Tenant
 from daemon.definition.phone import dial_form, region_of
 from daemon.definition.render import queue_dest
 from daemon.storage import campaigns as cs
+from daemon.storage.locks import DatabaseLock
 from daemon.storage.schema import campaign_attempts, campaign_contacts
 from daemon.switch.dialer import AVAILABLE, queue_agents
 from daemon.switch.events import Event
@@ -51,7 +50,7 @@ from daemon.switch.pacing import CampaignLive, plan
 
 logger = logging.getLogger(__name__)
 
-LOCK_KEY = 0x686F746C  # "hotl": the advisory lock id every Hotline dialer takes
+LOCK_KEY = 0x686F746C  # "hotl": the advisory lock id every campaign dialer takes
 BUSY_CAUSES = ("USER_BUSY",)
 NO_ANSWER_CAUSES = ("NO_ANSWER", "NO_USER_RESPONSE", "ORIGINATOR_CANCEL", "ALLOTTED_TIMEOUT",
                     "RECOVERY_ON_TIMER_EXPIRE")
@@ -129,65 +128,6 @@ def _extension(tenant: Tenant, agent: str | None) -> str:
     return a.extension
 
 
-# ---- the lock --------------------------------------------------------------------------
-class DialerLock:
-    """Exactly one dialer: a PostgreSQL advisory lock, or an flock beside a SQLite file."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._conn: Any = None
-        self._fd: int | None = None
-
-    def acquire(self) -> bool:
-        if self.engine.dialect.name == "postgresql":
-            if self._conn is not None:
-                try:  # still ours while the session lives
-                    self._conn.execute(text("SELECT 1"))
-                    return True
-                except Exception:
-                    self._drop()
-            conn = self.engine.connect()
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar()
-            conn.commit()
-            if got:
-                self._conn = conn
-                return True
-            conn.close()
-            return False
-        if self._fd is not None:
-            return True
-        path = (self.engine.url.database or "hotline.db") + ".dialer.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:
-                logger.debug("closing the dialer lock connection failed", exc_info=True)
-            self._conn = None
-
-    def release(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
-                self._conn.commit()
-            except Exception:
-                logger.debug("advisory unlock failed", exc_info=True)
-            self._drop()
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
 # ---- the dialer ------------------------------------------------------------------------
 @dataclass
 class _InFlight:
@@ -214,7 +154,7 @@ class CampaignDialer:
         self.node = node
         self.owner = owner or f"dialer-{uuid.uuid4().hex[:12]}"
         self.clock = clock
-        self.lock = DialerLock(engine)
+        self.lock = DatabaseLock(engine, LOCK_KEY, "dialer")
         self.tiers = queue_agents(center)
         self.in_flight: dict[str, _InFlight] = {}  # call id -> attempt
         self._recovered = False

@@ -1,4 +1,4 @@
-"""outbound campaigns: contacts, attempts, do-not-call list, run states
+"""outbound campaigns: contacts, attempts, do-not-call list, run states; callback requests
 
 Revision ID: 0002_outbound
 Revises: 0001
@@ -18,6 +18,26 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table('callback_requests',
+    sa.Column('call_id', sa.String(length=64), nullable=False),
+    sa.Column('queue', sa.String(length=160), nullable=False),
+    sa.Column('number', sa.String(length=64), nullable=False),
+    sa.Column('joined_ms', sa.BigInteger(), nullable=False),
+    sa.Column('node', sa.String(length=128), nullable=False),
+    sa.Column('requested_ms', sa.BigInteger(), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('agent_misses', sa.Integer(), nullable=False),
+    sa.Column('next_ms', sa.BigInteger(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=False),
+    sa.Column('agent', sa.String(length=160), nullable=False),
+    sa.Column('owner', sa.String(length=64), nullable=True),
+    sa.Column('claimed_ms', sa.BigInteger(), nullable=True),
+    sa.PrimaryKeyConstraint('call_id')
+    )
+    with op.batch_alter_table('callback_requests', schema=None) as batch_op:
+        batch_op.create_index('ix_callback_requests_open', ['status', 'joined_ms'], unique=False)
+
     op.create_table('campaign_attempts',
     sa.Column('attempt_id', sa.String(length=200), nullable=False),
     sa.Column('tenant', sa.String(length=128), nullable=False),
@@ -84,6 +104,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('callback_requests', schema=None) as batch_op:
+        batch_op.drop_index('ix_callback_requests_open')
+
+    op.drop_table('callback_requests')
     op.drop_table('dnc_numbers')
     op.drop_table('campaign_runs')
     with op.batch_alter_table('campaign_contacts', schema=None) as batch_op:
