@@ -59,3 +59,16 @@ def test_unknown_campaign_and_tenant_are_one_line_errors(empty_db_url):
     code, out = run("dnc", "add", "123", "--tenant", "acme", "--db", empty_db_url,
                     "--config", CONFIG)
     assert code == 1 and "no tenant 'acme'" in out
+
+
+def test_read_commands_never_create_a_database(tmp_path):
+    db = tmp_path / "none.db"
+    code, out = run("campaign", "list", "--tenant", "cityutil", "--db", f"sqlite:///{db}",
+                    "--config", CONFIG, "--json")
+    assert code == 0 and [r["state"] for r in json.loads(out)] == ["stopped", "stopped"]
+    for args in (("campaign", "status", "revisit"), ("campaign", "results", "revisit"),
+                 ("dnc", "list")):
+        code, out = run(*args, "--tenant", "cityutil", "--db", f"sqlite:///{db}", "--config",
+                        CONFIG)
+        assert code == 1 and "does not exist" in out, (args, out)
+    assert not db.exists()

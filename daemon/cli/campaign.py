@@ -53,13 +53,22 @@ def _engine(url: str, *, write: bool):
 
     if write:
         migrate(url)
+    else:  # reading never creates a database (SQLite would make an empty file)
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        name = parsed.database
+        if parsed.get_backend_name() == "sqlite" and name not in (None, "", ":memory:") \
+                and not name.startswith("file:") and not Path(name).is_file():
+            raise UserError(f"the database {name} does not exist: import contacts first "
+                            "(hotline campaign import) or give --db")
     engine = make_engine(url)
     if not write:
         with engine.connect() as conn:
             if not inspect(conn).has_table("campaign_contacts"):
                 engine.dispose()
                 raise UserError("the database has no campaign tables yet: import contacts "
-                                "first (hotline campaign import)")
+                                "first (hotline campaign import) or give --db")
     return engine
 
 
@@ -166,18 +175,24 @@ def _status_rows(engine: Any, tenant: Any, campaigns: list[Any]) -> list[dict[st
     from daemon.definition.campaigns import may_dial, next_window_start
     from daemon.storage.campaigns import progress, run_state
 
+    import contextlib
+
     now = dt.datetime.now(dt.timezone.utc)
     rows = []
-    with engine.connect() as conn:
+    empty = {s: 0 for s in ("pending", "dialing", "done", "finished", "dnc", "optout",
+                            "contacts", "attempts")}
+    with (engine.connect() if engine is not None else contextlib.nullcontext()) as conn:
         for c in campaigns:
             window = may_dial(tenant, c, now)
             nxt = None if window.open else next_window_start(tenant, c, now)
             rows.append({
                 "tenant": tenant.id, "campaign": c.id, "name": c.name, "type": c.type,
-                "state": run_state(conn, tenant.id, c.id), "window_open": window.open,
+                "state": run_state(conn, tenant.id, c.id) if conn is not None else "stopped",
+                "window_open": window.open,
                 "window": window.reason,
                 "next_window": (nxt.astimezone(_zone(tenant)).isoformat(timespec="minutes")
-                                if nxt else None), **progress(conn, tenant.id, c.id)})
+                                if nxt else None),
+                **(progress(conn, tenant.id, c.id) if conn is not None else empty)})
     return rows
 
 
@@ -193,11 +208,15 @@ def list_cmd(tenant_id: str | None, db_url: str | None, config_dir: str | None,
     tenants = [_tenant(center, tenant_id)] if tenant_id else list(center.tenants)
     url = db_url or _default_db_url()
     with _database_errors(url):
-        engine = _engine(url, write=True)
+        try:
+            engine = _engine(url, write=False)
+        except UserError:  # nothing imported yet: the campaigns of the YAML, untouched
+            engine = None
         try:
             rows = [r for t in tenants for r in _status_rows(engine, t, list(t.campaigns))]
         finally:
-            engine.dispose()
+            if engine is not None:
+                engine.dispose()
     if as_json:
         echo_json(rows)
         return
@@ -413,7 +432,7 @@ def dnc_list_cmd(tenant_id: str | None, db_url: str | None, config_dir: str | No
     tenant = _tenant(center, tenant_id)
     url = db_url or _default_db_url()
     with _database_errors(url):
-        engine = _engine(url, write=True)
+        engine = _engine(url, write=False)
         try:
             rows = dnc_list(engine, tenant.id)
         finally:
