@@ -16,6 +16,7 @@ from daemon.storage import campaigns as cs
 from daemon.storage.schema import campaign_attempts, campaign_contacts
 from daemon.storage.store import make_engine, migrate
 from daemon.switch.campaign_dialer import (
+    SUBSCRIBE,
     CampaignDialer,
     attempt_result,
     cause_result,
@@ -28,8 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 # Tuesday 2026-12-08 10:00 in Shanghai: inside the revisit's hours and the business schedule
 TUESDAY_10 = dt.datetime(2026, 12, 8, 10, 0, tzinfo=SHANGHAI).timestamp()
-EVENTS = ["BACKGROUND_JOB", "CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_BRIDGE",
-          "CHANNEL_HANGUP_COMPLETE"]
+EVENTS = list(SUBSCRIBE)
 
 
 class Clock:
@@ -248,3 +248,30 @@ def test_two_dialers_on_one_database_one_dials(engine, center):
             b.lock.release()
             conn_a.close()
             conn_b.close()
+
+
+def test_the_agent_the_queue_bridged_is_the_attempts_agent(engine, center):
+    load_revisit(engine, center)
+    queued = {n: Outcome("answer", bridge_after_s=None, talk_s=0.4) for n in OUTCOMES}
+    with EslPeer() as peer:
+        peer.originator = Originator(peer, lambda number, line: queued[number])
+        dialer, conn = start_dialer(peer, engine, center, Clock(TUESDAY_10), "d1")
+        try:
+            dialer.tick()
+            wait_until(lambda: dialer.in_flight and all(
+                f.answered_ms for f in dialer.in_flight.values()))
+            for call_id in list(dialer.in_flight):
+                # what mod_callcenter says when it bridges the member to an agent
+                peer.send_event({"Event-Name": "CUSTOM", "Event-Subclass": "callcenter::info",
+                                 "CC-Action": "bridge-agent-start",
+                                 "CC-Agent": "1002@hotline.cityutil.cn",
+                                 "CC-Member-Session-UUID": call_id,
+                                 "Event-Date-Timestamp": "1796000000000000"})
+            wait_until(lambda: not dialer.in_flight)
+            a = campaign_attempts.c
+            with engine.connect() as db:
+                rows = db.execute(select(a.agent, a.result)).all()
+            assert set(rows) == {("1002@hotline.cityutil.cn", "connected")}
+        finally:
+            dialer.lock.release()
+            conn.close()

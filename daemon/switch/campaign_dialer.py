@@ -55,6 +55,9 @@ BUSY_CAUSES = ("USER_BUSY",)
 NO_ANSWER_CAUSES = ("NO_ANSWER", "NO_USER_RESPONSE", "ORIGINATOR_CANCEL", "ALLOTTED_TIMEOUT",
                     "RECOVERY_ON_TIMER_EXPIRE")
 ABANDON_AFTER_MS = 2000  # answered contact with no agent within this: abandoned
+# what the dialer's own link listens to: job results, its channels, the queue's bridge
+SUBSCRIBE = ("BACKGROUND_JOB", "CHANNEL_ANSWER", "CHANNEL_BRIDGE", "CHANNEL_HANGUP_COMPLETE",
+             "CUSTOM", "callcenter::info")
 
 
 # ---- results (pure) --------------------------------------------------------------------
@@ -298,7 +301,17 @@ class CampaignDialer:
 
     # -- results
     def on_event(self, event: Event) -> None:
-        """Channel events of our calls (``Unique-ID`` = the attempt's call id)."""
+        """Channel events of our calls (``Unique-ID`` = the attempt's call id), and
+        mod_callcenter's ``bridge-agent-start`` for them: the agent who really took the call
+        (a queue picks its own agent; the one reserved only held a place)."""
+        if event.name == "CUSTOM":
+            if event.subclass == "callcenter::info" \
+                    and event.get("CC-Action") == "bridge-agent-start":
+                f = self.in_flight.get(event.get("CC-Member-Session-UUID") or "")
+                if f is not None:
+                    f.agent = event.get("CC-Agent") or f.agent
+                    f.bridged_ms = f.bridged_ms or event.timestamp_ms or self.now_ms()
+            return
         call_id = event.get("Unique-ID") or ""
         f = self.in_flight.get(call_id)
         if f is None:
@@ -389,8 +402,7 @@ class CampaignRunner:
         conn = EslConnection(self.node.host, self.node.port, self.node.password, 5.0,
                              on_event=lambda e: holder["d"].on_event(e) if "d" in holder else None)
         conn.connect()
-        conn.subscribe(["BACKGROUND_JOB", "CHANNEL_ANSWER", "CHANNEL_BRIDGE",
-                        "CHANNEL_HANGUP_COMPLETE"])
+        conn.subscribe(SUBSCRIBE)
         if self.dialer is None:
             self.dialer = CampaignDialer(self.engine, self.center, conn, self.snapshot,
                                          node=self.node.name)
