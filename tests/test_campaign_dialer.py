@@ -117,9 +117,14 @@ def test_originate_strings_per_campaign_type(center):
                          {"district": "minhang", "date": "2026-12-08"})
     notice = originate_command(city, city.campaign("outage_notice"), contact, "u-1", "d1", None)
     assert notice.startswith("{origination_uuid=u-1,hotline_campaign=outage_notice,")
-    assert "}loopback/13900139001/hotline.cityutil.cn &playback(file_string://" in notice
-    assert "cityutil/district-minhang.wav!cityutil/outage-on.wav!cityutil/date-2026-12-08.wav" \
-        in notice
+    assert "hotline_notice_optout_9=true" in notice
+    assert "hotline_notice_go_1=hotline-queue-outage_water XML hotline.cityutil.cn" in notice
+    assert ("}loopback/13900139001/hotline.cityutil.cn 'play_and_get_digits:1 1 1 5000 # "
+            "file_string://cityutil/notice-intro.wav!cityutil/district-minhang.wav!"
+            "cityutil/outage-on.wav!cityutil/date-2026-12-08.wav!") in notice
+    assert notice.endswith(" silence_stream://250 hotline_notice_digit \\d,"
+                           "set:hotline_optout=${hotline_notice_optout_${hotline_notice_digit}},"
+                           "transfer:${hotline_notice_go_${hotline_notice_digit}}' inline")
     revisit = originate_command(city, city.campaign("revisit"), contact, "u-2", "d1",
                                 "1001@hotline.cityutil.cn")
     assert revisit.endswith("loopback/13900139001/hotline.cityutil.cn hotline-queue-billing XML "
@@ -272,6 +277,35 @@ def test_the_agent_the_queue_bridged_is_the_attempts_agent(engine, center):
             with engine.connect() as db:
                 rows = db.execute(select(a.agent, a.result)).all()
             assert set(rows) == {("1002@hotline.cityutil.cn", "connected")}
+        finally:
+            dialer.lock.release()
+            conn.close()
+
+
+def test_a_notice_contact_pressing_the_optout_key_goes_on_the_dnc_list(engine, center):
+    city = center.tenant("cityutil")
+    cs.import_contacts(engine, city, city.campaign("outage_notice"),
+                       (REPO / "config/cityutil/contacts/outage.csv").read_text("utf-8"),
+                       "outage.csv")
+    cs.set_run_state(engine, "cityutil", "outage_notice", "running")
+    # 13900139002 presses 9: the dialplan sets hotline_optout=true on the channel
+    outcomes = {"13900139001": Outcome("answer", bridge_after_s=None),
+                "13900139002": Outcome("answer", bridge_after_s=None,
+                                       variables=(("hotline_optout", "true"),)),
+                "13900139003": Outcome("busy")}
+    with EslPeer() as peer:
+        peer.originator = Originator(peer, lambda number, line: outcomes[number])
+        dialer, conn = start_dialer(peer, engine, center, Clock(TUESDAY_10), "d1")
+        try:
+            assert dialer.tick()[0]["dialed"] == 3
+            wait_until(lambda: not dialer.in_flight)
+            c = campaign_contacts.c
+            with engine.connect() as db:
+                got = dict(db.execute(select(c.number, c.status)
+                                      .where(c.campaign == "outage_notice")).all())
+            assert got == {"+8613900139001": "done", "+8613900139002": "optout",
+                           "+8613900139003": "pending"}
+            assert [r["number"] for r in cs.dnc_list(engine, "cityutil")] == ["+8613900139002"]
         finally:
             dialer.lock.release()
             conn.close()

@@ -103,7 +103,23 @@ def originate_command(tenant: Tenant, campaign: Campaign, contact: cs.Claimed, c
                          "ignore_early_media=true"]
     if campaign.type == "notice":
         prompts = "!".join(_fill(p, contact) for p in campaign.message)
-        return f"{{{','.join(leg_vars)}}}{contact_leg} &playback(file_string://{prompts})"
+        if campaign.connect_key is None and campaign.optout_key is None:
+            return f"{{{','.join(leg_vars)}}}{contact_leg} &playback(file_string://{prompts})"
+        # the message once, one digit collected into hotline_notice_digit; then, by that
+        # digit (nested variable expansion, evaluated when each app runs): the opt-out key
+        # sets hotline_optout=true (the dialer reads it from the hangup event and puts the
+        # number on the do-not-call list), the connect key transfers into the queue's entry,
+        # any other digit or none ends the call (transfer to nothing)
+        if campaign.optout_key is not None:
+            leg_vars.append(f"hotline_notice_optout_{campaign.optout_key}=true")
+        if campaign.connect_key is not None and campaign.queue is not None:
+            leg_vars.append(f"hotline_notice_go_{campaign.connect_key}="
+                            f"{queue_dest(campaign.queue)} XML {tenant.domain}")
+        apps = [f"play_and_get_digits:1 1 1 5000 # file_string://{prompts} "
+                f"silence_stream://250 hotline_notice_digit \\d",
+                "set:hotline_optout=${hotline_notice_optout_${hotline_notice_digit}}",
+                "transfer:${hotline_notice_go_${hotline_notice_digit}}"]
+        return f"{{{','.join(leg_vars)}}}{contact_leg} '{','.join(apps)}' inline"
     if campaign.queue is not None:
         return (f"{{{','.join(leg_vars)}}}{contact_leg} "
                 f"{queue_dest(campaign.queue)} XML {tenant.domain}")
