@@ -39,3 +39,21 @@ def test_without_the_campaign_variable_the_same_twin_would_be_an_inbound_call():
                               ev("CHANNEL_HANGUP_COMPLETE", B, T0 + 9000, **b,
                                  **{"Hangup-Cause": "NORMAL_CLEARING"})])
     assert list(out.calls) == [B]
+
+
+def test_a_progressive_contact_waiting_in_a_queue_is_no_inbound_queue_call():
+    a = {"Call-Direction": "outbound", "Channel-Name": "loopback/13800138001-a",
+         "variable_hotline_campaign": "revisit"}
+    member = {"Event-Subclass": "callcenter::info", "CC-Queue": "billing@hotline.cityutil.cn",
+              "CC-Member-UUID": "5a1e0000-0000-4000-8000-0000000000cc",
+              "CC-Member-Session-UUID": A, "CC-Member-Joined-Time": str(T0 // 1000 + 5),
+              "CC-Member-CID-Number": "13800138001"}
+    out = feed_all(engine(), [
+        ev("CHANNEL_CREATE", A, T0, **a), ev("CHANNEL_ANSWER", A, T0 + 5000, **a),
+        ev("CUSTOM", A, T0 + 5001, **member, **{"CC-Action": "member-queue-start"}),
+        ev("CUSTOM", A, T0 + 9000, **member, **{"CC-Action": "member-queue-end",
+                                               "CC-Cause": "Cancel",
+                                               "CC-Cancel-Reason": "BREAK_OUT"}),
+        ev("CHANNEL_HANGUP_COMPLETE", A, T0 + 9001, **a, **{"Hangup-Cause": "NORMAL_CLEARING"}),
+    ])
+    assert out.calls == {} and out.segments == {}
