@@ -401,12 +401,12 @@ def dnc_import_cmd(file: str, tenant_id: str | None, reason: str, db_url: str | 
         offset = 0
     # blank lines are allowed; their line numbers still count for error messages
     kept = [(i + 1 + offset, n) for i, n in enumerate(numbers) if n.strip()]
-    from daemon.definition.phone import BadNumber, normalise, region_of
+    from daemon.definition.phone import BadNumber, normalise, tenant_region
 
     errors = []
     for line, n in kept:
         try:
-            normalise(n, region_of(tenant.timezone))
+            normalise(n, tenant_region(tenant))
         except BadNumber as exc:
             errors.append(f"{file}:{line}: {exc}")
     if errors:

@@ -68,3 +68,9 @@ def dial_form(e164: str, region: str | None) -> str:
         national = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.NATIONAL)
         return "".join(ch for ch in national if ch.isdigit())
     return "00" + e164.lstrip("+")
+
+
+def tenant_region(tenant: object) -> str | None:
+    """The region a tenant's numbers are read in: its ``country`` when the model has one,
+    else the country of its time zone."""
+    return getattr(tenant, "country", None) or region_of(getattr(tenant, "timezone", ""))

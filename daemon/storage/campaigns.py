@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from daemon.definition.campaigns import Campaign
 from daemon.definition.model import Tenant
-from daemon.definition.phone import BadNumber, normalise, region_of
+from daemon.definition.phone import BadNumber, normalise, tenant_region
 from daemon.storage.schema import campaign_attempts, campaign_contacts, campaign_runs, dnc_numbers
 
 logger = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ def import_contacts(engine: Engine, tenant: Tenant, campaign: Campaign, text_: s
                     filename: str, *, at_ms: int | None = None) -> ImportResult:
     """Validate the whole CSV, then upsert it in one transaction (ImportErrors: nothing
     written). A contact already known keeps its attempts and status."""
-    rows = read_contacts_csv(text_, filename, campaign, region_of(tenant.timezone))
+    rows = read_contacts_csv(text_, filename, campaign, tenant_region(tenant))
     now = now_ms() if at_ms is None else at_ms
     with engine.begin() as conn:
         existing = _existing_keys(conn, tenant.id, campaign.id, [r.contact_key for r in rows])
@@ -235,7 +235,7 @@ def dnc_add(engine: Engine, tenant: Tenant, raw_numbers: Iterable[str], *, reaso
     """Add numbers (normalised) to the tenant's list; contacts waiting with those numbers in
     any campaign are taken off (status ``dnc``). Returns (added, errors); with any error
     nothing is written."""
-    region = region_of(tenant.timezone)
+    region = tenant_region(tenant)
     numbers: list[str] = []
     errors: list[str] = []
     for i, raw in enumerate(raw_numbers, start=1):

@@ -34,12 +34,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, text
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.engine import Engine
 
 from daemon.definition.campaigns import Campaign, may_dial
 from daemon.definition.model import CallCenter, Tenant
-from daemon.definition.phone import dial_form, region_of
+from daemon.definition.phone import dial_form, tenant_region
 from daemon.definition.render import queue_dest
 from daemon.storage import campaigns as cs
 from daemon.storage.locks import DatabaseLock
@@ -87,7 +87,7 @@ def attempt_result(campaign_type: str, *, answered_ms: int | None, bridged_ms: i
 def originate_command(tenant: Tenant, campaign: Campaign, contact: cs.Claimed, call_id: str,
                       owner: str, agent: str | None) -> str:
     """The ``originate`` arguments for one attempt (without ``bgapi``)."""
-    number = dial_form(contact.number, region_of(tenant.timezone))
+    number = dial_form(contact.number, tenant_region(tenant))
     common = [f"origination_uuid={call_id}", f"hotline_campaign={campaign.id}",
               f"hotline_contact={contact.id}", f"hotline_dialer={owner}",
               f"originate_timeout={campaign.ring_s}"]
