@@ -699,13 +699,19 @@ def build_service(settings: Settings, center: Any = None) -> Service:
     if screen_pop is not None:
         presence, closers = LiveFanout(presence, screen_pop), closers + [screen_pop_close]
     dialer = None
-    if settings.redis_url:
-        dial_conns = NodeConnections(nodes)
+    dial_conns = NodeConnections(nodes)
+    try:  # requests and lock in Redis, or without Redis in the database (storage/callbacks)
         dialer = build_dialer(settings, center, dial_conns, live.snapshot)
+    except Exception as exc:  # a database that refuses: statistics go on, callbacks wait
+        logger.error("callback dialer off: %s", exc)
+    if dialer is not None:
         closers.append(dial_conns.close)
-    else:
-        logger.warning("no redis_url: callback requests are recorded but not dialed "
-                       "(the callback dialer keeps its requests and its lock in Redis)")
+    from daemon.switch.campaign_dialer import build_campaign_runner
+
+    campaigns = build_campaign_runner(settings, center, live.snapshot)
+    if campaigns is not None:  # outbound campaigns: their own link and lock, no Redis needed
+        campaigns.start()
+        closers.append(campaigns.close)
     http = None
     if settings.http_listen:
         # the console's agent actions get command connections of their own, like the lamps

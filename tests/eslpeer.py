@@ -37,6 +37,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Iterable
 from urllib.parse import quote
 
@@ -204,6 +205,10 @@ class PeerConnection:
             self.write(b"Content-Type: text/disconnect-notice\nContent-Length: %d\n\n"
                        % len(DISCONNECT_BODY) + DISCONNECT_BODY)
             self.close()
+            return
+        if self.peer.originator is not None and verb in ("api", "bgapi") \
+                and arg.startswith("originate ") and self.peer.scripted(line) is _NONE:
+            self.peer.originator.handle(self, verb, arg, headers)  # scripted call outcomes
             return
         scripted = self.peer.scripted(line)
         if scripted is not _NONE:
@@ -510,6 +515,7 @@ class EslPeer:
         self.accepted = 0
         self.model = SwitchModel()  # what the switch holds after the events sent so far
         self._last_event_s = 0  # switch time of the latest event sent (a capture's clock)
+        self.originator: "Originator | None" = None  # answers originate (see Originator)
         self._connected = gevent.event.Event()
         self._server = gevent.server.StreamServer((host, port), self._accept)
 
@@ -649,6 +655,153 @@ class EslPeer:
 
 # --- program mode: serve a file to the bench ------------------------------------------
 
+# --- originate: scripted call outcomes (the campaign dialer's tests) --------------------------
+@dataclass(frozen=True)
+class Outcome:
+    """How a dialed number behaves.
+
+    ``answer``: rings ``ring_s``, answers (CHANNEL_ANSWER; the originate job says
+    ``+OK <uuid>``), is bridged after ``bridge_after_s`` (CHANNEL_BRIDGE; None = never, the
+    call ends without an agent), talks ``talk_s``, hangs up NORMAL_CLEARING. ``busy``:
+    USER_BUSY at once. ``no_answer``: rings until the originate_timeout, NO_ANSWER.
+    ``failure``: the switch refuses the call (``cause``, CALL_REJECTED by default; with
+    ``channel=False`` no channel is ever created, e.g. a gateway that is down).
+    ``late_answer``: the person would answer after the originate_timeout - FreeSWITCH has
+    hung up with NO_ANSWER by then, so that is all anyone sees.
+    """
+
+    kind: str = "answer"
+    ring_s: float = 0.05
+    talk_s: float = 0.1
+    bridge_after_s: float | None = 0.01
+    cause: str | None = None
+    channel: bool = True
+    variables: tuple[tuple[str, str], ...] = ()  # extra channel variables on the events
+
+
+_DEFAULT_CAUSE = {"busy": "USER_BUSY", "no_answer": "NO_ANSWER", "late_answer": "NO_ANSWER",
+                  "failure": "CALL_REJECTED"}
+
+
+def parse_originate(arg: str) -> tuple[dict[str, str], str]:
+    """``originate {a=1,b=2}loopback/138.../ctx &park()`` -> ({a: 1, b: 2}, dial string)."""
+    rest = arg.partition(" ")[2].strip()
+    variables: dict[str, str] = {}
+    if rest.startswith("{"):
+        body, _, rest = rest[1:].partition("}")
+        for item in body.split(","):
+            k, _, v = item.partition("=")
+            variables[k.strip()] = v.strip().strip("'")
+    return variables, rest.split(" ", 1)[0]
+
+
+def dialed_number(dial: str) -> str:
+    """``loopback/13800138001/ctx`` -> 13800138001; ``user/1001@dom`` -> 1001."""
+    kind, _, rest = dial.partition("/")
+    return rest.split("/", 1)[0].split("@", 1)[0] if kind in ("loopback", "user", "sofia") \
+        else rest.split("/")[-1]
+
+
+class Originator:
+    """Answers ``api``/``bgapi originate`` with scripted outcomes and the channel events a
+    FreeSWITCH 1.10 sends for them (``mod_commands`` originate: ``+OK <uuid>`` /
+    ``-ERR <CAUSE>``; CHANNEL_CREATE, CHANNEL_ANSWER, CHANNEL_BRIDGE,
+    CHANNEL_HANGUP_COMPLETE with ``Hangup-Cause``).
+
+    ``outcome_for(number, command_line)`` decides; ``calls`` records (uuid, number, vars).
+    Install with ``peer.originator = Originator(peer, outcome_for)``.
+    """
+
+    def __init__(self, peer: "EslPeer", outcome_for: Callable[[str, str], Outcome]) -> None:
+        self.peer = peer
+        self.outcome_for = outcome_for
+        self.calls: list[tuple[str, str, dict[str, str]]] = []
+
+    def handle(self, conn: PeerConnection, verb: str, arg: str, headers: dict[str, str]) -> None:
+        variables, dial = parse_originate(arg)
+        number = dialed_number(dial)
+        call_uuid = variables.get("origination_uuid") or str(uuid.uuid4())
+        self.calls.append((call_uuid, number, variables))
+        outcome = self.outcome_for(number, arg)
+        job = headers.get("Job-UUID") or str(uuid.uuid4())
+        if verb == "bgapi":
+            conn.reply(f"+OK Job-UUID: {job}", {"Job-UUID": job})
+
+        def finish(result: str) -> None:
+            if verb == "api":
+                conn.api_response(result)
+                return
+            frame = event_frame({
+                "Event-Name": "BACKGROUND_JOB", "Core-UUID": CORE_UUID, "Job-UUID": job,
+                "Job-Command": "originate", "Job-Command-Arg": arg.partition(" ")[2],
+                "Event-Date-Timestamp": int(time.time() * 1e6)}, result)
+            if conn.wants(frame):
+                conn.write(frame)
+
+        gevent.spawn(self._run, outcome, call_uuid, number, dial, variables, finish)
+
+    def _event(self, name: str, call_uuid: str, number: str, dial: str,
+               variables: dict[str, str], outcome: Outcome, **extra: object) -> None:
+        now = int(time.time() * 1e6)
+        headers: dict[str, object] = {
+            "Event-Name": name, "Core-UUID": CORE_UUID, "Event-Date-Timestamp": now,
+            "Channel-Name": f"{dial.split('/')[0]}/{number}-a", "Unique-ID": call_uuid,
+            "Call-Direction": "outbound", "Channel-Call-UUID": call_uuid,
+            "Caller-Direction": "outbound", "Caller-Destination-Number": number,
+            "Caller-Caller-ID-Number": variables.get("origination_caller_id_number", ""),
+            "Caller-Unique-ID": call_uuid, "variable_origination_uuid": call_uuid}
+        headers.update(extra)
+        for k, v in list(variables.items()) + list(outcome.variables):
+            headers[f"variable_{k}"] = v
+        self.peer.send_event(headers)
+
+    def _run(self, o: Outcome, call_uuid: str, number: str, dial: str,
+             variables: dict[str, str], finish: Callable[[str], None]) -> None:
+        timeout = float(variables.get("originate_timeout") or 60)
+        cause = o.cause or _DEFAULT_CAUSE.get(o.kind, "NORMAL_CLEARING")
+        ev = lambda name, **kw: self._event(name, call_uuid, number, dial, variables, o, **kw)  # noqa: E731
+        created = int(time.time() * 1e6)
+        if o.kind == "failure" and not o.channel:
+            finish(f"-ERR {cause}\n")
+            return
+        ev("CHANNEL_CREATE", **{"Answer-State": "ringing", "Channel-State": "CS_INIT",
+                                "Caller-Channel-Created-Time": created})
+        if o.kind in ("busy", "failure"):
+            gevent.sleep(min(o.ring_s, timeout))
+            ev("CHANNEL_HANGUP_COMPLETE", **{"Answer-State": "hangup", "Hangup-Cause": cause,
+                                             "Caller-Channel-Created-Time": created,
+                                             "Caller-Channel-Answered-Time": 0})
+            finish(f"-ERR {cause}\n")
+            return
+        if o.kind in ("no_answer", "late_answer") or o.ring_s >= timeout:
+            # scaled: the peer's clock runs in the outcome's seconds, the dialer's
+            # originate_timeout is in real seconds; the outcome's ring time stands for it
+            gevent.sleep(o.ring_s)
+            ev("CHANNEL_HANGUP_COMPLETE", **{"Answer-State": "hangup",
+                                             "Hangup-Cause": "NO_ANSWER",
+                                             "Caller-Channel-Created-Time": created,
+                                             "Caller-Channel-Answered-Time": 0})
+            finish("-ERR NO_ANSWER\n")
+            return
+        gevent.sleep(o.ring_s)
+        answered = int(time.time() * 1e6)
+        ev("CHANNEL_ANSWER", **{"Answer-State": "answered",
+                                "Caller-Channel-Answered-Time": answered})
+        finish(f"+OK {call_uuid}\n")
+        bridged = 0
+        if o.bridge_after_s is not None:
+            gevent.sleep(o.bridge_after_s)
+            bridged = int(time.time() * 1e6)
+            ev("CHANNEL_BRIDGE", **{"Answer-State": "answered",
+                                    "Caller-Channel-Bridged-Time": bridged})
+        gevent.sleep(o.talk_s)
+        ev("CHANNEL_HANGUP_COMPLETE", **{"Answer-State": "hangup",
+                                         "Hangup-Cause": o.cause or "NORMAL_CLEARING",
+                                         "Caller-Channel-Created-Time": created,
+                                         "Caller-Channel-Answered-Time": answered,
+                                         "Caller-Channel-Bridged-Time": bridged})
+
+
 def _serve(path: str, port: int, password: str, pace: float, repeat: int) -> None:
     """Serve ``path``'s event frames to each client once it subscribes.
 
@@ -730,8 +883,35 @@ def main(argv: list[str]) -> None:
     serve.add_argument("--password", default=os.environ.get("ESLPEER_PASSWORD", "ClueCon"))
     serve.add_argument("--pace", type=float, default=0.0)
     serve.add_argument("--repeat", type=int, default=1)
+    dial = sub.add_parser("dial", help="answer originate with outcomes by the number's last "
+                                       "digit (docs/ADMIN.md 'Campaigns')")
+    dial.add_argument("--port", type=int, default=8021)
+    dial.add_argument("--password", default=os.environ.get("ESLPEER_PASSWORD", "ClueCon"))
     args = parser.parse_args(argv)
+    if args.cmd == "dial":
+        _dial(args.port, args.password)
+        return
     _serve(args.file, args.port, args.password, args.pace, args.repeat)
+
+
+DEMO_OUTCOMES = {"1": Outcome("answer", ring_s=2, talk_s=5, bridge_after_s=0.5),
+                 "2": Outcome("busy", ring_s=1), "3": Outcome("no_answer", ring_s=5),
+                 "4": Outcome("failure"), "5": Outcome("late_answer", ring_s=5)}
+
+
+def _dial(port: int, password: str) -> None:
+    """A switch for trying campaigns by hand: a number ending in 1 answers (and is bridged),
+    2 is busy, 3 does not answer, 4 is rejected, 5 would answer too late; others answer."""
+    peer = EslPeer(password, port=port)
+    peer.originator = Originator(
+        peer, lambda number, line: DEMO_OUTCOMES.get(number[-1:], DEMO_OUTCOMES["1"]))
+    peer.start()
+    print(f"eslpeer dial: listening on {peer.host}:{peer.port}", flush=True)
+    try:
+        while True:
+            gevent.sleep(3600)
+    except KeyboardInterrupt:
+        peer.stop()
 
 
 

@@ -143,16 +143,16 @@ def test_a_callback_request_from_the_switch_is_claimed_and_dialed_by_the_daemon(
     assert lock_after_stop is None  # SIGTERM: the dialer stopped and gave the lock back
 
 
-def test_without_redis_callbacks_are_recorded_not_dialed_and_the_log_says_so_once(
-        peer, tmp_path, center, caplog):
-    with caplog.at_level(logging.INFO):
-        service = build_service(settings_for(peer, tmp_path), center)
-        with running(service):
-            peer.wait_subscribed()
-            peer.send_event(callback_request("call-cb-2"))
-            wait_for(lambda: service.events >= 1, what="event processed")
-    assert service.dialer is None
-    assert caplog.text.count("callback requests are recorded but not dialed") == 1
+def test_without_redis_callback_requests_are_kept_in_the_database_for_the_dialer(
+        peer, tmp_path, center):
+    service = build_service(settings_for(peer, tmp_path), center)
+    with running(service):
+        peer.wait_subscribed()
+        peer.send_event(callback_request("call-cb-2"))
+        wait_for(lambda: service.events >= 1, what="event processed")
+        wait_for(lambda: service.dialer.store.get("call-cb-2") is not None,
+                 what="request stored")
+    assert service.dialer.store.get("call-cb-2").status == "pending"  # no agent free: waits
     assert not [c for c in peer.commands if c.startswith("api originate")]
 
 

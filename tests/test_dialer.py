@@ -306,11 +306,16 @@ def test_queue_agents_come_from_the_model_tiers(center):
     assert tiers["sales@hotline.test"] == [(1, 1, "1004@hotline.test")]
 
 
-def test_build_dialer_needs_redis_and_the_model(redis_url, center):
+def test_build_dialer_needs_the_model_and_keeps_requests_in_redis_or_the_database(
+        redis_url, center, tmp_path):
     from daemon.definition.model import EslNode, Settings
+    from daemon.storage.callbacks import SqlCallbackStore
     from daemon.switch.dialer import build_dialer
 
-    assert build_dialer(Settings(), center, lambda n: None, dict) is None
+    no_redis = Settings(database_url=f"sqlite:///{tmp_path / 'h.db'}")
+    d = build_dialer(no_redis, center, lambda n: None, dict)
+    assert isinstance(d.store, SqlCallbackStore) and d.is_leader()
+    d.close()
     with_redis = Settings(redis_url=redis_url, esl_nodes=(EslNode("n7"),))
     assert build_dialer(with_redis, None, lambda n: None, dict) is None
     d = build_dialer(with_redis, center, lambda n: None, dict)

@@ -11,8 +11,8 @@ import sys
 import click
 
 # the command modules register their commands on import
-from daemon.cli import (customers, definition, doctor, example, sms, stats,  # noqa: F401
-                         storage, switch, web, webhooks)
+from daemon.cli import (campaign, customers, definition, doctor, example, sms,  # noqa: F401
+                         stats, storage, switch, web, webhooks)
 from daemon.cli.base import UserError, echo_json, hotline
 
 __all__ = ["hotline", "main", "UserError", "echo_json"]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.definition import model as m
+from daemon.definition.campaigns import check_campaigns, read_campaign
 from daemon.definition.gcpause import paused_gc
 from daemon.definition.integrations import (
     read_country,
@@ -49,14 +50,14 @@ TENANT_SINGLE = ("name", "domain", "timezone", "language", "feature_codes", "cou
                  "screen_pop", "crm_lookup", "sms")
 TENANT_COLLECTIONS = ("numbers", "schedules", "ivr_menus", "queues", "agents", "teams",
                       "skills", "conferences", "break_reasons", "dispositions",
-                      "outbound_routes", "webhooks")
+                      "outbound_routes", "webhooks", "campaigns")
 TENANT_LISTS = ("costs",)
 TENANT_KEYS = TENANT_SINGLE + TENANT_COLLECTIONS + TENANT_LISTS
 _SINGULAR = {"numbers": "number", "schedules": "schedule", "ivr_menus": "IVR menu",
              "queues": "queue", "agents": "agent", "teams": "team", "skills": "skill",
              "conferences": "conference room", "break_reasons": "break reason",
              "dispositions": "disposition", "outbound_routes": "outbound route",
-             "webhooks": "webhook"}
+             "webhooks": "webhook", "campaigns": "campaign"}
 ACTION_KINDS = ("ivr", "queue", "agent", "extension", "voicemail", "conference", "playback",
                 "transfer", "callback", "survey", "hangup")
 FEATURE_KEYS = {"login": "login", "logout": "logout", "toggle": "toggle", "break": "break_",
@@ -205,6 +206,8 @@ class _TenantBuilder:
         crm = self._single("crm_lookup", lambda n, w: read_crm_lookup(r, n, w))
         sms = self._single("sms", lambda n, w: read_sms(
             r, n, w, name if isinstance(name, str) else self.id, [q.name for q in self.queues]))
+        campaigns = tuple(c for c in (read_campaign(r, self._weekly, e.id, e.node, e.src)
+                                      for e in self.coll["campaigns"].values()) if c)
 
         if _BAD in (domain, timezone, language, name, codes) or domain is None \
                 or timezone is None:
@@ -215,7 +218,7 @@ class _TenantBuilder:
                 schedules=self.schedules, ivr_menus=self.menus, queues=self.queues,
                 agents=self.agents, teams=self.teams, skills=self.skills,
                 conferences=self.conferences, break_reasons=breaks, dispositions=dispositions,
-                costs=costs, src=self.src,
+                costs=costs, src=self.src, campaigns=campaigns,
             )
             _check_tenant(r, self.provisional, self, codes_known=codes is not _BAD)
             return None
@@ -228,6 +231,7 @@ class _TenantBuilder:
             webhooks=webhooks,
             country=None if country is _BAD else country, screen_pop=screen_pop is True,
             crm_lookup=None if crm is _BAD else crm, sms=None if sms is _BAD else sms,
+            campaigns=campaigns,
         )
         _check_tenant(r, tenant, self)
         return tenant
@@ -996,6 +1000,7 @@ def _check_tenant(r: _Reader, t: m.Tenant, b: _TenantBuilder, *,
         if q.callback.enabled and q.max_wait_s and q.callback.after_s >= q.max_wait_s:
             r.error(q.src, f"{qw} offers a callback after {q.callback.after_s} s but callers "
                            f"leave after max_wait_s {q.max_wait_s} s.")
+    check_campaigns(r, t, ref)
     # numbers the switch dials inside the context: extensions, rooms, feature codes
     dialable: dict[str, tuple[str, Source]] = {}
 

@@ -426,6 +426,13 @@ class Tenant:
         """The first route that takes ``number`` (None: the tenant cannot call it)."""
         return next((r for r in self.outbound_routes if r.matches(number)), None)
 
+    # outbound campaigns (daemon.definition.campaigns.Campaign; typed loosely here so the
+    # model does not import the module that reads them)
+    campaigns: tuple = ()
+
+    def campaign(self, campaign_id: str):  # -> Campaign | None
+        return next((c for c in self.campaigns if c.id == campaign_id), None)
+
     def queue(self, queue_id: str) -> Queue | None:
         return next((q for q in self.queues if q.id == queue_id), None)
 

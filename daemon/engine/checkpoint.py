@@ -36,7 +36,7 @@ _FIELDS = {name: tuple(f.name for f in fields(cls)) for name, cls in _CLASSES.it
 # what the engine learns from the stream; everything else it holds is configuration (from
 # the model, read again at start) or scratch space that is empty between two events
 SAVED = ("agent_wrapup_s", "_calls", "_legs", "_internal", "_segs", "_emitted_calls", "_seen",
-         "_last_purge_ms", "_clock_ms", "_jump_ms", "_heartbeat_ms")
+         "_last_purge_ms", "_clock_ms", "_jump_ms", "_heartbeat_ms", "_campaign_legs")
 CONFIG = ("node", "short_abandon_s", "internal_numbers", "did_tenants", "agent_extensions")
 SCRATCH = ("_out", "_dirty_segs", "_dirty_calls", "_event_node", "_handlers")
 # kept apart: _book (its agents) and _emitted_segs (stored as its difference to _segs)

@@ -137,6 +137,7 @@ class SegmentEngine:
         self._calls: dict[str, CallState] = {}
         self._legs: dict[str, tuple[str, str, str]] = {}  # uuid -> (call_id, role, member_uuid)
         self._internal: set[str] = set()
+        self._campaign_legs: set[str] = set()  # campaign dialer legs: never inbound calls
         self._book = AgentBook()
         self._segs: dict[str, Segment] = {}
         self._emitted_segs: dict[str, Segment] = {}
@@ -521,6 +522,14 @@ class SegmentEngine:
         if ev.get("variable_hotline_callback_call_id"):
             self._internal.add(uuid)  # a leg the callback dialer opened for an earlier call
             return False
+        if ev.get("variable_hotline_campaign"):
+            # a campaign dialer's leg (daemon/switch/campaign_dialer.py): its loopback twin
+            # that routes the number out is internal through the rule below, and its stay in
+            # a queue (progressive) is no inbound queue call; outbound campaign calls are
+            # counted from the campaign attempts
+            self._internal.add(uuid)
+            self._campaign_legs.add(uuid)
+            return False
         if ev.get("variable_cc_side") == "agent" or ev.get("variable_cc_member_session_uuid"):
             self._internal.add(uuid)  # a leg mod_callcenter dialed for an agent
             return False
@@ -600,8 +609,8 @@ class SegmentEngine:
 
     def _member_call(self, ev: Event, ts: int) -> CallState | None:
         session = ev.get("CC-Member-Session-UUID")
-        if not session:
-            return None
+        if not session or session in self._campaign_legs:
+            return None  # a campaign contact in a queue: not an inbound call (see _is_call_leg)
         call = self._calls.get(session)
         if call is None:
             call = self._stub(session, domain_of(ev.get("CC-Queue")))
@@ -871,6 +880,7 @@ class SegmentEngine:
     def _on_destroy(self, ev: Event, ts: int) -> None:
         uuid = ev.uuid or ""
         self._internal.discard(uuid)
+        self._campaign_legs.discard(uuid)  # mod_callcenter ends its stay before the destroy
         call = self._calls.get(uuid)
         if call is not None:
             call.last_ms = max(call.last_ms, ts)

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
+from daemon.definition import phone
 from daemon.storage import schema
 
 COLUMNS = ("number", "name", "account_id", "vip", "tags", "language", "notes")
@@ -47,19 +48,12 @@ class Customer:
 
 
 def normalise(number: str, region: str | None) -> str | None:
-    """E.164 of a number as dialled in ``region``, or None if it is no possible number."""
-    import phonenumbers
-
-    text = (number or "").strip()
-    if not text:
-        return None
+    """E.164 of a number as dialled in ``region``, or None if it is no possible number
+    (the one reading of numbers: ``daemon.definition.phone``, also for campaigns and DNC)."""
     try:
-        parsed = phonenumbers.parse(text, region or None)
-    except phonenumbers.NumberParseException:
+        return phone.normalise(number, region or None)
+    except phone.BadNumber:
         return None
-    if not phonenumbers.is_possible_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def caller_key(caller: str, region: str | None) -> str:

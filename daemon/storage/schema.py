@@ -174,3 +174,107 @@ sms_opt_out = Table(
     Column("number", String(32), primary_key=True),  # E.164
     Column("created_ms", BigInteger, nullable=False),
 )
+
+# ---- outbound campaigns (daemon/storage/campaigns.py) -------------------------------------------
+# A contact of a campaign, keyed by (tenant, campaign, contact_key): the external id when the
+# CSV has one, else the normalised number, so a re-import updates rather than duplicates.
+# status: pending (may be dialed at next_ms) | dialing (claimed by claimed_by at claimed_ms)
+# | done (reached) | finished (attempts used up) | dnc (on the do-not-call list) | optout.
+campaign_contacts = Table(
+    "campaign_contacts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(128), nullable=False),
+    Column("campaign", String(128), nullable=False),
+    Column("contact_key", String(128), nullable=False),
+    Column("number", String(32), nullable=False),  # E.164
+    Column("name", String(128), nullable=False, default=""),
+    Column("external_id", String(128)),
+    Column("fields", Text),  # JSON object of the campaign's per-contact fields
+    Column("status", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_result", String(16)),
+    Column("next_ms", BigInteger, nullable=False, default=0),
+    Column("claimed_by", String(64)),
+    Column("claimed_ms", BigInteger),
+    Column("imported_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+Index("ux_campaign_contacts_key", campaign_contacts.c.tenant, campaign_contacts.c.campaign,
+      campaign_contacts.c.contact_key, unique=True)
+# the batch query: the due pending contacts of one campaign in next_ms order
+Index("ix_campaign_contacts_due", campaign_contacts.c.tenant, campaign_contacts.c.campaign,
+      campaign_contacts.c.status, campaign_contacts.c.next_ms, campaign_contacts.c.id)
+Index("ix_campaign_contacts_number", campaign_contacts.c.tenant, campaign_contacts.c.number)
+
+# One attempt to reach a contact: written BEFORE the originate (its call_id is the
+# origination uuid), its result written when the switch tells; a restart finds the attempts
+# left without a result and never dials those contacts again for that attempt.
+campaign_attempts = Table(
+    "campaign_attempts",
+    metadata,
+    Column("attempt_id", String(200), primary_key=True),  # "<contact id>:<attempt n>"
+    Column("tenant", String(128), nullable=False),
+    Column("campaign", String(128), nullable=False),
+    Column("contact_id", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("number", String(32), nullable=False),
+    Column("call_id", String(64), nullable=False),
+    Column("node", String(128), nullable=False, default=""),
+    Column("agent", String(160)),
+    Column("started_ms", BigInteger, nullable=False),
+    Column("answered_ms", BigInteger),  # the contact answered
+    Column("bridged_ms", BigInteger),  # an agent took the call
+    Column("ended_ms", BigInteger),
+    # answered | busy | no_answer | failed | machine | abandoned | optout | lost
+    Column("result", String(16)),
+    Column("cause", String(48)),  # the switch's hangup cause
+    Column("disposition", String(32)),
+)
+Index("ix_campaign_attempts_campaign_started", campaign_attempts.c.tenant,
+      campaign_attempts.c.campaign, campaign_attempts.c.started_ms)
+Index("ix_campaign_attempts_contact", campaign_attempts.c.contact_id)
+Index("ix_campaign_attempts_call", campaign_attempts.c.call_id)
+
+# The do-not-call list of a tenant: numbers (E.164) never dialed by any campaign.
+dnc_numbers = Table(
+    "dnc_numbers",
+    metadata,
+    Column("tenant", String(128), primary_key=True),
+    Column("number", String(32), primary_key=True),
+    Column("reason", String(128), nullable=False, default=""),
+    Column("source", String(16), nullable=False),  # cli | import | optout
+    Column("added_ms", BigInteger, nullable=False),
+)
+
+# What an operator asked a campaign to do: running | paused | stopped (absent = stopped).
+campaign_runs = Table(
+    "campaign_runs",
+    metadata,
+    Column("tenant", String(128), primary_key=True),
+    Column("campaign", String(128), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("changed_ms", BigInteger, nullable=False),
+)
+
+# Callback requests when there is no Redis (daemon/storage/callbacks.py): the same fields as
+# the Redis hash of daemon/switch/dialer.py, one row per call that asked to be called back.
+callback_requests = Table(
+    "callback_requests",
+    metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("queue", String(160), nullable=False),
+    Column("number", String(64), nullable=False),
+    Column("joined_ms", BigInteger, nullable=False),
+    Column("node", String(128), nullable=False, default=""),
+    Column("requested_ms", BigInteger, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("agent_misses", Integer, nullable=False, default=0),
+    Column("next_ms", BigInteger, nullable=False, default=0),
+    Column("status", String(16), nullable=False),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("agent", String(160), nullable=False, default=""),
+    Column("owner", String(64)),
+    Column("claimed_ms", BigInteger),
+)
+Index("ix_callback_requests_open", callback_requests.c.status, callback_requests.c.joined_ms)

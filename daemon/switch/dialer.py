@@ -259,13 +259,19 @@ class CallbackStore:
 
 def build_dialer(settings: Any, center: CallCenter | None, connect: Callable[[str], Any],
                  snapshot: Callable[[], Mapping[str, Any]]) -> "CallbackDialer | None":
-    """The daemon's dialer, or None when it cannot run (no Redis, no call-center model)."""
-    if not getattr(settings, "redis_url", None) or center is None:
-        logger.info("callback dialer off: it needs redis_url and the call-center configuration")
+    """The daemon's dialer, or None when it cannot run (no call-center model). Requests and
+    the lock live in Redis, or without Redis in the database (storage.callbacks)."""
+    if center is None:
+        logger.info("callback dialer off: it needs the call-center configuration")
         return None
     nodes = getattr(settings, "esl_nodes", ())
-    return CallbackDialer(settings.redis_url, center, connect, snapshot,
-                          default_node=nodes[0].name if nodes else "")
+    store = None
+    if not getattr(settings, "redis_url", None):
+        from daemon.storage.callbacks import SqlCallbackStore
+
+        store = SqlCallbackStore(settings.database_url, CallbackRequest)
+    return CallbackDialer(settings.redis_url or "", center, connect, snapshot,
+                          default_node=nodes[0].name if nodes else "", store=store)
 
 
 def _first(text: str) -> str:
@@ -285,8 +291,9 @@ class CallbackDialer:
                  retry_base_s: int = 60, agent_retry_s: int = 15, max_agent_misses: int = 5,
                  ring_s: int = 25, customer_dial: str | None = None,
                  stale_claim_s: int = 300, prefix: str = PREFIX,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.store = CallbackStore(redis_url, prefix)
+                 clock: Callable[[], float] = time.time, store: Any = None) -> None:
+        # Redis, or any store with the same methods (storage.callbacks: the database)
+        self.store = store if store is not None else CallbackStore(redis_url, prefix)
         self.center = center
         self.connect = connect
         self.snapshot = snapshot
