@@ -1,6 +1,7 @@
 """Commands on SMS to callers: the opt-out list, and what was sent, failed or skipped."""
 from __future__ import annotations
 
+import contextlib
 import time
 
 import click
@@ -24,6 +25,21 @@ def _number(number: str, tenant) -> str:
     return e164
 
 
+@contextlib.contextmanager
+def _opt_out_list(number: str, tenant: str, config_dir: str | None, db_url: str | None):
+    """(connection in a transaction, the opt-out table, the tenant, NUMBER as E.164)."""
+    from daemon.storage import schema
+
+    t = _tenant(config_dir, tenant)
+    e164 = _number(number, t)
+    url, engine = _engine(db_url)
+    try:
+        with _database_errors(url), engine.begin() as conn:
+            yield conn, schema.sms_opt_out, t, e164
+    finally:
+        engine.dispose()
+
+
 @sms_group.command("opt-out")
 @click.argument("number")
 @_TENANT
@@ -31,21 +47,12 @@ def _number(number: str, tenant) -> str:
 @_DB
 def opt_out_cmd(number: str, tenant: str, config_dir: str | None, db_url: str | None) -> None:
     """NUMBER gets no more SMS from the tenant (texts queued from now on are skipped)."""
-    from daemon.storage import schema
-
-    t = _tenant(config_dir, tenant)
-    e164 = _number(number, t)
-    url, engine = _engine(db_url)
-    table = schema.sms_opt_out
-    try:
-        with _database_errors(url), engine.begin() as conn:
-            exists = conn.execute(table.select().where(table.c.tenant == t.domain,
-                                                       table.c.number == e164)).first()
-            if not exists:
-                conn.execute(table.insert().values(tenant=t.domain, number=e164,
-                                                   created_ms=int(time.time() * 1000)))
-    finally:
-        engine.dispose()
+    with _opt_out_list(number, tenant, config_dir, db_url) as (conn, table, t, e164):
+        exists = conn.execute(table.select().where(table.c.tenant == t.domain,
+                                                   table.c.number == e164)).first()
+        if not exists:
+            conn.execute(table.insert().values(tenant=t.domain, number=e164,
+                                               created_ms=int(time.time() * 1000)))
     click.echo(f"{e164} opted out of SMS from tenant '{t.id}'")
 
 
@@ -56,18 +63,9 @@ def opt_out_cmd(number: str, tenant: str, config_dir: str | None, db_url: str | 
 @_DB
 def opt_in_cmd(number: str, tenant: str, config_dir: str | None, db_url: str | None) -> None:
     """NUMBER may get SMS from the tenant again."""
-    from daemon.storage import schema
-
-    t = _tenant(config_dir, tenant)
-    e164 = _number(number, t)
-    url, engine = _engine(db_url)
-    table = schema.sms_opt_out
-    try:
-        with _database_errors(url), engine.begin() as conn:
-            gone = conn.execute(table.delete().where(table.c.tenant == t.domain,
-                                                     table.c.number == e164)).rowcount
-    finally:
-        engine.dispose()
+    with _opt_out_list(number, tenant, config_dir, db_url) as (conn, table, t, e164):
+        gone = conn.execute(table.delete().where(table.c.tenant == t.domain,
+                                                 table.c.number == e164)).rowcount
     if not gone:
         raise UserError(f"{e164} had not opted out of SMS from tenant '{t.id}'")
     click.echo(f"{e164} may get SMS from tenant '{t.id}' again")
