@@ -127,6 +127,13 @@ def test_an_abandoned_caller_is_texted_once_and_an_opted_out_one_is_skipped(empt
     write("abandoned_short")  # that caller hangs up in the queue too
     skipped = [r for r in sms_rows(empty_db_url) if r["recipient"] == "+8613800138003"]
     assert [(r["status"], r["last_error"]) for r in skipped] == [("skipped", "opted out")]
+    back = ["sms", "opt-in", "+86 138 0013 8003", "--tenant", "demo", "--db", empty_db_url,
+            "--config", _config_dir(tenant)]
+    out = CliRunner().invoke(hotline, back)
+    assert out.exit_code == 0 and out.output.strip() == \
+        "+8613800138003 may get SMS from tenant 'demo' again"
+    again = CliRunner().invoke(hotline, back)  # nothing left to take back: the user's mistake
+    assert again.exit_code == 1 and "had not opted out" in again.output
 
 
 def _config_dir(tenant: m.Tenant) -> str:
