@@ -119,3 +119,74 @@ dispositions = Table(
     Column("source", String(16), nullable=False),  # phone | cli
     Column("entered_ms", BigInteger, nullable=False),
 )
+
+# --- roll-ups (daemon/storage/rollup.py) ---------------------------------------------------
+# Sums per 15-minute bucket (UTC-aligned: every real time zone's offset is a multiple of
+# 15 minutes, so a report interval of 15 min or longer is a whole number of buckets) x
+# tenant x queue x agent, for the KPIs whose definition allows summing. Rebuilt bucket by
+# bucket from the raw rows: a bucket is marked in ``rollup_changes`` by triggers on
+# ``segments`` and ``calls`` (the old and the new bucket of an updated row), and the
+# roll-up job recomputes the marked buckets. No primary key: queue and agent may be NULL.
+ROLLUP_BUCKET_MS = 15 * 60_000
+
+rollup_queue = Table(
+    "rollup_queue",
+    metadata,
+    Column("bucket_ms", BigInteger, nullable=False),
+    Column("tenant", String(128), nullable=False),
+    Column("queue", String(160)),
+    Column("agent", String(160)),
+    Column("offered", BigInteger, nullable=False),
+    Column("answered", BigInteger, nullable=False),
+    Column("abandoned", BigInteger, nullable=False),
+    Column("short_abandoned", BigInteger, nullable=False),  # with rollup_thresholds' short_ms
+    Column("transferred", BigInteger, nullable=False),
+    Column("answered_in_sl", BigInteger, nullable=False),  # with rollup_thresholds' sl_ms
+    Column("wait_answered_ms", BigInteger, nullable=False),
+    Column("wait_abandoned_ms", BigInteger, nullable=False),
+    Column("wait_ended_ms", BigInteger, nullable=False),
+    Column("wait_ended_n", BigInteger, nullable=False),
+    Column("wait_max_ms", BigInteger),
+    Column("talk_ms", BigInteger, nullable=False),
+    Column("hold_ms", BigInteger, nullable=False),
+    Column("wrapup_ms", BigInteger, nullable=False),
+    Column("rings_answered", BigInteger, nullable=False),
+    Column("ring_answered_ms", BigInteger, nullable=False),
+    Column("scored_n", BigInteger, nullable=False),
+    Column("score_sum", BigInteger, nullable=False),
+    Column("satisfied_n", BigInteger, nullable=False),
+)
+Index("ix_rollup_queue_tenant_bucket", rollup_queue.c.tenant, rollup_queue.c.bucket_ms)
+
+rollup_calls = Table(
+    "rollup_calls",
+    metadata,
+    Column("bucket_ms", BigInteger, nullable=False),
+    Column("tenant", String(128), nullable=False),
+    Column("queue", String(160)),  # the call's first queue
+    Column("calls", BigInteger, nullable=False),
+    Column("blocked", BigInteger, nullable=False),
+    Column("ivr_only", BigInteger, nullable=False),
+    Column("queued", BigInteger, nullable=False),
+)
+Index("ix_rollup_calls_tenant_bucket", rollup_calls.c.tenant, rollup_calls.c.bucket_ms)
+
+# Buckets whose raw rows changed since they were last rolled up (written by triggers).
+rollup_changes = Table(
+    "rollup_changes",
+    metadata,
+    Column("tenant", String(128), nullable=False),
+    Column("bucket_ms", BigInteger, nullable=False),
+)
+Index("ix_rollup_changes_tenant_bucket", rollup_changes.c.tenant, rollup_changes.c.bucket_ms)
+
+# The queue thresholds the roll-ups of a tenant were computed with (service level and
+# short abandon are counts over thresholds); a report with other thresholds reads raw rows.
+rollup_thresholds = Table(
+    "rollup_thresholds",
+    metadata,
+    Column("tenant", String(128), primary_key=True),
+    Column("queue", String(160), primary_key=True),
+    Column("sl_ms", BigInteger, nullable=False),
+    Column("short_ms", BigInteger, nullable=False),
+)
