@@ -33,7 +33,10 @@ calls = Table(
     Column("caller", String(64), nullable=False, default=""),
     Column("caller_name", String(128), nullable=False, default=""),
     Column("dialed", String(64), nullable=False, default=""),
-    Column("started_ms", BigInteger, nullable=False),
+    # in the primary key: PostgreSQL partitions calls by the month of their start
+    # (daemon/storage/partitions.py), and a partitioned table's keys include the partition
+    # key; a call's start never changes, so (call_id, started_ms) is as unique as call_id
+    Column("started_ms", BigInteger, nullable=False, primary_key=True),
     Column("ended_ms", BigInteger),
     Column("outcome", String(32), nullable=False),
     Column("ivr_path", String(64), nullable=False, default=""),
@@ -50,7 +53,7 @@ segments = Table(
     Column("tenant", String(128), nullable=False),
     Column("node", String(128), nullable=False),
     Column("kind", String(16), nullable=False),
-    Column("started_ms", BigInteger, nullable=False),
+    Column("started_ms", BigInteger, nullable=False, primary_key=True),  # as calls.started_ms
     Column("ended_ms", BigInteger),
     Column("duration_ms", BigInteger),
     Column("caller", String(64), nullable=False, default=""),
