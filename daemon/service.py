@@ -498,6 +498,7 @@ def build_service(settings: Settings, center: Any = None) -> Service:
 
     # next to the journal, not in /tmp: spilled records must survive a reboot
     store = Store(settings.database_url, spill_dir=Path(settings.journal_dir) / "spill")
+    store, leader_closers = _with_leadership(settings, center, store)
     live = make_live_state(settings.redis_url)
     nodes = settings.esl_nodes
     # command connections of their own, one set each: a lamp never waits behind a
@@ -505,7 +506,7 @@ def build_service(settings: Settings, center: Any = None) -> Service:
     lamp_conns = NodeConnections(nodes)
     presence = PresenceWorker(PresencePublisher({n.name: lamp_conns.sender(n.name)
                                                  for n in nodes}))
-    closers: list[Callable[[], None]] = [lamp_conns.close]
+    closers: list[Callable[[], None]] = [lamp_conns.close, *leader_closers]
     dialer = None
     if settings.redis_url:
         dial_conns = NodeConnections(nodes)
@@ -524,6 +525,23 @@ def build_service(settings: Settings, center: Any = None) -> Service:
         logger.info("http API disabled (http_listen is empty)")
     return Service(settings, center, journal_for, engine_for, store, live,
                    dialer=dialer, presence=presence, closers=closers, http=http)
+
+
+def _with_leadership(settings: Settings, center: Any, store: Any
+                     ) -> tuple[Any, list[Callable[[], None]]]:
+    """Several daemons for the same switches (docs/SCALE.md): the store written only by
+    the leader, and the leader's singleton jobs (roll-ups, partitions)."""
+    from daemon.jobs import Jobs
+    from daemon.leader import GatedStore, Leadership, lease_for
+
+    leadership = Leadership(lease_for(settings.database_url, settings.redis_url))
+    gated = GatedStore(store, leadership)
+    leadership.on_promote = gated.promote
+    leadership.start()
+    jobs = Jobs(store.engine, center, lambda: leadership.is_leader,
+                rollup_every_s=settings.rollup_interval_s,
+                retention_months=settings.retention_months).start()
+    return gated, [jobs.stop, leadership.stop]
 
 
 def run_daemon(settings: Settings, center: Any = None, *,

@@ -375,6 +375,10 @@ class Settings:
     journal_compress: bool = True  # gzip a journal file once it is rotated
     journal_retention_days: int = 90  # journal files older than this are deleted; 0 = keep all
     summary_interval_s: float = 60.0  # the daemon's one-line summary in the log; 0 = off
+    retention_months: int = 0  # calls/segments older than this many months dropped; 0 = keep
+    rollup_interval_s: float = 60.0  # how often the leader rolls up changed 15-minute buckets
+    # rendered as callcenter.conf's odbc-dsn: mod_callcenter's tables shared by every node
+    callcenter_odbc_dsn: str | None = None
 
 
 @dataclass(frozen=True)
