@@ -31,7 +31,7 @@ def render(directory: str | None, out_dir: str) -> None:
     from daemon.definition.render import render as render_center
 
     directory, center = _load_center_or_fail(directory)
-    written = render_center(center, out_dir)
+    written = render_center(center, out_dir, odbc_dsn=_odbc_dsn())
     click.echo(f"wrote {len(written)} files to {out_dir}:")
     for path in written:
         click.echo(f"  {Path(path).relative_to(out_dir)}")
@@ -127,3 +127,16 @@ def validate(directory: str | None, as_json: bool) -> None:
         click.echo(str(err))
     count = len(outcome.errors)
     raise UserError(f"{directory}: {count} error{'s' if count != 1 else ''}")
+
+
+def _odbc_dsn() -> str | None:
+    """settings ``callcenter_odbc_dsn``: mod_callcenter's shared database (docs/SCALE.md)."""
+    from daemon.definition.config import ConfigErrors
+    from daemon.definition.settings import load_settings
+
+    try:
+        return load_settings().callcenter_odbc_dsn or None
+    except ConfigErrors as exc:
+        for err in exc.errors:
+            click.echo(str(err))
+        raise UserError(f"the settings have {len(exc.errors)} error(s)") from None
