@@ -6,7 +6,8 @@ Every KPI whose definition is a count, a sum or a maximum over queue stays, talk
 wrap-up, rings, surveys and call starts (``ROLLED``: offered, answered, service level,
 ASA, AHT, ...). Two tables: ``rollup_queue`` (segments, by the queue entry) and
 ``rollup_calls`` (calls, by their start), one row per (15-minute bucket, tenant, queue,
-agent). The counts over thresholds (service level, short abandons) are taken with the
+agent); ``rollup_queue_total`` holds rollup_queue summed over agents, what reports by
+tenant or queue read. The counts over thresholds (service level, short abandons) are taken with the
 queue thresholds of the model, recorded in ``rollup_thresholds``; a report whose
 thresholds differ reads the raw rows (the job re-rolls the tenant when the model changes).
 
@@ -216,12 +217,27 @@ def refresh(conn: Connection, thresholds: dict[str, tuple[Threshold, ...]],
             # and the rows it stands for are visible to the recompute below (READ COMMITTED)
             conn.execute(delete(rc).where(rc.c.tenant == tenant, rc.c.bucket_ms.in_(part)))
             for table, rows in ((schema.rollup_queue, queue_rows(tenant, want, ranges)),
-                                (schema.rollup_calls, call_rows(tenant, ranges))):
+                                (schema.rollup_calls, call_rows(tenant, ranges)),
+                                (schema.rollup_queue_total, _totals(tenant, part))):
                 conn.execute(delete(table).where(table.c.tenant == tenant,
                                                  table.c.bucket_ms.in_(part)))
                 conn.execute(insert(table).from_select(list(rows.selected_columns.keys()), rows))
         done += len(buckets)
     return done
+
+
+def _totals(tenant: str, buckets: Sequence[int]) -> Any:
+    """rollup_queue rows of ``buckets`` summed over agents (rollup_queue_total's rows)."""
+    rq = schema.rollup_queue
+    sums = [func.sum(rq.c[c.name]).label(c.name) if c.name != "wait_max_ms"
+            else func.max(rq.c.wait_max_ms).label(c.name)
+            for c in schema.rollup_queue_total.columns if c.name not in _KEYS]
+    return (select(rq.c.bucket_ms, rq.c.tenant, rq.c.queue, *sums)
+            .where(rq.c.tenant == tenant, rq.c.bucket_ms.in_(buckets))
+            .group_by(rq.c.bucket_ms, rq.c.tenant, rq.c.queue))
+
+
+_KEYS = ("bucket_ms", "tenant", "queue", "agent")
 
 
 def _reroll_all(conn: Connection, tenant: str, want: tuple[Threshold, ...]) -> None:
@@ -230,7 +246,7 @@ def _reroll_all(conn: Connection, tenant: str, want: tuple[Threshold, ...]) -> N
                     schema.calls)
     logger.info("roll-ups of %s: queue thresholds changed, rolling up all its buckets again",
                 tenant)
-    for table in (schema.rollup_queue, schema.rollup_calls, th):
+    for table in (schema.rollup_queue, schema.rollup_queue_total, schema.rollup_calls, th):
         conn.execute(delete(table).where(table.c.tenant == tenant))
     if want:
         conn.execute(insert(th), [{"tenant": tenant, "queue": t.queue, "sl_ms": t.sl_ms,
@@ -364,7 +380,10 @@ class _Rolled:
     """Roll-up rows of the scope (+ marked buckets from raw rows), each with its interval."""
 
     def __init__(self, scope: K.Scope, table: str, dirty: list[tuple[int, int]]) -> None:
-        rt = schema.rollup_queue if table == "queue" else schema.rollup_calls
+        # by tenant or queue, without an agent filter: the agents' sums (far fewer rows)
+        total = table == "queue" and scope.by in ("tenant", "queue") and scope.agent is None
+        rt = (schema.rollup_calls if table == "calls" else schema.rollup_queue_total if total
+              else schema.rollup_queue)
         conds = [rt.c.tenant == scope.tenant, rt.c.bucket_ms >= scope.from_ms,
                  rt.c.bucket_ms < scope.to_ms]
         if dirty:
@@ -378,6 +397,9 @@ class _Rolled:
             fresh = (queue_rows(scope.tenant, thresholds_of(scope), dirty, scope.queue,
                                 scope.agent) if table == "queue"
                      else call_rows(scope.tenant, dirty, scope.queue))
+            if total:  # per agent from raw rows; summed below like the totals
+                f = fresh.subquery("fresh")
+                fresh = select(*[f.c[c.name] for c in rt.columns])
             rolled = union_all(rolled, fresh)
         sub = rolled.subquery("rolled")
         iv = K._intervals_cte(scope)

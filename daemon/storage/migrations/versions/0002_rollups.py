@@ -1,4 +1,4 @@
-"""Roll-ups: rollup_queue, rollup_calls, rollup_changes, rollup_thresholds; the triggers that
+"""Roll-ups: rollup_queue(_total), rollup_calls, rollup_changes, rollup_thresholds; the triggers that
 mark changed 15-minute buckets; every bucket of the existing rows marked for a first roll-up.
 
 Revision ID: 0002_rollups
@@ -41,6 +41,16 @@ def upgrade() -> None:
         sa.Column('wait_max_ms', sa.BigInteger(), nullable=True),
         *[c for n in after for c in _counts(n)])
     op.create_index('ix_rollup_queue_tenant_bucket', 'rollup_queue', ['tenant', 'bucket_ms'])
+    op.create_table(
+        'rollup_queue_total',
+        sa.Column('bucket_ms', sa.BigInteger(), nullable=False),
+        sa.Column('tenant', sa.String(length=128), nullable=False),
+        sa.Column('queue', sa.String(length=160), nullable=True),
+        *[c for n in big for c in _counts(n)],
+        sa.Column('wait_max_ms', sa.BigInteger(), nullable=True),
+        *[c for n in after for c in _counts(n)])
+    op.create_index('ix_rollup_queue_total_tenant_bucket', 'rollup_queue_total',
+                    ['tenant', 'bucket_ms'])
     op.create_table(
         'rollup_calls',
         sa.Column('bucket_ms', sa.BigInteger(), nullable=False),
@@ -107,5 +117,6 @@ def downgrade() -> None:
         else:
             op.execute(f"DROP TRIGGER IF EXISTS rollup_mark_{table}_insert")
             op.execute(f"DROP TRIGGER IF EXISTS rollup_mark_{table}_update")
-    for table in ("rollup_thresholds", "rollup_changes", "rollup_calls", "rollup_queue"):
+    for table in ("rollup_thresholds", "rollup_changes", "rollup_calls", "rollup_queue_total",
+                  "rollup_queue"):
         op.drop_table(table)
