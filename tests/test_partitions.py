@@ -123,3 +123,25 @@ def test_migrating_a_database_with_calls_keeps_every_row(empty_db_url, tmp_path)
             assert conn.execute(text(
                 "SELECT count(*) FROM calls_pdefault")).scalar_one() == 0
     engine.dispose()
+
+
+def test_the_engine_never_moves_a_records_start_so_id_and_start_key_stay_unique(empty_db_url):
+    """The keys are (id, started_ms): a record re-emitted with another start would be a
+    second row. Every capture replayed: one row per call id and per segment id."""
+    from pathlib import Path
+
+    from daemon.definition.config import load_center
+    from daemon.storage.replay import replay
+
+    repo = Path(__file__).resolve().parent.parent
+    captures = repo / "tests" / "data" / "captures"
+    migrate(empty_db_url)
+    replay(sorted(captures.glob("*.esl")) + [captures / "busy_hour.esl.gz"], empty_db_url,
+           load_center(repo / "config"))
+    engine = create_engine(empty_db_url)
+    with engine.connect() as conn:
+        for table, key in (("calls", "call_id"), ("segments", "segment_id")):
+            rows, ids = conn.execute(text(
+                f"SELECT count(*), count(DISTINCT {key}) FROM {table}")).one()
+            assert rows == ids > 100, table
+    engine.dispose()
