@@ -17,22 +17,22 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import argparse  # noqa: E402
-import re  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import gevent  # noqa: E402
+import gevent
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from daemon.switch.events import Event  # noqa: E402
-from daemon.switch.supervisor import ENGINE_EVENTS  # noqa: E402
-from tests.eslpeer import EslPeer, capture_event_frames  # noqa: E402
+from daemon.switch.events import Event
+from daemon.switch.supervisor import ENGINE_EVENTS
+from tests.eslpeer import EslPeer, capture_event_frames
 
 CAPTURES = REPO / "tests" / "data" / "captures"
 TEMPLATES = ("sip_agent", "hold", "abandoned_long", "queue_timeout", "noanswer_rollover")

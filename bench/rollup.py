@@ -30,14 +30,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sqlalchemy import create_engine, text  # noqa: E402
+import report as base
+from sqlalchemy import create_engine, text
 
-import report as base  # noqa: E402  (bench/report.py: model and data generator)
-from daemon.stats import kpi as K  # noqa: E402
-from daemon.stats import rollup as R  # noqa: E402
-from daemon.stats.intervals import intervals, local_midnight_ms  # noqa: E402
-from daemon.storage import partitions as P  # noqa: E402
-from daemon.storage.store import make_engine, migrate  # noqa: E402
+from daemon.stats import kpi as K
+from daemon.stats import rollup as R
+from daemon.stats.intervals import intervals, local_midnight_ms
+from daemon.storage import partitions as P
+from daemon.storage.store import make_engine, migrate
 
 DB = "hotline_bench_rollup"
 

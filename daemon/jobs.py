@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 import gevent.event
@@ -29,7 +30,7 @@ class Jobs:
         self._stop = gevent.event.Event()
         self._greenlets: list[gevent.Greenlet] = []
 
-    def start(self) -> "Jobs":
+    def start(self) -> Jobs:
         self._greenlets = [gevent.spawn(self._loop, "rollup", self.rollup_every_s, self.rollup),
                            gevent.spawn(self._loop, "partitions", self.partitions_every_s,
                                         self.partitions)]

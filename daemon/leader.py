@@ -24,7 +24,8 @@ import os
 import socket
 import time
 import uuid
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import gevent
 import gevent.event
@@ -159,7 +160,7 @@ class Leadership:
     def is_leader(self) -> bool:
         return self.epoch is not None and self.clock() < self._valid_until
 
-    def start(self) -> "Leadership":
+    def start(self) -> Leadership:
         self._greenlet = gevent.spawn(self._run)
         return self
 

@@ -55,7 +55,8 @@ def test_two_nodes_into_one_daemon_every_row_keeps_its_node(tmp_path, pg_databas
         try:
             for peer in (fs1, fs2):
                 peer.wait_subscribed(timeout=60)
-                wait_for(lambda: "api show channels as json" in peer.commands, 30, "snapshot")
+                wait_for(lambda p=peer: "api show channels as json" in p.commands, 30,
+                         "snapshot")
             for peer, name in ((fs1, one), (fs2, two)):
                 frames = [f for f in capture_event_frames(CAPTURES / f"{name}.esl")
                           if subscribed(f)]

@@ -31,8 +31,9 @@ the same SELECT the job uses, so it is exact even when the job is behind.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,

@@ -51,12 +51,12 @@ def add_months(day: dt.date, n: int) -> dt.date:
 
 
 def epoch_ms(day: dt.date) -> int:
-    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp()
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
                * 1000)
 
 
 def month_of_ms(ms: int) -> dt.date:
-    return month_start(dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).date())
+    return month_start(dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date())
 
 
 def partition_name(table: str, month: dt.date) -> str:

@@ -39,7 +39,7 @@ TRIGGER_T = {"calls": "{r}.started_ms", "segments": "COALESCE({r}.queue_entered_
 
 
 def _month(ms: int) -> dt.date:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).date().replace(day=1)
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date().replace(day=1)
 
 
 def _next(m: dt.date) -> dt.date:
@@ -47,7 +47,7 @@ def _next(m: dt.date) -> dt.date:
 
 
 def _ms(m: dt.date) -> int:
-    return int(dt.datetime(m.year, m.month, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    return int(dt.datetime(m.year, m.month, 1, tzinfo=dt.UTC).timestamp() * 1000)
 
 
 def _rebuild(table: str, pg: bool) -> None:
