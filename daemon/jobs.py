@@ -40,13 +40,22 @@ class Jobs:
         self._stop.set()
         gevent.joinall(self._greenlets, timeout=10)
 
-    def rollup(self) -> int:
+    def rollup(self, batch: int = 100) -> int:
+        """Roll up every marked bucket, ``batch`` buckets per transaction, yielding in
+        between: after the migration marks years of history, SQLite (whose calls block the
+        gevent hub) still lets the events through between batches."""
         from daemon.stats import rollup
 
-        with self.engine.begin() as conn:
-            if self.center is not None:
-                return rollup.refresh_center(conn, self.center)
-            return rollup.refresh(conn, {})
+        ths = rollup.thresholds_by_tenant(self.center) if self.center is not None else {}
+        done = 0
+        while not self._stop.is_set() and self.is_leader():
+            with self.engine.begin() as conn:
+                n = rollup.refresh(conn, ths, max_buckets=batch)
+            done += n
+            if n < batch:
+                break
+            gevent.sleep(0.01)
+        return done
 
     def partitions(self) -> Any:
         from daemon.storage import partitions

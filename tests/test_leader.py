@@ -124,3 +124,32 @@ def test_the_standby_writes_its_recent_records_when_it_takes_over(redis_url, pro
     gated.write(out("c3"))
     assert sink.calls == ["c1", "c2", "c3"]
     lead.stop()
+
+
+def test_the_rollup_job_catches_up_in_small_transactions_and_only_while_leader(tmp_path):
+    """After the migration marked a long history, the job rolls it up batch by batch."""
+    from sqlalchemy import func, select
+
+    from daemon.jobs import Jobs
+    from daemon.stats import rollup as R
+    from daemon.storage import schema
+    from daemon.storage.store import make_engine, migrate
+    from tests.test_kpi import center
+    from tests.test_rollup import generated
+
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    migrate(url)
+    generated(seed=11, calls=150).insert(url)
+    engine = make_engine(url)
+    leading = [False]
+    jobs = Jobs(engine, center(), lambda: leading[0])
+    assert jobs.rollup(batch=10) == 0  # a standby rolls up nothing
+    leading[0] = True
+    with engine.connect() as conn:
+        marked = conn.execute(select(func.count(schema.rollup_changes.c.bucket_ms.distinct())))\
+            .scalar()
+    assert marked > 30
+    assert jobs.rollup(batch=10) == marked
+    with engine.connect() as conn:
+        assert R.pending(conn) == 0
+    engine.dispose()

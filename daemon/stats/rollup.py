@@ -261,10 +261,14 @@ def _reroll_all(conn: Connection, tenant: str, want: tuple[Threshold, ...]) -> N
                                         select(marks.c.tenant, marks.c.bucket_ms).distinct()))
 
 
+def thresholds_by_tenant(center: Any) -> dict[str, tuple[Threshold, ...]]:
+    """The queue thresholds of every tenant of a model ``CallCenter``, by domain."""
+    return {t.domain: thresholds_of(K.scope_for(t, (), now_ms=0)) for t in center.tenants}
+
+
 def refresh_center(conn: Connection, center: Any) -> int:
     """``refresh`` with the thresholds of every tenant of a model ``CallCenter``."""
-    ths = {t.domain: thresholds_of(K.scope_for(t, (), now_ms=0)) for t in center.tenants}
-    return refresh(conn, ths)
+    return refresh(conn, thresholds_by_tenant(center))
 
 
 # --- reading -------------------------------------------------------------------------------
