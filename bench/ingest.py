@@ -209,12 +209,18 @@ def bench_daemon(port: int, n: int, db_url: str, timeout: float, batch_mode: boo
                       lambda node: Journal(journal_dir, 1 << 30, prefix=node),
                       lambda center, node: TimedEngine(engine_for(center, node), stamps, clock),
                       store, MemoryLiveState())
+    # roll-ups on: the triggers mark buckets on every upsert (migration 0105_rollups) and
+    # the leader's job rolls them up while the events land, as in the daemon
+    from daemon.jobs import Jobs
+
+    jobs = Jobs(store.engine, None, lambda: True, rollup_every_s=2.0).start()
     runner = gevent.spawn(service.run)
     # (the loop may starve this poller while it works: times come from the engine's clock)
     wait_until(lambda: service.events >= n, timeout)
     events = service.events
     service.stop()  # drains, then store.close() commits what is left
     runner.join(120)
+    jobs.stop()
     start = clock[0]
     processed = clock[1] - start
     stored = time.perf_counter() - start

@@ -686,6 +686,7 @@ def build_service(settings: Settings, center: Any = None) -> Service:
     # next to the journal, not in /tmp: spilled records must survive a reboot
     store = Store(settings.database_url, spill_dir=Path(settings.journal_dir) / "spill",
                   outbox=webhook_outbox)
+    store, leader_closers = _with_leadership(settings, center, store)
     live = make_live_state(settings.redis_url)
     nodes = settings.esl_nodes
     # command connections of their own, one set each: a lamp never waits behind a
@@ -693,7 +694,7 @@ def build_service(settings: Settings, center: Any = None) -> Service:
     lamp_conns = NodeConnections(nodes)
     presence = PresenceWorker(PresencePublisher({n.name: lamp_conns.sender(n.name)
                                                  for n in nodes}))
-    closers: list[Callable[[], None]] = [lamp_conns.close, webhooks_stop]
+    closers: list[Callable[[], None]] = [lamp_conns.close, webhooks_stop, *leader_closers]
     from daemon.integrations.screenpop import LiveFanout, build_screen_pop
     screen_pop, screen_pop_close = build_screen_pop(settings, center)  # desk-phone names
     if screen_pop is not None:
@@ -736,6 +737,23 @@ def build_service(settings: Settings, center: Any = None) -> Service:
     if http is not None:
         http.service = service  # /metrics reads its counters
     return service
+
+
+def _with_leadership(settings: Settings, center: Any, store: Any
+                     ) -> tuple[Any, list[Callable[[], None]]]:
+    """Several daemons for the same switches (docs/SCALE.md): the store written only by
+    the leader, and the leader's singleton jobs (roll-ups, partitions)."""
+    from daemon.jobs import Jobs
+    from daemon.leader import GatedStore, Leadership, lease_for
+
+    leadership = Leadership(lease_for(settings.database_url, settings.redis_url))
+    gated = GatedStore(store, leadership)
+    leadership.on_promote = gated.promote
+    leadership.start()
+    jobs = Jobs(store.engine, center, lambda: leadership.is_leader,
+                rollup_every_s=settings.rollup_interval_s,
+                retention_months=settings.retention_months).start()
+    return gated, [jobs.stop, leadership.stop]
 
 
 def run_daemon(settings: Settings, center: Any = None, *,

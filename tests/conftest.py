@@ -57,14 +57,12 @@ def empty_db_url(request, tmp_path):
         yield f"sqlite:///{tmp_path / 'hotline.db'}"
         return
     url = request.getfixturevalue("pg_database_url")
-    from sqlalchemy import MetaData, create_engine
+    from sqlalchemy import create_engine
 
     engine = create_engine(url)
-    meta = MetaData()
-    meta.reflect(engine)
-    meta.drop_all(engine)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    with engine.begin() as conn:  # tables, monthly partitions, trigger functions: all of it
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
     engine.dispose()
     yield url
 

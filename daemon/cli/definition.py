@@ -33,7 +33,7 @@ def render(directory: str | None, out_dir: str) -> None:
 
     directory, center = _load_center_or_fail(directory)
     try:
-        written = render_center(center, out_dir)
+        written = render_center(center, out_dir, odbc_dsn=_odbc_dsn())
     except OSError as exc:  # a file where a folder must be, no permission, a full disk
         where = f" ({exc.filename})" if exc.filename else ""
         raise UserError(f"cannot write to --out {out_dir}: {exc.strerror or exc}{where}") \
@@ -138,3 +138,16 @@ def validate(directory: str | None, as_json: bool) -> None:
         click.echo(str(err))
     count = len(outcome.errors)
     raise UserError(f"{directory}: {count} error{'s' if count != 1 else ''}")
+
+
+def _odbc_dsn() -> str | None:
+    """settings ``callcenter_odbc_dsn``: mod_callcenter's shared database (docs/SCALE.md)."""
+    from daemon.definition.config import ConfigErrors
+    from daemon.definition.settings import load_settings
+
+    try:
+        return load_settings().callcenter_odbc_dsn or None
+    except ConfigErrors as exc:
+        for err in exc.errors:
+            click.echo(str(err))
+        raise UserError(f"the settings have {len(exc.errors)} error(s)") from None

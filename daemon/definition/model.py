@@ -524,6 +524,10 @@ class Settings:
     http_tls_cert: str | None = None
     http_tls_key: str | None = None
     http_session_minutes: int = 60  # idle time after which a console login expires
+    retention_months: int = 0  # calls/segments older than this many months dropped; 0 = keep
+    rollup_interval_s: float = 60.0  # how often the leader rolls up changed 15-minute buckets
+    # rendered as callcenter.conf's odbc-dsn: mod_callcenter's tables shared by every node
+    callcenter_odbc_dsn: str | None = None
 
 
 @dataclass(frozen=True)

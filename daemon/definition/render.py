@@ -881,11 +881,15 @@ def _give_directory_group(fd: int, path: Path) -> None:
                        "can read it", path, gid)
 
 
-def render_files(center: CallCenter) -> dict[str, str]:
+def render_files(center: CallCenter, odbc_dsn: str | None = None) -> dict[str, str]:
     """Relative path -> file content for the whole center (no I/O but reading the shipped
-    scripts once per process)."""
+    scripts once per process).
+
+    ``odbc_dsn`` (settings ``callcenter_odbc_dsn``): mod_callcenter keeps its agents,
+    tiers and members in that database instead of each node's own SQLite, so every node
+    shares them (docs/SCALE.md)."""
     with paused_gc():
-        files = _render_files(center)
+        files = _render_files(center, odbc_dsn)
     files.update(fs_script_files())
     return files
 
@@ -903,7 +907,7 @@ def fs_script_files() -> dict[str, str]:
             for path in sorted(root.rglob("*.py")) if "__pycache__" not in path.parts}
 
 
-def _render_files(center: CallCenter) -> dict[str, str]:
+def _render_files(center: CallCenter, odbc_dsn: str | None = None) -> dict[str, str]:
     env = environment()
     files: dict[str, str] = {}
     for t in center.tenants:
@@ -919,7 +923,8 @@ def _render_files(center: CallCenter) -> dict[str, str]:
         files[f"directory/{t.domain}.xml"] = env.get_template("directory.xml.j2").render(
             ctx=directory_view(t))
     files["autoload_configs/callcenter.conf.xml"] = env.get_template(
-        "callcenter.conf.xml.j2").render(ctx=callcenter_view(center))
+        "callcenter.conf.xml.j2").render(ctx=callcenter_view(center),
+                                         odbc_dsn=xml_text(odbc_dsn) if odbc_dsn else None)
     files["autoload_configs/conference.conf.xml"] = env.get_template(
         "conference.conf.xml.j2").render(ctx=conference_view(center))
     # the same profiles as a fragment, for sites that keep the stock conference.conf.xml
@@ -953,7 +958,7 @@ def stale_files(out_dir: str | Path, keep: Iterable[Path]) -> list[Path]:
     return stale
 
 
-def render(center: CallCenter, out_dir: str | Path) -> list[Path]:
+def render(center: CallCenter, out_dir: str | Path, odbc_dsn: str | None = None) -> list[Path]:
     """Render ``center`` under ``out_dir``; returns the written paths, sorted.
 
     Per-tenant files of tenants no longer in the model (left by an earlier render into the
@@ -961,7 +966,7 @@ def render(center: CallCenter, out_dir: str | Path) -> list[Path]:
     """
     out = Path(out_dir)
     written = []
-    for rel, content in sorted(render_files(center).items()):
+    for rel, content in sorted(render_files(center, odbc_dsn).items()):
         path = out / rel
         write_atomic(path, content)  # 0640 for files with PINs or passwords (holds_secrets)
         written.append(path)

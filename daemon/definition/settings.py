@@ -36,7 +36,8 @@ SETTINGS_KEYS = ("config_dir", "database_url", "redis_url", "esl", "journal_dir"
                  "journal_max_bytes", "freeswitch_conf_dir", "freeswitch_script_dir",
                  "http_listen", "journal_compress", "journal_retention_days",
                  "summary_interval_s", "sms_gateway", "http_users", "http_tls_cert",
-                 "http_tls_key", "http_session_minutes")
+                 "http_tls_key", "http_session_minutes",
+                 "retention_months", "rollup_interval_s", "callcenter_odbc_dsn")
 ENV_KEYS = {"HOTLINE_CONFIG_DIR": "config_dir", "HOTLINE_DATABASE_URL": "database_url",
             "HOTLINE_REDIS_URL": "redis_url", "HOTLINE_JOURNAL_DIR": "journal_dir",
             "HOTLINE_ESL": "esl", "HOTLINE_HTTP_LISTEN": "http_listen"}
@@ -127,7 +128,7 @@ def _read_settings(r: _Reader, node: YNode, in_config_dir: bool) -> dict[str, An
             r.error(node.keys[key], "config_dir cannot be set inside the config directory; "
                                     "set it in a settings file or HOTLINE_CONFIG_DIR.")
             continue
-        if key in ("database_url",):
+        if key in ("database_url", "callcenter_odbc_dsn"):
             value = r.secret(v, w)
         elif key == "redis_url":
             value = None if v.is_null else r.secret(v, w)
@@ -140,6 +141,10 @@ def _read_settings(r: _Reader, node: YNode, in_config_dir: bool) -> dict[str, An
             value = r.integer(v, w, 0, None)
         elif key == "summary_interval_s":
             value = r.number(v, w, 0.0, None)
+        elif key == "retention_months":
+            value = r.integer(v, w, 0, None)
+        elif key == "rollup_interval_s":
+            value = r.number(v, w, 0.1, None)
         elif key == "esl":
             value = _read_esl(r, v, w)
         elif key == "sms_gateway":  # docs/SMS.md

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 from daemon.definition.model import CallCenter, Tenant
 from daemon.definition.moments import MomentError, parse_ms
 from daemon.stats import kpi as K
+from daemon.stats import rollup
 from daemon.stats.intervals import (
     SIZES,
     Interval,
@@ -267,7 +268,7 @@ def build_report(conn: Connection, center: CallCenter | None, req: ReportRequest
                             queue=tenant.qualified(req.queue) if req.queue else None,
                             agent=tenant.qualified(req.agent) if req.agent else None,
                             now_ms=now_ms)
-        values = K.compute(conn, scope, kpi_ids)
+        values = rollup.compute(conn, scope, kpi_ids)  # raw rows where roll-ups cannot serve
         used = {q.queue for q in scope.thresholds}
         report.tenants.append(TenantRange(
             tenant.id, tz, ivs[0].start.isoformat(), ivs[-1].end.isoformat(),

@@ -33,7 +33,10 @@ calls = Table(
     Column("caller", String(64), nullable=False, default=""),
     Column("caller_name", String(128), nullable=False, default=""),
     Column("dialed", String(64), nullable=False, default=""),
-    Column("started_ms", BigInteger, nullable=False),
+    # in the primary key: PostgreSQL partitions calls by the month of their start
+    # (daemon/storage/partitions.py), and a partitioned table's keys include the partition
+    # key; a call's start never changes, so (call_id, started_ms) is as unique as call_id
+    Column("started_ms", BigInteger, nullable=False, primary_key=True),
     Column("ended_ms", BigInteger),
     Column("outcome", String(32), nullable=False),
     Column("ivr_path", String(64), nullable=False, default=""),
@@ -50,7 +53,7 @@ segments = Table(
     Column("tenant", String(128), nullable=False),
     Column("node", String(128), nullable=False),
     Column("kind", String(16), nullable=False),
-    Column("started_ms", BigInteger, nullable=False),
+    Column("started_ms", BigInteger, nullable=False, primary_key=True),  # as calls.started_ms
     Column("ended_ms", BigInteger),
     Column("duration_ms", BigInteger),
     Column("caller", String(64), nullable=False, default=""),
@@ -278,3 +281,87 @@ callback_requests = Table(
     Column("claimed_ms", BigInteger),
 )
 Index("ix_callback_requests_open", callback_requests.c.status, callback_requests.c.joined_ms)
+
+# --- roll-ups (daemon/storage/rollup.py) ---------------------------------------------------
+# Sums per 15-minute bucket (UTC-aligned: every real time zone's offset is a multiple of
+# 15 minutes, so a report interval of 15 min or longer is a whole number of buckets) x
+# tenant x queue x agent, for the KPIs whose definition allows summing. Rebuilt bucket by
+# bucket from the raw rows: a bucket is marked in ``rollup_changes`` by triggers on
+# ``segments`` and ``calls`` (the old and the new bucket of an updated row), and the
+# roll-up job recomputes the marked buckets. No primary key: queue and agent may be NULL.
+ROLLUP_BUCKET_MS = 15 * 60_000
+
+rollup_queue = Table(
+    "rollup_queue",
+    metadata,
+    Column("bucket_ms", BigInteger, nullable=False),
+    Column("tenant", String(128), nullable=False),
+    Column("queue", String(160)),
+    Column("agent", String(160)),
+    Column("offered", BigInteger, nullable=False),
+    Column("answered", BigInteger, nullable=False),
+    Column("abandoned", BigInteger, nullable=False),
+    Column("short_abandoned", BigInteger, nullable=False),  # with rollup_thresholds' short_ms
+    Column("transferred", BigInteger, nullable=False),
+    Column("answered_in_sl", BigInteger, nullable=False),  # with rollup_thresholds' sl_ms
+    Column("wait_answered_ms", BigInteger, nullable=False),
+    Column("wait_abandoned_ms", BigInteger, nullable=False),
+    Column("wait_ended_ms", BigInteger, nullable=False),
+    Column("wait_ended_n", BigInteger, nullable=False),
+    Column("wait_max_ms", BigInteger),
+    Column("talk_ms", BigInteger, nullable=False),
+    Column("hold_ms", BigInteger, nullable=False),
+    Column("wrapup_ms", BigInteger, nullable=False),
+    Column("rings_answered", BigInteger, nullable=False),
+    Column("ring_answered_ms", BigInteger, nullable=False),
+    Column("scored_n", BigInteger, nullable=False),
+    Column("score_sum", BigInteger, nullable=False),
+    Column("satisfied_n", BigInteger, nullable=False),
+    # conversations without a queue stay (a connected callback's talk): handled calls too
+    Column("talks_without_stay", BigInteger, nullable=False),
+)
+Index("ix_rollup_queue_tenant_bucket", rollup_queue.c.tenant, rollup_queue.c.bucket_ms)
+
+# rollup_queue summed over agents: what reports by tenant or queue read (a year of a busy
+# center is millions of (bucket, queue, agent) cells but 35,040 buckets x queues here)
+rollup_queue_total = Table(
+    "rollup_queue_total",
+    metadata,
+    *[Column(c.name, c.type, nullable=c.nullable) for c in rollup_queue.columns
+      if c.name != "agent"],
+)
+Index("ix_rollup_queue_total_tenant_bucket", rollup_queue_total.c.tenant,
+      rollup_queue_total.c.bucket_ms)
+
+rollup_calls = Table(
+    "rollup_calls",
+    metadata,
+    Column("bucket_ms", BigInteger, nullable=False),
+    Column("tenant", String(128), nullable=False),
+    Column("queue", String(160)),  # the call's first queue
+    Column("calls", BigInteger, nullable=False),
+    Column("blocked", BigInteger, nullable=False),
+    Column("ivr_only", BigInteger, nullable=False),
+    Column("queued", BigInteger, nullable=False),
+)
+Index("ix_rollup_calls_tenant_bucket", rollup_calls.c.tenant, rollup_calls.c.bucket_ms)
+
+# Buckets whose raw rows changed since they were last rolled up (written by triggers).
+rollup_changes = Table(
+    "rollup_changes",
+    metadata,
+    Column("tenant", String(128), nullable=False),
+    Column("bucket_ms", BigInteger, nullable=False),
+)
+Index("ix_rollup_changes_tenant_bucket", rollup_changes.c.tenant, rollup_changes.c.bucket_ms)
+
+# The queue thresholds the roll-ups of a tenant were computed with (service level and
+# short abandon are counts over thresholds); a report with other thresholds reads raw rows.
+rollup_thresholds = Table(
+    "rollup_thresholds",
+    metadata,
+    Column("tenant", String(128), primary_key=True),
+    Column("queue", String(160), primary_key=True),
+    Column("sl_ms", BigInteger, nullable=False),
+    Column("short_ms", BigInteger, nullable=False),
+)
