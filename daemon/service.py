@@ -744,9 +744,12 @@ def _with_leadership(settings: Settings, center: Any, store: Any
     """Several daemons for the same switches (docs/SCALE.md): the store written only by
     the leader, and the leader's singleton jobs (roll-ups, partitions)."""
     from daemon.jobs import Jobs
-    from daemon.leader import GatedStore, Leadership, lease_for
+    from daemon.leader import GatedStore, Leadership, SoleLease, lease_for
 
-    leadership = Leadership(lease_for(settings.database_url, settings.redis_url))
+    # a lone daemon never steps down: a database outage must not make it drop records
+    lease = (lease_for(settings.database_url, settings.redis_url) if settings.leader_election
+             else SoleLease())
+    leadership = Leadership(lease)
     gated = GatedStore(store, leadership)
     leadership.on_promote = gated.promote
     leadership.start()

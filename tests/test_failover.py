@@ -46,6 +46,7 @@ def start(tmp_path: Path, name: str, port: int, db_url: str, redis_url: str
         f"  journal_dir: \"{home / 'journal'}\"\n"
         f"  config_dir: \"{REPO / 'config'}\"\n"
         "  http_listen: \"\"\n"
+        "  leader_election: true\n"
         "  rollup_interval_s: 0.5\n")
     log = home / "daemon.log"
     proc = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "daemon",

@@ -516,6 +516,9 @@ class Settings:
     freeswitch_script_dir: str = "/usr/share/freeswitch/scripts"
     http_listen: str = "127.0.0.1:8089"
     journal_compress: bool = True  # gzip a journal file once it is rotated
+    # several daemons for the same switches: only the holder of the lease (Redis, else a
+    # PostgreSQL advisory lock) writes; off, the one daemon always writes (docs/SCALE.md)
+    leader_election: bool = False
     journal_retention_days: int = 90  # journal files older than this are deleted; 0 = keep all
     summary_interval_s: float = 60.0  # the daemon's one-line summary in the log; 0 = off
     sms_gateway: SmsGateway | None = None  # where SMS are sent (docs/SMS.md)

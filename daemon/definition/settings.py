@@ -37,7 +37,8 @@ SETTINGS_KEYS = ("config_dir", "database_url", "redis_url", "esl", "journal_dir"
                  "http_listen", "journal_compress", "journal_retention_days",
                  "summary_interval_s", "sms_gateway", "http_users", "http_tls_cert",
                  "http_tls_key", "http_session_minutes",
-                 "retention_months", "rollup_interval_s", "callcenter_odbc_dsn")
+                 "retention_months", "rollup_interval_s", "callcenter_odbc_dsn",
+                 "leader_election")
 ENV_KEYS = {"HOTLINE_CONFIG_DIR": "config_dir", "HOTLINE_DATABASE_URL": "database_url",
             "HOTLINE_REDIS_URL": "redis_url", "HOTLINE_JOURNAL_DIR": "journal_dir",
             "HOTLINE_ESL": "esl", "HOTLINE_HTTP_LISTEN": "http_listen"}
@@ -135,7 +136,7 @@ def _read_settings(r: _Reader, node: YNode, in_config_dir: bool) -> dict[str, An
             value = None if value == "" else value
         elif key == "journal_max_bytes":
             value = r.integer(v, w, 1024 * 1024, None)
-        elif key == "journal_compress":
+        elif key in ("journal_compress", "leader_election"):
             value = r.boolean(v, w)
         elif key == "journal_retention_days":
             value = r.integer(v, w, 0, None)
