@@ -880,36 +880,38 @@ def _handled(src: Sources) -> tuple[Agg, Agg]:
     return v.count(_answered(v)), h.count(and_(h.c.kind == "talk", h.c.visit_id.is_(None)))
 
 
+def _per_handled(src: Sources, total_ms: Agg) -> Measure:
+    """``total_ms`` in seconds per handled call (``_handled``)."""
+    stays, others = _handled(src)
+    return Measure(total_ms, stays, 0.001, more=others)
+
+
 @kpi("avg_talk_time", "Average talk time", SECONDS, ANSWERED_BYS)
 def avg_talk_time(src: Sources) -> Measure:
-    """total talk time (hold excluded) of handled calls ÷ handled (answered) calls."""
+    """total talk time (hold excluded) of handled calls ÷ handled calls (answered stays + connected callbacks)."""
     h = src.handling
-    stays, others = _handled(src)
-    return Measure(h.sum(h.c.dur_ms, h.c.kind == "talk"), stays, 0.001, more=others)
+    return _per_handled(src, h.sum(h.c.dur_ms, h.c.kind == "talk"))
 
 
 @kpi("avg_hold_time", "Average hold time", SECONDS, ANSWERED_BYS)
 def avg_hold_time(src: Sources) -> Measure:
-    """total hold time ÷ handled (answered) calls."""
+    """total hold time ÷ handled calls (answered stays + connected callbacks)."""
     h = src.handling
-    stays, others = _handled(src)
-    return Measure(h.sum(h.c.dur_ms, h.c.kind == "hold"), stays, 0.001, more=others)
+    return _per_handled(src, h.sum(h.c.dur_ms, h.c.kind == "hold"))
 
 
 @kpi("acw", "After-call work", SECONDS, ANSWERED_BYS)
 def acw(src: Sources) -> Measure:
-    """total wrap-up time after handled calls ÷ handled (answered) calls."""
+    """total wrap-up time after handled calls ÷ handled calls (answered stays + connected callbacks)."""
     h = src.handling
-    stays, others = _handled(src)
-    return Measure(h.sum(h.c.dur_ms, h.c.kind == "wrapup"), stays, 0.001, more=others)
+    return _per_handled(src, h.sum(h.c.dur_ms, h.c.kind == "wrapup"))
 
 
 @kpi("aht", "Average handle time", SECONDS, ANSWERED_BYS)
 def aht(src: Sources) -> Measure:
-    """(talk + hold + wrap-up) ÷ handled (answered) calls."""
+    """(talk + hold + wrap-up) ÷ handled calls (answered stays + connected callbacks)."""
     h = src.handling
-    stays, others = _handled(src)
-    return Measure(h.sum(h.c.dur_ms), stays, 0.001, more=others)
+    return _per_handled(src, h.sum(h.c.dur_ms))
 
 
 @kpi("avg_rings", "Average rings", RINGS, ALL_BYS)
